@@ -1,0 +1,6 @@
+//! `edge-l7`: the L7 proxy tier of an edge node (hyper + rustls).
+//!
+//! Owns TLS termination, the route table, upstream selection and persistence,
+//! retries, WebSocket and gRPC forwarding.
+//!
+//! Must never depend on `bgp`, `l4`, `dns` or `labs`.

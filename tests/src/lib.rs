@@ -1,0 +1,100 @@
+//! `edge-tests`: cross-crate and lab integration tests.
+//!
+//! The tests live under `tests/tests/`; this library holds the helpers they
+//! share (finding the `edge` binary, deciding whether a lab test may run).
+//! Lab tests assert through the peers' own tools (`vtysh`, `birdc`, `gobgp`,
+//! `dig`), never through edge internals.
+
+use std::path::PathBuf;
+
+/// What a test that needs root or external tools should do when they are
+/// missing: `EDGE_LAB=require` (CI) turns a missing prerequisite into a test
+/// failure; anything else lets the test skip with a one-line reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabMode {
+    Require,
+    Optional,
+}
+
+impl LabMode {
+    pub fn from_env() -> Self {
+        match std::env::var("EDGE_LAB").as_deref() {
+            Ok("require") => LabMode::Require,
+            _ => LabMode::Optional,
+        }
+    }
+}
+
+/// Checks that the process runs as root and that every named tool is on
+/// `PATH` (or is an absolute path that exists). Returns `true` when the lab
+/// test may run. When something is missing it panics under
+/// `EDGE_LAB=require` and otherwise prints why the test is skipped and
+/// returns `false`.
+pub fn lab_ready(test: &str, tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    if !is_root() {
+        missing.push("root (uid 0)".to_string());
+    }
+    for tool in tools {
+        if find_tool(tool).is_none() {
+            missing.push((*tool).to_string());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{test}: needs {}", missing.join(", "));
+    match LabMode::from_env() {
+        LabMode::Require => panic!("{msg} (EDGE_LAB=require)"),
+        LabMode::Optional => {
+            eprintln!("SKIP {msg}; set EDGE_LAB=require to make this a failure");
+            false
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // /proc/self/status "Uid:\treal\teffective..." avoids a libc dependency.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Finds a tool by absolute path or on `PATH` (plus the sbin directories,
+/// which a non-login root shell may lack).
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(tool);
+    if p.is_absolute() {
+        return p.exists().then_some(p);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/lib/frr"])
+        .map(|d| PathBuf::from(d).join(tool))
+        .find(|c| c.is_file())
+}
+
+/// The `edge` binary built for this test run.
+pub fn edge_bin() -> PathBuf {
+    // Integration tests of this crate run from target/<profile>/deps.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    dir.join("edge")
+}
+
+/// The repository root (the workspace directory).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
