@@ -1,2 +1,28 @@
 //! `edge`: the binary that composes every tier of an edge node.
-fn main() {}
+//!
+//! Owns the command line, configuration loading, the node runtime (admin API,
+//! metrics registry, shutdown) and the `edge lab` front end of the lab
+//! harness. It holds no protocol logic: BGP, DNS, L4 and L7 live in their
+//! crates and meet here. This is the only crate that uses `anyhow` and
+//! `#[tokio::main]`.
+
+mod admin;
+mod cli;
+mod lab;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    cli::init_tracing(cli.log_format, cli.verbose);
+    match cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Command-line surface of `edge`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use edge_topology::{Deployment, TopologyError};
+
+#[derive(Debug, Parser)]
+#[command(name = "edge", version, about = "Router-integrated anycast edge node")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// More logs (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an edge node.
+    Run(RunArgs),
+    /// Check a topology file; prints `ok` and a summary, or every error.
+    Validate {
+        /// The topology file.
+        file: PathBuf,
+    },
+    /// Build and drive network-namespace labs with real routers.
+    #[command(subcommand)]
+    Lab(crate::lab::LabCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Topology file; without it, the embedded single-node loopback demo.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Which node of the topology this process is (optional when the
+    /// topology has a single node).
+    #[arg(long, short)]
+    pub node: Option<String>,
+    /// Override the node's admin API address.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+}
+
+pub fn init_tracing(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests calling into the binary's modules) is
+    // harmless, so its error is ignored.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => crate::run::run(args),
+        Command::Validate { file } => validate(&file),
+        Command::Lab(cmd) => crate::lab::run(cmd),
+    }
+}
+
+fn validate(file: &PathBuf) -> Result<ExitCode> {
+    match edge_topology::load(file) {
+        Ok(d) => {
+            println!("ok");
+            print!("{}", d.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(TopologyError::Io { path, source }) => Err(anyhow::anyhow!("cannot read {path}: {source}")),
+        Err(e) => {
+            println!("{}: invalid", file.display());
+            println!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Loads the topology named on the command line, or the embedded demo.
+pub fn load_config(config: Option<&PathBuf>) -> Result<Deployment> {
+    match config {
+        Some(p) => edge_topology::load(p).with_context(|| format!("loading {}", p.display())),
+        None => edge_topology::parse(edge_topology::DEMO).context("the embedded demo topology"),
+    }
+}

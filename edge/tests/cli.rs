@@ -1,0 +1,171 @@
+//! The `edge` binary driven as a user would: real process, real sockets.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EDGE: &str = env!("CARGO_BIN_EXE_edge");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn validate_accepts_every_example() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("topology/examples"))
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.push(repo().join("labs/two-pop/deployment.toml"));
+    for f in files {
+        let out = Command::new(EDGE)
+            .arg("validate")
+            .arg(&f)
+            .output()
+            .expect("run edge");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {stdout}", f.display());
+        assert!(stdout.starts_with("ok\n"), "{stdout}");
+        assert!(stdout.contains("deployment "), "{stdout}");
+    }
+}
+
+#[test]
+fn validate_rejects_a_broken_file_with_every_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(repo().join("labs/two-pop/deployment.toml"))
+        .expect("read")
+        .replace("router_id = \"198.18.22.2\"", "router_id = \"198.18.21.2\"")
+        .replace(
+            "pool = \"web\"\nl7 = [{ port = 80 }]\nl4",
+            "pool = \"webb\"\nl7 = [{ port = 80 }]\nl4",
+        )
+        .replace("sites = [\"nyc\"]", "sites = [\"lon\"]");
+    std::fs::write(&f, text).expect("write");
+    let out = Command::new(EDGE)
+        .arg("validate")
+        .arg(&f)
+        .output()
+        .expect("run edge");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for needle in [
+        "sites.nyc.nodes[1].router_id: duplicates sites.nyc.nodes[0]",
+        "services.web.pool: unknown pool \"webb\"",
+        "vips.nyc-web.sites[0]: unknown site \"lon\"",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn validate_reports_a_missing_file_as_an_error() {
+    let out = Command::new(EDGE)
+        .args(["validate", "/nonexistent/edge.toml"])
+        .output()
+        .expect("run edge");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_without_config_serves_the_demo_on_loopback_and_stops_on_sigterm() {
+    let admin = free_port();
+    let child = Command::new(EDGE)
+        .args(["run", "--log-format", "json", "--admin", &admin.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn edge");
+    let mut child = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(r) = http_get(admin, "/status") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "edge run did not serve its admin API");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let body = status.split("\r\n\r\n").nth(1).expect("body");
+    let v: serde_json::Value = serde_json::from_str(body).expect("json");
+    assert_eq!(v["node"], "demo");
+    assert_eq!(v["vips"][0]["prefixes"][0], "127.0.0.1/32");
+
+    let metrics = http_get(admin, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("edge_node_info{node=\"demo\",site=\"local\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("edge_uptime_seconds"), "{metrics}");
+
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(st) = child.0.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "edge did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "exit status {code:?}");
+    let mut logs = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut logs);
+    }
+    // JSON logs: one object per line, the last says we stopped.
+    let last = logs.lines().last().expect("some logs");
+    let v: serde_json::Value = serde_json::from_str(last).expect("json log line");
+    assert_eq!(v["fields"]["message"], "stopped", "{logs}");
+}
+
+#[test]
+fn run_refuses_an_unknown_node_and_a_busy_admin_port() {
+    let out = Command::new(EDGE)
+        .args(["run", "--node", "ghost"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node \"ghost\""));
+
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = Command::new(EDGE)
+        .args(["run", "--admin", &addr])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("binding the admin API"));
+}
