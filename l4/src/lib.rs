@@ -5,3 +5,11 @@
 //! (userspace proxy, XDP, nftables).
 //!
 //! Must never depend on `bgp`, `dns`, `l7`, `labs` or hyper.
+
+pub mod hash;
+pub mod maglev;
+pub mod sched;
+
+pub use hash::{FlowKey, Protocol, flow_hash, source_hash};
+pub use maglev::{DEFAULT_TABLE_SIZE, MaglevError, MaglevTable, TableSize};
+pub use sched::{Scheduler, SchedulerError, SchedulerKind, WeightedBackend};
