@@ -18,6 +18,8 @@ use crate::{FieldError, TopologyError};
 /// Default admin API address of a node (inside its own network namespace).
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9180";
 pub const DEFAULT_BUS_PORT: u16 = 7946;
+/// Longest site, node, router, client, backend, VIP, pool or service name.
+pub const MAX_NAME: usize = 12;
 
 #[derive(Default)]
 struct Errs(Vec<FieldError>);
@@ -48,10 +50,12 @@ struct Validator<'a> {
 }
 
 fn valid_name(name: &str) -> Result<(), String> {
-    // Names become network-namespace and interface-name parts in labs and are
-    // typed on command lines, so keep them short and shell-safe.
-    if name.is_empty() || name.len() > 15 {
-        return Err(format!("name {name:?} must be 1 to 15 characters"));
+    // Names become network-namespace and interface-name parts in labs (an
+    // interface name is at most 15 bytes, and the lab prefixes peer names
+    // with two characters) and are typed on command lines, so keep them
+    // short and shell-safe.
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!("name {name:?} must be 1 to {MAX_NAME} characters"));
     }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
