@@ -8,6 +8,7 @@
 //! Must never depend on tokio, sockets or any other edge crate: it is the
 //! shared vocabulary every other crate builds on.
 
+pub mod health;
 pub mod model;
 pub mod raw;
 pub mod validate;
