@@ -5,11 +5,117 @@
 //! (userspace proxy, XDP, nftables).
 //!
 //! Must never depend on `bgp`, `dns`, `l7`, `labs` or hyper.
+//!
+//! Layout:
+//! - pure core, no I/O, no clock: [`hash`] (fixed SipHash-1-3, flow hash),
+//!   [`maglev`], [`sched`], [`state`] ([`L4State`], [`diff`]);
+//! - dataplanes behind [`Dataplane`]: [`userspace`] (tokio proxy, feature
+//!   `userspace`, the reference backend) and [`ipvs`] (extension point only:
+//!   not available on this kernel).
 
 pub mod hash;
+pub mod ipvs;
 pub mod maglev;
 pub mod sched;
+pub mod state;
+#[cfg(feature = "userspace")]
+pub mod userspace;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 pub use hash::{FlowKey, Protocol, flow_hash, source_hash};
 pub use maglev::{DEFAULT_TABLE_SIZE, MaglevError, MaglevTable, TableSize};
 pub use sched::{Scheduler, SchedulerError, SchedulerKind, WeightedBackend};
+pub use state::{BackendSpec, BackendState, Change, L4State, ServiceKey, ServiceSpec, StateError, diff};
+
+/// A desired-state reconciler (cilium's reconcilers, katran's `KatranLb`).
+///
+/// `apply` is idempotent: applying the same state twice changes nothing the
+/// second time and returns an empty [`Applied`]. After a partial failure the
+/// controller simply applies again.
+pub trait Dataplane: Send {
+    fn name(&self) -> &'static str;
+    fn apply(&mut self, desired: &L4State) -> Result<Applied, DataplaneError>; // idempotent
+    fn observe(&self) -> Result<L4State, DataplaneError>; // drift, `edge status`
+}
+
+/// What an `apply` changed, as [`diff`] steps from the observed to the
+/// desired state. Empty when nothing had to change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub changes: Vec<Change>,
+}
+
+impl Applied {
+    pub fn is_noop(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DataplaneError {
+    #[error("invalid desired state: {0}")]
+    InvalidState(#[from] StateError),
+    #[error("service {service}: {source}")]
+    Scheduler {
+        service: ServiceKey,
+        source: SchedulerError,
+    },
+    #[error("service {service}: cannot bind {addr}: {source}")]
+    Bind {
+        service: ServiceKey,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{backend} dataplane is not available: {reason}")]
+    Unavailable { backend: &'static str, reason: String },
+    #[error("{backend} dataplane needs a tokio runtime: {reason}")]
+    NoRuntime { backend: &'static str, reason: String },
+    /// Some services could not be brought to the desired state; the others
+    /// were. `applied` lists what did change.
+    #[error("{} service(s) not applied, first: {}", failed.len(), failed.first().map_or(String::new(), ToString::to_string))]
+    Partial {
+        applied: Applied,
+        failed: Vec<DataplaneError>,
+    },
+}
+
+/// Which dataplane a node runs (`[l4] kind = "userspace"` in the config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataplaneKind {
+    /// The tokio proxy: runs anywhere, the reference backend.
+    #[default]
+    Userspace,
+    /// Linux IPVS over netlink. Extension point only, see [`ipvs`].
+    Ipvs,
+}
+
+/// Builds the dataplane `kind` with its default settings.
+///
+/// `Userspace` must be called inside a tokio runtime (it spawns its
+/// listeners there); use [`userspace::UserspaceDataplane::new`] to pass a
+/// handle and non-default timeouts explicitly.
+pub fn backend(kind: DataplaneKind) -> Result<Box<dyn Dataplane>, DataplaneError> {
+    match kind {
+        #[cfg(feature = "userspace")]
+        DataplaneKind::Userspace => {
+            let handle = tokio::runtime::Handle::try_current().map_err(|e| DataplaneError::NoRuntime {
+                backend: userspace::NAME,
+                reason: e.to_string(),
+            })?;
+            Ok(Box::new(userspace::UserspaceDataplane::new(
+                handle,
+                userspace::UserspaceConfig::default(),
+            )))
+        }
+        #[cfg(not(feature = "userspace"))]
+        DataplaneKind::Userspace => Err(DataplaneError::Unavailable {
+            backend: "userspace",
+            reason: "edge-l4 was built without the `userspace` feature".into(),
+        }),
+        DataplaneKind::Ipvs => Err(ipvs::unavailable()),
+    }
+}

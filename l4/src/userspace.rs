@@ -1,0 +1,741 @@
+//! Userspace dataplane: a tokio TCP and UDP proxy per service.
+//!
+//! The reference [`Dataplane`]: it runs on any kernel, so every other backend
+//! is checked against it.
+//!
+//! ```text
+//!  controller ── apply(&L4State) ──► UserspaceDataplane (sync, owns the map)
+//!                                      │ per ServiceKey
+//!                                      ▼
+//!                     ┌──────────── Service (Arc) ─────────────┐
+//!                     │ Mutex<Selector>: backends + scheduler   │◄─ swapped whole on apply
+//!                     │ Mutex<ConnTable>: id → backend, drain   │◄─ drain marks + timers
+//!                     └─────────────────────────────────────────┘
+//!   TCP: accept task ──► per-connection task: admit() → connect → copy_bidirectional
+//!                                              └── cut when its drain timer fires
+//!   UDP: recv task ──► flow table (client → upstream socket) ──► reply task per flow
+//!                                              └── ends on idle expiry or drain timer
+//! ```
+//!
+//! Picking and registering a flow happen under the selector lock, and so do
+//! the selector swap and the drain marking in `apply`. A flow is therefore
+//! either placed with the old backend set and then marked by the swap, or
+//! placed with the new set: none slips through onto a removed backend
+//! unmarked.
+//!
+//! Backend lifecycle for existing flows:
+//! - removed from the spec, or `Draining`: no new flows; existing flows keep
+//!   running and are cut `drain_timeout` after the backend left;
+//! - weight 0 (quiesced, as in IPVS): no new flows; existing flows are left
+//!   alone;
+//! - back to `Active` before the timer fires: its flows are kept.
+//!
+//! Bytes are copied with `tokio::io::copy_bidirectional` (two userspace
+//! copies per byte). `splice(2)` through a pipe would avoid them; it is left
+//! for later, behind the same connection table.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, debug_span, info, warn};
+
+use crate::hash::{FlowKey, Protocol};
+use crate::maglev::TableSize;
+use crate::sched::{self, Scheduler};
+use crate::state::{L4State, ServiceKey, ServiceSpec, diff};
+use crate::{Applied, Dataplane, DataplaneError};
+
+/// [`Dataplane::name`] of this backend.
+pub const NAME: &str = "userspace";
+
+/// Largest UDP payload we relay (the IPv4/IPv6 maximum).
+const UDP_BUF: usize = 65_535;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserspaceConfig {
+    /// Maglev table size for `maglev` and `source_hash` services.
+    pub table_size: TableSize,
+    /// How long flows on a removed or draining backend may continue.
+    pub drain_timeout: Duration,
+    /// A UDP flow with no datagram either way for this long is forgotten.
+    pub udp_idle_timeout: Duration,
+    /// Give up on a backend that does not accept a TCP connection in time.
+    pub connect_timeout: Duration,
+}
+
+impl Default for UserspaceConfig {
+    fn default() -> Self {
+        UserspaceConfig {
+            table_size: TableSize::default(),
+            drain_timeout: Duration::from_secs(30),
+            udp_idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A socket handed in before `apply` (sockets are bound by `edge`, or by a
+/// test on an ephemeral port, and passed down).
+enum Prebound {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+pub struct UserspaceDataplane {
+    handle: Handle,
+    config: UserspaceConfig,
+    services: BTreeMap<ServiceKey, Running>,
+    prebound: BTreeMap<ServiceKey, Prebound>,
+}
+
+impl std::fmt::Debug for UserspaceDataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserspaceDataplane")
+            .field("config", &self.config)
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field("prebound", &self.prebound.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A service that `apply` brought up.
+struct Running {
+    spec: ServiceSpec,
+    service: Arc<Service>,
+    /// The accept (TCP) or receive (UDP) loop; owns the listening socket.
+    task: JoinHandle<()>,
+}
+
+impl UserspaceDataplane {
+    /// Tasks are spawned on `handle`; `apply` may be called from any thread.
+    pub fn new(handle: Handle, config: UserspaceConfig) -> Self {
+        UserspaceDataplane {
+            handle,
+            config,
+            services: BTreeMap::new(),
+            prebound: BTreeMap::new(),
+        }
+    }
+
+    /// Hands in a bound TCP listener; `apply` uses it for the service at its
+    /// local address instead of binding one.
+    pub fn register_tcp_listener(&mut self, listener: std::net::TcpListener) -> io::Result<ServiceKey> {
+        let addr = listener.local_addr()?;
+        let key = ServiceKey::new(addr.ip(), addr.port(), Protocol::Tcp);
+        self.prebound.insert(key, Prebound::Tcp(listener));
+        Ok(key)
+    }
+
+    /// Hands in a bound UDP socket, as [`Self::register_tcp_listener`].
+    pub fn register_udp_socket(&mut self, socket: std::net::UdpSocket) -> io::Result<ServiceKey> {
+        let addr = socket.local_addr()?;
+        let key = ServiceKey::new(addr.ip(), addr.port(), Protocol::Udp);
+        self.prebound.insert(key, Prebound::Udp(socket));
+        Ok(key)
+    }
+
+    /// Open flows (TCP connections or UDP flows) of a service, including
+    /// draining ones; `None` if the service is not running.
+    pub fn active_flows(&self, key: &ServiceKey) -> Option<usize> {
+        self.services.get(key).map(|r| lock(&r.service.conns).conns.len())
+    }
+
+    /// Open flows per backend address of a service.
+    pub fn flows_by_backend(&self, key: &ServiceKey) -> Option<BTreeMap<SocketAddr, u64>> {
+        self.services
+            .get(key)
+            .map(|r| lock(&r.service.conns).active.clone())
+    }
+
+    /// Forgets services whose loop has ended (it only ends if its socket
+    /// failed), so the next diff brings them back.
+    fn reap(&mut self) {
+        self.services.retain(|key, r| {
+            if r.task.is_finished() {
+                warn!(service = %key, "service loop ended; will rebind on next apply");
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn current(&self) -> L4State {
+        L4State {
+            services: self
+                .services
+                .iter()
+                .filter(|(_, r)| !r.task.is_finished())
+                .map(|(k, r)| (*k, r.spec.clone()))
+                .collect(),
+        }
+    }
+
+    fn start(&mut self, key: ServiceKey, spec: &ServiceSpec) -> Result<Running, DataplaneError> {
+        let selector = Selector::build(key, spec, self.config.table_size)?;
+        let service = Arc::new(Service::new(key, selector, self.config));
+        let addr = key.socket_addr();
+        let bind_err = |source| DataplaneError::Bind {
+            service: key,
+            addr,
+            source,
+        };
+        let _guard = self.handle.enter();
+        let span = debug_span!("l4", service = %key);
+        let task = match key.protocol {
+            Protocol::Tcp => {
+                let std_listener = match self.prebound.remove(&key) {
+                    Some(Prebound::Tcp(l)) => l,
+                    Some(other) => {
+                        // Wrong kind for this key cannot happen (the key
+                        // carries the protocol); put it back and bind.
+                        self.prebound.insert(key, other);
+                        std::net::TcpListener::bind(addr).map_err(bind_err)?
+                    }
+                    None => std::net::TcpListener::bind(addr).map_err(bind_err)?,
+                };
+                std_listener.set_nonblocking(true).map_err(bind_err)?;
+                let listener = TcpListener::from_std(std_listener).map_err(bind_err)?;
+                self.handle
+                    .spawn(accept_loop(listener, service.clone()).instrument(span))
+            }
+            Protocol::Udp => {
+                let std_socket = match self.prebound.remove(&key) {
+                    Some(Prebound::Udp(s)) => s,
+                    Some(other) => {
+                        self.prebound.insert(key, other);
+                        std::net::UdpSocket::bind(addr).map_err(bind_err)?
+                    }
+                    None => std::net::UdpSocket::bind(addr).map_err(bind_err)?,
+                };
+                std_socket.set_nonblocking(true).map_err(bind_err)?;
+                let socket = UdpSocket::from_std(std_socket).map_err(bind_err)?;
+                self.handle
+                    .spawn(udp_loop(Arc::new(socket), service.clone()).instrument(span))
+            }
+        };
+        info!(service = %key, scheduler = %spec.scheduler, backends = spec.backends.len(), "service up");
+        Ok(Running {
+            spec: spec.clone(),
+            service,
+            task,
+        })
+    }
+}
+
+impl Drop for UserspaceDataplane {
+    fn drop(&mut self) {
+        // Listeners die with the dataplane; established flows finish on
+        // their own (their tasks hold what they need).
+        for r in self.services.values() {
+            r.task.abort();
+        }
+    }
+}
+
+impl Dataplane for UserspaceDataplane {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn apply(&mut self, desired: &L4State) -> Result<Applied, DataplaneError> {
+        desired.validate()?;
+        self.reap();
+        let changes = diff(&self.current(), desired);
+        if changes.is_empty() {
+            return Ok(Applied::default());
+        }
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        // Walk every service mentioned by the diff once.
+        let keys: std::collections::BTreeSet<ServiceKey> = changes.iter().map(change_service).collect();
+        for key in keys {
+            let wanted = desired.services.get(&key);
+            let result = match (self.services.get(&key), wanted) {
+                (Some(_), None) => {
+                    if let Some(r) = self.services.remove(&key) {
+                        r.task.abort();
+                        r.service.retire(&self.handle);
+                        info!(service = %key, "service down, draining its flows");
+                    }
+                    Ok(())
+                }
+                (None, Some(spec)) => self.start(key, spec).map(|r| {
+                    self.services.insert(key, r);
+                }),
+                (Some(r), Some(spec)) => Selector::build(key, spec, self.config.table_size).map(|selector| {
+                    r.service.update(selector, &self.handle);
+                    info!(service = %key, scheduler = %spec.scheduler, backends = spec.backends.len(), "service updated");
+                }),
+                (None, None) => Ok(()),
+            };
+            match result {
+                Ok(()) => {
+                    if let (Some(r), Some(spec)) = (self.services.get_mut(&key), wanted) {
+                        r.spec = spec.clone();
+                    }
+                    done.extend(changes.iter().filter(|c| change_service(c) == key).cloned());
+                }
+                Err(e) => {
+                    warn!(service = %key, error = %e, "apply failed for service");
+                    failed.push(e);
+                }
+            }
+        }
+        let applied = Applied { changes: done };
+        if failed.is_empty() {
+            Ok(applied)
+        } else {
+            Err(DataplaneError::Partial { applied, failed })
+        }
+    }
+
+    fn observe(&self) -> Result<L4State, DataplaneError> {
+        Ok(self.current())
+    }
+}
+
+fn change_service(c: &crate::Change) -> ServiceKey {
+    use crate::Change::*;
+    match c {
+        AddService { service, .. }
+        | RemoveService { service }
+        | SetScheduler { service, .. }
+        | AddBackend { service, .. }
+        | UpdateBackend { service, .. }
+        | RemoveBackend { service, .. } => *service,
+    }
+}
+
+/// Locks, recovering from poisoning: every critical section below leaves the
+/// tables consistent before anything that could panic, so the data is
+/// still good.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The backend set for new flows and its scheduler; replaced whole on apply.
+#[derive(Debug)]
+struct Selector {
+    addrs: Vec<SocketAddr>,
+    scheduler: Box<dyn Scheduler>,
+    /// Backends whose existing flows are kept (every backend in the spec
+    /// that is not `Draining`), including quiesced ones.
+    keep: Vec<SocketAddr>,
+}
+
+impl Selector {
+    fn build(key: ServiceKey, spec: &ServiceSpec, table_size: TableSize) -> Result<Self, DataplaneError> {
+        let (addrs, weighted) = spec.schedulable();
+        let scheduler = sched::build(spec.scheduler, &weighted, table_size)
+            .map_err(|source| DataplaneError::Scheduler { service: key, source })?;
+        let keep = spec
+            .backends
+            .iter()
+            .filter(|(_, b)| b.state == crate::BackendState::Active)
+            .map(|(a, _)| *a)
+            .collect();
+        Ok(Selector {
+            addrs,
+            scheduler,
+            keep,
+        })
+    }
+}
+
+/// One open flow.
+struct Conn {
+    backend: SocketAddr,
+    /// Drain generation that marked this flow, if its backend left.
+    drain: Option<u64>,
+    /// Fired to cut the flow when its drain timer expires.
+    cut: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct ConnTable {
+    next_id: u64,
+    next_drain: u64,
+    conns: BTreeMap<u64, Conn>,
+    /// Open flows per backend, for the least-connection schedulers.
+    active: BTreeMap<SocketAddr, u64>,
+}
+
+impl ConnTable {
+    fn insert(&mut self, backend: SocketAddr, cut: oneshot::Sender<()>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                backend,
+                drain: None,
+                cut: Some(cut),
+            },
+        );
+        *self.active.entry(backend).or_default() += 1;
+        id
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(c) = self.conns.remove(&id)
+            && let Some(n) = self.active.get_mut(&c.backend)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.active.remove(&c.backend);
+            }
+        }
+    }
+
+    /// Marks flows whose backend is not in `keep` (and not yet marked) with
+    /// a new drain generation, and unmarks flows whose backend is back.
+    /// Returns the generation if anything was newly marked.
+    fn mark(&mut self, keep: &[SocketAddr]) -> Option<u64> {
+        let generation = self.next_drain;
+        let mut marked = false;
+        for c in self.conns.values_mut() {
+            let kept = keep.contains(&c.backend);
+            match (kept, c.drain) {
+                (false, None) => {
+                    c.drain = Some(generation);
+                    marked = true;
+                }
+                (true, Some(_)) => c.drain = None,
+                _ => {}
+            }
+        }
+        if marked {
+            self.next_drain += 1;
+            Some(generation)
+        } else {
+            None
+        }
+    }
+
+    /// Cuts every flow still marked with `generation`.
+    fn cut(&mut self, generation: u64) -> usize {
+        let mut n = 0;
+        for c in self.conns.values_mut() {
+            if c.drain == Some(generation)
+                && let Some(tx) = c.cut.take()
+            {
+                // The flow may have just ended on its own; nothing to do then.
+                let _ = tx.send(());
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Shared by a service's loop, its flow tasks and its drain timers.
+struct Service {
+    key: ServiceKey,
+    config: UserspaceConfig,
+    selector: Mutex<Selector>,
+    conns: Mutex<ConnTable>,
+}
+
+/// A flow admitted to a backend.
+struct Admitted {
+    id: u64,
+    backend: SocketAddr,
+    cut: oneshot::Receiver<()>,
+}
+
+impl Service {
+    fn new(key: ServiceKey, selector: Selector, config: UserspaceConfig) -> Self {
+        Service {
+            key,
+            config,
+            selector: Mutex::new(selector),
+            conns: Mutex::new(ConnTable::default()),
+        }
+    }
+
+    /// Picks a backend and registers the flow, atomically with respect to
+    /// `update` (see the module docs).
+    fn admit(&self, flow: &FlowKey) -> Option<Admitted> {
+        let mut selector = lock(&self.selector);
+        let mut conns = lock(&self.conns);
+        let active: Vec<u64> = selector
+            .addrs
+            .iter()
+            .map(|a| conns.active.get(a).copied().unwrap_or(0))
+            .collect();
+        let i = selector.scheduler.pick(flow, &active)?;
+        let backend = *selector.addrs.get(i)?;
+        let (tx, rx) = oneshot::channel();
+        let id = conns.insert(backend, tx);
+        Some(Admitted { id, backend, cut: rx })
+    }
+
+    fn release(&self, id: u64) {
+        lock(&self.conns).remove(id);
+    }
+
+    fn update(self: &Arc<Self>, selector: Selector, handle: &Handle) {
+        let mut current = lock(&self.selector);
+        let generation = lock(&self.conns).mark(&selector.keep);
+        *current = selector;
+        drop(current);
+        if let Some(generation) = generation {
+            self.arm_drain(generation, handle);
+        }
+    }
+
+    /// The service is gone: every flow drains.
+    fn retire(self: &Arc<Self>, handle: &Handle) {
+        let generation = {
+            let mut selector = lock(&self.selector);
+            selector.keep.clear();
+            selector.addrs.clear();
+            lock(&self.conns).mark(&[])
+        };
+        if let Some(generation) = generation {
+            self.arm_drain(generation, handle);
+        }
+    }
+
+    fn arm_drain(self: &Arc<Self>, generation: u64, handle: &Handle) {
+        let service = self.clone();
+        let drain = self.config.drain_timeout;
+        handle.spawn(async move {
+            tokio::time::sleep(drain).await;
+            let n = lock(&service.conns).cut(generation);
+            if n > 0 {
+                info!(service = %service.key, flows = n, "drain timeout: cut flows");
+            }
+        });
+    }
+
+    /// The destination of a flow as every node sees it: the VIP, or the
+    /// socket's local address if the service listens on a wildcard.
+    fn flow_dst(&self, local: Option<SocketAddr>) -> SocketAddr {
+        let vip = self.key.socket_addr();
+        if vip.ip().is_unspecified() {
+            local.unwrap_or(vip)
+        } else {
+            vip
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, service: Arc<Service>) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                let service = service.clone();
+                tokio::spawn(
+                    async move { proxy_tcp(client, peer, service).await }
+                        .instrument(debug_span!("conn", %peer)),
+                );
+            }
+            Err(e) => {
+                // Per-connection errors (ECONNABORTED) and fd exhaustion
+                // (EMFILE) are both transient; back off briefly so the
+                // latter does not spin.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn proxy_tcp(mut client: TcpStream, peer: SocketAddr, service: Arc<Service>) {
+    let flow = FlowKey {
+        src: peer,
+        dst: service.flow_dst(client.local_addr().ok()),
+        protocol: Protocol::Tcp,
+    };
+    let Some(admitted) = service.admit(&flow) else {
+        debug!("no backend takes new flows; closing");
+        return;
+    };
+    let Admitted { id, backend, cut } = admitted;
+    let connect_timeout = service.config.connect_timeout;
+    let relay = async {
+        let mut upstream = tokio::time::timeout(connect_timeout, TcpStream::connect(backend))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
+        // Small writes (handshakes, RPCs) should not wait for Nagle.
+        let _ = upstream.set_nodelay(true);
+        let _ = client.set_nodelay(true);
+        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+    };
+    tokio::select! {
+        r = relay => match r {
+            Ok((up, down)) => debug!(%backend, up, down, "connection closed"),
+            Err(e) => debug!(%backend, error = %e, "connection ended with error"),
+        },
+        // Only an explicit cut ends the flow; a dropped sender (flow table
+        // entry removed) cannot happen while this task runs.
+        Ok(()) = cut => debug!(%backend, "cut by drain timeout"),
+    }
+    service.release(id);
+}
+
+/// A UDP flow: one client, one upstream socket connected to its backend.
+struct UdpFlow {
+    id: u64,
+    upstream: Arc<UdpSocket>,
+    last_seen: Instant,
+}
+
+type UdpFlows = Arc<Mutex<BTreeMap<SocketAddr, UdpFlow>>>;
+
+async fn udp_loop(socket: Arc<UdpSocket>, service: Arc<Service>) {
+    let flows: UdpFlows = Arc::default();
+    let local = socket.local_addr().ok();
+    let mut buf = vec![0u8; UDP_BUF];
+    loop {
+        let (n, client) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "udp receive failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let existing = {
+            let mut table = lock(&flows);
+            table.get_mut(&client).map(|f| {
+                f.last_seen = Instant::now();
+                f.upstream.clone()
+            })
+        };
+        let upstream = match existing {
+            Some(u) => u,
+            None => {
+                let flow = FlowKey {
+                    src: client,
+                    dst: service.flow_dst(local),
+                    protocol: Protocol::Udp,
+                };
+                match open_udp_flow(&socket, &service, &flows, flow).await {
+                    Some(u) => u,
+                    None => continue,
+                }
+            }
+        };
+        if let Err(e) = upstream.send(&buf[..n]).await {
+            debug!(%client, error = %e, "udp send to backend failed");
+        }
+    }
+}
+
+async fn open_udp_flow(
+    socket: &Arc<UdpSocket>,
+    service: &Arc<Service>,
+    flows: &UdpFlows,
+    flow: FlowKey,
+) -> Option<Arc<UdpSocket>> {
+    let client = flow.src;
+    let Some(Admitted { id, backend, cut }) = service.admit(&flow) else {
+        debug!(%client, "no backend takes new flows; dropping datagram");
+        return None;
+    };
+    let unspecified: IpAddr = if backend.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let upstream = match UdpSocket::bind((unspecified, 0)).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(%client, error = %e, "cannot open upstream udp socket");
+            service.release(id);
+            return None;
+        }
+    };
+    if let Err(e) = upstream.connect(backend).await {
+        warn!(%client, %backend, error = %e, "cannot connect upstream udp socket");
+        service.release(id);
+        return None;
+    }
+    let upstream = Arc::new(upstream);
+    lock(flows).insert(
+        client,
+        UdpFlow {
+            id,
+            upstream: upstream.clone(),
+            last_seen: Instant::now(),
+        },
+    );
+    debug!(%client, %backend, "udp flow opened");
+    tokio::spawn(
+        udp_replies(
+            socket.clone(),
+            upstream.clone(),
+            service.clone(),
+            flows.clone(),
+            client,
+            id,
+            cut,
+        )
+        .instrument(debug_span!("udp_flow", %client, %backend)),
+    );
+    Some(upstream)
+}
+
+/// Relays backend → client for one flow until it idles out or is cut.
+async fn udp_replies(
+    socket: Arc<UdpSocket>,
+    upstream: Arc<UdpSocket>,
+    service: Arc<Service>,
+    flows: UdpFlows,
+    client: SocketAddr,
+    id: u64,
+    mut cut: oneshot::Receiver<()>,
+) {
+    let idle = service.config.udp_idle_timeout;
+    let mut buf = vec![0u8; UDP_BUF];
+    loop {
+        let deadline = match lock(&flows).get(&client) {
+            Some(f) if f.id == id => f.last_seen + idle,
+            _ => break,
+        };
+        tokio::select! {
+            r = upstream.recv(&mut buf) => match r {
+                Ok(n) => {
+                    if let Some(f) = lock(&flows).get_mut(&client) {
+                        f.last_seen = Instant::now();
+                    }
+                    if let Err(e) = socket.send_to(&buf[..n], client).await {
+                        debug!(error = %e, "udp send to client failed");
+                    }
+                }
+                // ECONNREFUSED from an ICMP port-unreachable: the backend is
+                // momentarily down; keep the flow, the client may retry.
+                Err(e) => debug!(error = %e, "udp receive from backend failed"),
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let still_idle = lock(&flows).get(&client).is_none_or(|f| f.id != id || f.last_seen + idle <= Instant::now());
+                if still_idle {
+                    debug!("udp flow idle, expiring");
+                    break;
+                }
+            }
+            Ok(()) = &mut cut => {
+                debug!("udp flow cut by drain timeout");
+                break;
+            }
+        }
+    }
+    {
+        let mut table = lock(&flows);
+        if table.get(&client).is_some_and(|f| f.id == id) {
+            table.remove(&client);
+        }
+    }
+    service.release(id);
+}
