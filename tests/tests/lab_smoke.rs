@@ -1,0 +1,332 @@
+//! Smoke test of the lab harness (`edge-labs`): an FRR router and a BIRD
+//! router in two namespaces peer over one veth (eBGP, IPv4 and IPv6), each
+//! originates a prefix, and each must see the other's prefix in its BGP
+//! RIB and in its kernel table. Then the lab is torn down and nothing may
+//! be left: no namespace with the lab prefix, no process it started.
+//!
+//! ```text
+//!   edge-<lab>-r1                         edge-<lab>-r2
+//!   FRR AS65001   r1-r2 ========= r2-r1   BIRD AS65002
+//!   198.18.0.1/30                         198.18.0.2/30
+//!   2001:db8:0:1::1/64                    2001:db8:0:1::2/64
+//!   originates 198.51.100.0/24            originates 203.0.113.0/24
+//!              2001:db8:fffe::/48                    2001:db8:ffff::/48
+//! ```
+//!
+//! Needs root and FRR/BIRD; skips otherwise (fails under EDGE_LAB=require).
+
+use std::net::IpAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use edge_labs::{
+    Endpoint, IpNet, Lab, LabSpec, LinkSpec, NamespaceSpec, NeighborSpec, RouteExpect, RouterKind,
+    RouterSpec, Timers,
+};
+
+const TOOLS: &[&str] = &[
+    "ip",
+    "vtysh",
+    "bird",
+    "birdc",
+    "/usr/lib/frr/bgpd",
+    "/usr/lib/frr/zebra",
+];
+
+/// BGP 1/3 s timers converge in ~2–3 s on this machine; 20 s leaves room
+/// for a loaded CI host while keeping the test far below 30 s.
+const CONVERGE: Duration = Duration::from_secs(20);
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test prefix")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+/// Unique per test process so parallel runs (other engineers, CI retries)
+/// never share namespaces: `smoke<pid>` and `panic<pid>`.
+fn lab_name(base: &str) -> String {
+    format!("{base}{}", std::process::id())
+}
+
+fn spec(name: &str) -> LabSpec {
+    let ns = |n: &str| NamespaceSpec {
+        name: n.into(),
+        forwarding: true,
+        multipath_hash_l4: true,
+        loopback: vec![],
+    };
+    let mut spec = LabSpec::new(name);
+    spec.namespaces = vec![ns("r1"), ns("r2")];
+    spec.links = vec![LinkSpec {
+        a: Endpoint {
+            namespace: "r1".into(),
+            ifname: "r1-r2".into(),
+            addresses: vec![net("198.18.0.1/30"), net("2001:db8:0:1::1/64")],
+        },
+        b: Endpoint {
+            namespace: "r2".into(),
+            ifname: "r2-r1".into(),
+            addresses: vec![net("198.18.0.2/30"), net("2001:db8:0:1::2/64")],
+        },
+    }];
+    let neighbor = |addr: &str, asn: u32, description: &str| NeighborSpec {
+        address: ip(addr),
+        asn,
+        description: description.into(),
+    };
+    spec.routers = vec![
+        RouterSpec {
+            name: "frr".into(),
+            namespace: "r1".into(),
+            kind: RouterKind::Frr,
+            asn: 65001,
+            router_id: "198.18.0.1".parse().expect("router id"),
+            neighbors: vec![
+                neighbor("198.18.0.2", 65002, "bird v4"),
+                neighbor("2001:db8:0:1::2", 65002, "bird v6"),
+            ],
+            originate: vec![net("198.51.100.0/24"), net("2001:db8:fffe::/48")],
+            multipath: true,
+            timers: Timers::default(),
+            install_routes: None,
+        },
+        RouterSpec {
+            name: "bird".into(),
+            namespace: "r2".into(),
+            kind: RouterKind::Bird,
+            asn: 65002,
+            router_id: "198.18.0.2".parse().expect("router id"),
+            neighbors: vec![
+                neighbor("198.18.0.1", 65001, "frr v4"),
+                neighbor("2001:db8:0:1::1", 65001, "frr v6"),
+            ],
+            originate: vec![net("203.0.113.0/24"), net("2001:db8:ffff::/48")],
+            multipath: true,
+            timers: Timers::default(),
+            install_routes: None,
+        },
+    ];
+    spec
+}
+
+/// Namespaces currently on the machine whose name starts with `prefix`.
+fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A PID counts as gone when `/proc/PID` is absent or a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z"))
+        })
+        .unwrap_or(false)
+}
+
+fn assert_nothing_left(lab: &str, pids: &[u32]) {
+    let prefix = edge_labs::lab_prefix(lab);
+    let left = namespaces_with(&prefix);
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    let alive: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(alive.is_empty(), "lab processes still alive: {alive:?}");
+}
+
+/// Polls the FRR RIB until `prefix` has a best path.
+fn wait_frr_rib(lab: &Lab, af: &str, prefix: &str) -> serde_json::Value {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let v = lab
+            .vtysh_json("frr", &format!("show bgp {af} unicast {prefix}"))
+            .expect("vtysh json");
+        let has_best = v["paths"].as_array().is_some_and(|paths| {
+            paths
+                .iter()
+                .any(|p| p["bestpath"]["overall"].as_bool() == Some(true))
+        });
+        if has_best {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "FRR has no best path for {prefix} after {CONVERGE:?}: {v}\n{:?}",
+            lab.router_routes("frr", None)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls BIRD until `prefix` is in its table as a BGP route.
+fn wait_bird_rib(lab: &Lab, prefix: &str) -> String {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let text = lab.router_routes("bird", Some(net(prefix))).expect("birdc").bgp;
+        if text.contains(prefix) && text.contains("BGP.as_path: 65001") {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "BIRD has no BGP route for {prefix} after {CONVERGE:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn frr_and_bird_exchange_v4_and_v6_routes() {
+    if !edge_tests::lab_ready("lab_smoke", TOOLS) {
+        return;
+    }
+    let t0 = Instant::now();
+    let name = lab_name("smoke");
+    let workdir = tempfile::tempdir().expect("workdir");
+    let lab = Lab::up(&spec(&name), workdir.path()).expect("lab up");
+    let pids = lab.pids();
+    // zebra, bgpd, bird.
+    assert_eq!(pids.len(), 3, "{:?}", lab.state().processes);
+    assert_eq!(
+        namespaces_with(&edge_labs::lab_prefix(&name)).len(),
+        2,
+        "both namespaces exist with the lab prefix"
+    );
+
+    // Status from the state file, as `edge lab status` would read it.
+    let status = Lab::status(workdir.path()).expect("status");
+    assert!(status.healthy(), "{status:?}");
+
+    // BIRD → FRR: in FRR's RIB (vtysh json) and FRR's kernel table (zebra).
+    let v4 = wait_frr_rib(&lab, "ipv4", "203.0.113.0/24");
+    assert!(
+        v4["paths"][0]["aspath"]["string"]
+            .as_str()
+            .is_some_and(|s| s.contains("65002")),
+        "{v4}"
+    );
+    wait_frr_rib(&lab, "ipv6", "2001:db8:ffff::/48");
+    let k4 = lab
+        .wait_route("r1", net("203.0.113.0/24"), RouteExpect::Ecmp(1), CONVERGE)
+        .expect("v4 route in r1 kernel")
+        .expect("present");
+    assert_eq!(k4.gateways, vec![ip("198.18.0.2")], "{}", k4.raw);
+    let k6 = lab
+        .wait_route("r1", net("2001:db8:ffff::/48"), RouteExpect::Present, CONVERGE)
+        .expect("v6 route in r1 kernel")
+        .expect("present");
+    assert!(k6.raw.contains("r1-r2"), "{}", k6.raw);
+
+    // FRR → BIRD: in BIRD's table and in r2's kernel table.
+    wait_bird_rib(&lab, "198.51.100.0/24");
+    wait_bird_rib(&lab, "2001:db8:fffe::/48");
+    let k4 = lab
+        .wait_route("r2", net("198.51.100.0/24"), RouteExpect::Present, CONVERGE)
+        .expect("v4 route in r2 kernel")
+        .expect("present");
+    assert_eq!(k4.gateways, vec![ip("198.18.0.1")], "{}", k4.raw);
+    lab.wait_route("r2", net("2001:db8:fffe::/48"), RouteExpect::Present, CONVERGE)
+        .expect("v6 route in r2 kernel");
+
+    // The text view shows both BGP and kernel tables.
+    let routes = lab
+        .router_routes("frr", Some(net("203.0.113.0/24")))
+        .expect("router_routes");
+    assert!(routes.bgp.contains("203.0.113.0/24"), "{routes:?}");
+    assert!(routes.kernel_v4.contains("198.18.0.2"), "{routes:?}");
+
+    // A prefix nobody originates is absent, and waiting for it says so.
+    lab.wait_route(
+        "r1",
+        net("203.0.113.128/25"),
+        RouteExpect::Absent,
+        Duration::from_secs(1),
+    )
+    .expect("absent");
+    let err = lab
+        .wait_route(
+            "r1",
+            net("203.0.113.128/25"),
+            RouteExpect::Present,
+            Duration::from_millis(300),
+        )
+        .expect_err("never appears");
+    assert!(err.to_string().contains("no route"), "{err}");
+
+    // Withdraw at the source: BIRD disables its originating protocol and
+    // the route leaves FRR's kernel table.
+    lab.birdc("bird", "disable originate4").expect("birdc disable");
+    lab.wait_route("r1", net("203.0.113.0/24"), RouteExpect::Absent, CONVERGE)
+        .expect("withdrawn");
+
+    let report = lab.teardown().expect("teardown");
+    assert_eq!(report.deleted_namespaces.len(), 2, "{report:?}");
+    assert_nothing_left(&name, &pids);
+    assert!(
+        !workdir.path().join("state.json").exists(),
+        "state file removed after a complete teardown"
+    );
+    let elapsed = t0.elapsed();
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+}
+
+#[test]
+fn lab_dropped_during_panic_leaves_nothing() {
+    if !edge_tests::lab_ready("lab_smoke", TOOLS) {
+        return;
+    }
+    let name = lab_name("panic");
+    let workdir = tempfile::tempdir().expect("workdir");
+    let seen_pids = Mutex::new(Vec::new());
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let lab = Lab::up(&spec(&name), workdir.path()).expect("lab up");
+        seen_pids.lock().expect("lock").extend(lab.pids());
+        // Make sure the lab is really running before it is abandoned.
+        lab.wait_route("r1", net("203.0.113.0/24"), RouteExpect::Present, CONVERGE)
+            .expect("route before panic");
+        panic!("deliberate panic with a running lab");
+    }));
+    assert!(result.is_err(), "the closure panicked");
+    let pids = seen_pids.into_inner().expect("lock");
+    assert_eq!(pids.len(), 3, "zebra, bgpd, bird were started: {pids:?}");
+    assert_nothing_left(&name, &pids);
+}
+
+#[test]
+fn down_from_state_file_stops_a_detached_lab() {
+    if !edge_tests::lab_ready("lab_smoke", TOOLS) {
+        return;
+    }
+    // `edge lab up` detaches; `edge lab down` (another process) only has
+    // the workdir. A BIRD-only lab keeps this test quick.
+    let name = lab_name("down");
+    let workdir = tempfile::tempdir().expect("workdir");
+    let mut s = spec(&name);
+    s.routers.retain(|r| r.kind == RouterKind::Bird);
+    let lab = Lab::up(&s, workdir.path()).expect("lab up");
+    let pids = lab.pids();
+    let dir = lab.detach();
+    assert!(pids.iter().all(|&p| alive(p)), "detached lab keeps running");
+    assert_eq!(namespaces_with(&edge_labs::lab_prefix(&name)).len(), 2);
+
+    let attached = Lab::attach(&dir).expect("attach");
+    assert!(attached.birdc("bird", "show status").is_ok());
+    drop(attached); // non-owning: must not tear down
+    assert!(Lab::status(&dir).expect("status").healthy());
+
+    let report = Lab::down(&dir).expect("down");
+    assert_eq!(report.deleted_namespaces.len(), 2, "{report:?}");
+    assert_nothing_left(&name, &pids);
+    assert!(Lab::status(&dir).is_err(), "no state after down");
+}
