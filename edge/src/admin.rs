@@ -1,13 +1,15 @@
 //! The local admin API: `/healthz`, `/status` (JSON) and `/metrics`
 //! (Prometheus text format), served with hyper on the node's admin address.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
 use bytes::Bytes;
 use edge_topology::Deployment;
+use edge_topology::health::{HealthSnapshot, Intent};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,6 +21,8 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::controller::{self, ActiveBackend, Decision, SiteView, Verdict};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
@@ -32,6 +36,27 @@ struct VipLabels {
     vip: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+/// What the controller last derived, for `/status`.
+#[derive(Default)]
+struct Derived {
+    verdicts: BTreeMap<String, Verdict>,
+    snapshot: Arc<HealthSnapshot>,
+}
+
+impl Derived {
+    fn pools(&self, dep: &Deployment, node: &str) -> BTreeMap<String, Vec<ActiveBackend>> {
+        dep.pools
+            .keys()
+            .map(|p| (p.clone(), controller::backend_set(dep, node, p, &self.snapshot)))
+            .collect()
+    }
+}
+
 /// What the admin API reports about this node.
 pub struct NodeState {
     pub deployment: Arc<Deployment>,
@@ -40,6 +65,9 @@ pub struct NodeState {
     pub started: Instant,
     registry: Registry,
     uptime: Gauge<f64, std::sync::atomic::AtomicU64>,
+    vip_state: Family<VipLabels, Gauge>,
+    backend_up: Family<BackendLabels, Gauge>,
+    derived: Mutex<Derived>,
 }
 
 impl NodeState {
@@ -66,6 +94,18 @@ impl NodeState {
         );
         let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("uptime_seconds", "Seconds since the node started", uptime.clone());
+        let vip_state = Family::<VipLabels, Gauge>::default();
+        registry.register(
+            "vip_announced",
+            "2 while the node announces the VIP, 1 while it drains it (GSHUT), 0 when withdrawn",
+            vip_state.clone(),
+        );
+        let backend_up = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_up",
+            "1 if this node's active check sees the backend up, 0 if down",
+            backend_up.clone(),
+        );
         NodeState {
             deployment,
             node,
@@ -73,11 +113,49 @@ impl NodeState {
             started,
             registry,
             uptime,
+            vip_state,
+            backend_up,
+            derived: Mutex::new(Derived::default()),
+        }
+    }
+
+    /// Records what the controller derived from a new snapshot.
+    pub fn set_derived(&self, verdicts: BTreeMap<String, Verdict>, snapshot: Arc<HealthSnapshot>) {
+        for (vip, v) in &verdicts {
+            // Gauges hold integers: 2 = announce, 1 = draining, 0 = withdrawn.
+            let value = match v.decision {
+                Decision::Announce => 2,
+                Decision::Drain => 1,
+                Decision::Withdraw => 0,
+            };
+            self.vip_state
+                .get_or_create(&VipLabels { vip: vip.clone() })
+                .set(value);
+        }
+        if let Some(r) = snapshot.reports.get(&self.node) {
+            for (b, up) in &r.backends {
+                self.backend_up
+                    .get_or_create(&BackendLabels { backend: b.clone() })
+                    .set(i64::from(*up));
+            }
+        }
+        if let Ok(mut d) = self.derived.lock() {
+            d.verdicts = verdicts;
+            d.snapshot = snapshot;
         }
     }
 
     fn status(&self) -> Status<'_> {
         let (_, n) = self.deployment.node(&self.node).unzip();
+        let (verdicts, snapshot, pools) = match self.derived.lock() {
+            Ok(d) => (
+                d.verdicts.clone(),
+                d.snapshot.clone(),
+                d.pools(&self.deployment, &self.node),
+            ),
+            Err(_) => Default::default(),
+        };
+        let own = snapshot.reports.get(&self.node);
         Status {
             node: &self.node,
             site: &self.site,
@@ -91,6 +169,7 @@ impl NodeState {
                 .map(|v| VipStatus {
                     name: &v.name,
                     prefixes: v.prefixes.iter().map(|p| p.to_string()).collect(),
+                    verdict: verdicts.get(&v.name).cloned(),
                 })
                 .collect(),
             peers: n
@@ -105,6 +184,11 @@ impl NodeState {
                         .collect()
                 })
                 .unwrap_or_default(),
+            backends: own.map(|r| r.backends.clone()).unwrap_or_default(),
+            pools,
+            dns: controller::dns_view(&self.deployment, &snapshot),
+            bus_members: snapshot.alive.iter().cloned().collect(),
+            intent: snapshot.intent.clone(),
         }
     }
 
@@ -130,12 +214,21 @@ struct Status<'a> {
     asn: u32,
     vips: Vec<VipStatus<'a>>,
     peers: Vec<PeerStatus<'a>>,
+    /// Backend name → up, from this node's own checks.
+    backends: BTreeMap<String, bool>,
+    /// Pool → backends in rotation at this node's site.
+    pools: BTreeMap<String, Vec<ActiveBackend>>,
+    /// GSLB candidate VIP → state of each site announcing it.
+    dns: BTreeMap<String, Vec<SiteView>>,
+    bus_members: Vec<String>,
+    intent: Intent,
 }
 
 #[derive(Serialize)]
 struct VipStatus<'a> {
     name: &'a str,
     prefixes: Vec<String>,
+    verdict: Option<Verdict>,
 }
 
 #[derive(Serialize)]

@@ -8,6 +8,8 @@
 
 mod admin;
 mod cli;
+mod controller;
+mod health;
 mod lab;
 mod run;
 

@@ -15,8 +15,14 @@ use anyhow::{Context, Result, bail};
 use edge_topology::Deployment;
 use tokio::sync::watch;
 
+use edge_topology::health::NodeReport;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
 use crate::admin::{self, NodeState};
 use crate::cli::RunArgs;
+use crate::controller;
+use crate::health::{HealthBus, LocalBus, ReportUpdate, check, run_reporter};
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let dep = crate::cli::load_config(args.config.as_ref())?;
@@ -76,7 +82,46 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     tracing::info!(node = %node, site = %site.name, admin = %bound, "edge node started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin_task = tokio::spawn(admin::serve(listener, state, stop_rx));
+    let admin_task = tokio::spawn(admin::serve(listener, state.clone(), stop_rx.clone()));
+
+    // Health: checkers → reporter → bus → controller.
+    let bus: Arc<dyn HealthBus> = Arc::new(LocalBus::new());
+    let (report_tx, report_rx) = mpsc::channel(256);
+    let report = NodeReport {
+        node: node.clone(),
+        site: site.name.clone(),
+        incarnation: incarnation(),
+        ..Default::default()
+    };
+    let mut tasks = JoinSet::new();
+    tasks.spawn(run_reporter(report, bus.clone(), report_rx));
+    let (check_tx, mut check_rx) = mpsc::channel(256);
+    for (backend, (addr, check)) in check::targets(&dep, &node) {
+        tasks.spawn(check::run_checker(
+            backend,
+            addr,
+            check,
+            check_tx.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(check_tx);
+    let fwd = report_tx.clone();
+    tasks.spawn(async move {
+        while let Some(t) = check_rx.recv().await {
+            if fwd.send(ReportUpdate::Backend(t)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tasks.spawn(run_controller(
+        dep.clone(),
+        node.clone(),
+        bus.watch(),
+        report_tx,
+        state.clone(),
+        stop_rx.clone(),
+    ));
 
     wait_for_signal().await?;
     tracing::info!("shutting down");
@@ -85,8 +130,56 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         Ok(r) => r?,
         Err(e) => bail!("admin task failed: {e}"),
     }
+    // The reporter ends when every sender is gone; the rest watch `stop`.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A process incarnation for the health bus: milliseconds since the epoch,
+/// so a restarted node's reports supersede its previous life's.
+fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+/// The controller: one task owns the derivation. On every new snapshot it
+/// recomputes the VIP verdicts (and, as the tiers land, BGP routes, the DNS
+/// view and backend sets) and pushes them to their consumers.
+async fn run_controller(
+    dep: Arc<Deployment>,
+    node: String,
+    mut snapshots: watch::Receiver<Arc<edge_topology::health::HealthSnapshot>>,
+    report_tx: mpsc::Sender<ReportUpdate>,
+    state: Arc<NodeState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        let snap = snapshots.borrow_and_update().clone();
+        let verdicts = controller::vip_verdicts(&dep, &node, &snap);
+        if last.as_ref() != Some(&verdicts) {
+            for (vip, v) in &verdicts {
+                tracing::info!(%vip, decision = ?v.decision, reason = %v.reason, "vip verdict");
+            }
+            let serves = verdicts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.decision == controller::Decision::Announce))
+                .collect();
+            if report_tx.send(ReportUpdate::Vips(serves)).await.is_err() {
+                return;
+            }
+            last = Some(verdicts.clone());
+        }
+        state.set_derived(verdicts, snap);
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -169,3 +169,78 @@ fn run_refuses_an_unknown_node_and_a_busy_admin_port() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("binding the admin API"));
 }
+
+/// Waits until `/status` satisfies `pred`, returning the JSON.
+fn wait_status(
+    admin: SocketAddr,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        if let Some(r) = http_get(admin, "/status")
+            && let Some(body) = r.split("\r\n\r\n").nth(1)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        {
+            if pred(&v) {
+                return v;
+            }
+            last = v;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}; last status: {last:#}");
+}
+
+#[test]
+fn active_checks_drive_the_vip_verdict() {
+    let up = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up_port = up.local_addr().expect("addr").port();
+    let down_port = free_port().port();
+    let admin = free_port();
+    let gossip = free_port();
+    let cfg = edge_topology_demo()
+        .replace("port = 18081", &format!("port = {up_port}"))
+        .replace("port = 18082", &format!("port = {down_port}"))
+        .replace(
+            "interval = \"1s\", timeout = \"500ms\"",
+            "interval = \"100ms\", timeout = \"100ms\"",
+        )
+        .replace("127.0.0.1:7946", &gossip.to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("demo.toml");
+    std::fs::write(&f, cfg).expect("write");
+    let child = Command::new(EDGE)
+        .args(["run", "--config"])
+        .arg(&f)
+        .args(["--admin", &admin.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _child = Killed(child);
+    let v = wait_status(admin, "demo VIP announced", Duration::from_secs(10), |v| {
+        v["vips"][0]["verdict"]["decision"] == "announce"
+    });
+    assert_eq!(v["backends"]["demo-b1"], true, "{v:#}");
+    assert_eq!(v["backends"]["demo-b2"], false, "{v:#}");
+    assert_eq!(v["pools"]["demo"].as_array().map(|a| a.len()), Some(1), "{v:#}");
+
+    // Kill the only healthy backend: after `fall` failures the VIP goes.
+    drop(up);
+    let t0 = Instant::now();
+    let v = wait_status(admin, "demo VIP withdrawn", Duration::from_secs(5), |v| {
+        v["vips"][0]["verdict"]["decision"] == "withdraw"
+    });
+    eprintln!("withdraw verdict {:?} after the backend died", t0.elapsed());
+    assert_eq!(v["backends"]["demo-b1"], false);
+    let m = http_get(admin, "/metrics").expect("metrics");
+    assert!(m.contains("edge_vip_announced{vip=\"demo\"} 0"), "{m}");
+    assert!(m.contains("edge_backend_up{backend=\"demo-b1\"} 0"), "{m}");
+}
+
+fn edge_topology_demo() -> String {
+    std::fs::read_to_string(repo().join("topology/examples/loopback-demo.toml")).expect("demo")
+}

@@ -1,0 +1,337 @@
+//! The controller's pure derivations: from the topology, this node's name and
+//! the merged health snapshot, compute what the node announces, what DNS
+//! answers may use and which backends the L4/L7 tiers send to.
+//!
+//! Nothing here does I/O or reads a clock; the controller task (which owns
+//! the sockets and timers) calls these on every new snapshot and pushes the
+//! results to the BGP speaker, the DNS server and the proxies.
+
+use std::collections::BTreeMap;
+
+use edge_topology::health::HealthSnapshot;
+use edge_topology::{Backend, Deployment};
+use serde::Serialize;
+
+/// What the node does with one VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Announce normally.
+    Announce,
+    /// Planned drain: announce with GRACEFUL_SHUTDOWN, then withdraw.
+    Drain,
+    /// Withdraw now (no healthy service).
+    Withdraw,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// Healthy, undrained backends that count towards `min_healthy`.
+    pub healthy: usize,
+    pub needed: u32,
+    /// Why, in words an operator reads in `edge status`.
+    pub reason: String,
+}
+
+/// Whether `backend` counts as up for `node`: this node's own checker
+/// result, since the VIP's serviceability is about the path from *this*
+/// node. A pool without a check is always up (HAProxy semantics); a checked
+/// backend this node has no verdict on yet is down, so a starting node
+/// announces only after its checks have risen.
+fn backend_up(node: &str, pool_checked: bool, b: &Backend, view: &HealthSnapshot) -> bool {
+    if !pool_checked {
+        return true;
+    }
+    view.reports
+        .get(node)
+        .and_then(|r| r.backends.get(&b.name))
+        .copied()
+        .unwrap_or(false)
+}
+
+/// The decision for every VIP the node's site announces.
+pub fn vip_verdicts(dep: &Deployment, node: &str, view: &HealthSnapshot) -> BTreeMap<String, Verdict> {
+    let mut out = BTreeMap::new();
+    let Some((site, _)) = dep.node(node) else {
+        return out;
+    };
+    let intent = &view.intent;
+    // Drain precedence: an operator's planned drain of the site or the node
+    // wins over health, because the point of GSHUT is to move traffic away
+    // gracefully before anything breaks.
+    let drained = if intent.drained_sites.contains(&site.name) {
+        Some(format!("site {} is drained", site.name))
+    } else if intent.drained_nodes.contains(node) {
+        Some(format!("node {node} is drained"))
+    } else {
+        None
+    };
+    for vip in dep.vips_of_site(&site.name) {
+        let services: Vec<_> = dep.services.values().filter(|s| s.vip == vip.name).collect();
+        let mut healthy = usize::MAX;
+        let mut weakest = String::new();
+        for svc in &services {
+            let Some(pool) = dep.pools.get(&svc.pool) else {
+                continue;
+            };
+            let local = |b: &&Backend| b.site == site.name && !intent.drained_backends.contains(&b.name);
+            let up = |b: &&Backend| backend_up(node, pool.check.is_some(), b, view);
+            let primaries = pool
+                .backends
+                .iter()
+                .filter(local)
+                .filter(|b| !b.backup)
+                .filter(up)
+                .count();
+            // Backups serve only when every primary is down (HAProxy `backup`).
+            let n = if primaries > 0 {
+                primaries
+            } else {
+                pool.backends
+                    .iter()
+                    .filter(local)
+                    .filter(|b| b.backup)
+                    .filter(up)
+                    .count()
+            };
+            if n < healthy {
+                healthy = n;
+                weakest = format!("service {} has {n} healthy backends at {}", svc.name, site.name);
+            }
+        }
+        let (decision, reason) = if let Some(why) = &drained {
+            (Decision::Drain, why.clone())
+        } else if services.is_empty() {
+            // A VIP without backends (the DNS VIP) is served by the node itself.
+            healthy = 0;
+            (Decision::Announce, "served by the node itself".to_string())
+        } else if healthy >= vip.min_healthy as usize {
+            (Decision::Announce, weakest)
+        } else {
+            (
+                Decision::Withdraw,
+                format!("{weakest}, needs {}", vip.min_healthy),
+            )
+        };
+        out.insert(
+            vip.name.clone(),
+            Verdict {
+                decision,
+                healthy: if healthy == usize::MAX { 0 } else { healthy },
+                needed: vip.min_healthy,
+                reason,
+            },
+        );
+    }
+    out
+}
+
+/// One site's state for a GSLB candidate VIP, as DNS steering needs it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteView {
+    pub site: String,
+    pub up: bool,
+    pub drained: bool,
+    pub active_connections: u64,
+}
+
+/// For every VIP that is a GSLB candidate: the state of each site announcing it.
+pub fn dns_view(dep: &Deployment, view: &HealthSnapshot) -> BTreeMap<String, Vec<SiteView>> {
+    let mut out = BTreeMap::new();
+    let Some(dns) = &dep.dns else {
+        return out;
+    };
+    for g in &dns.gslb {
+        for vname in &g.vips {
+            let Some(vip) = dep.vips.get(vname) else {
+                continue;
+            };
+            let sites = vip
+                .sites
+                .iter()
+                .map(|s| SiteView {
+                    site: s.clone(),
+                    up: view.site_serves(s, vname),
+                    drained: view.intent.drained_sites.contains(s),
+                    active_connections: view
+                        .reports
+                        .values()
+                        .filter(|r| &r.site == s && view.alive.contains(&r.node))
+                        .map(|r| r.active_connections)
+                        .sum(),
+                })
+                .collect();
+            out.insert(vname.clone(), sites);
+        }
+    }
+    out
+}
+
+/// A backend as the L4/L7 tiers should use it right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActiveBackend {
+    pub name: String,
+    pub addr: std::net::SocketAddr,
+    pub weight: u32,
+    pub backup: bool,
+    /// Drained by the operator: keep existing flows, send no new ones.
+    pub draining: bool,
+}
+
+/// The backends of `pool` at the node's site that are up (or draining).
+pub fn backend_set(dep: &Deployment, node: &str, pool: &str, view: &HealthSnapshot) -> Vec<ActiveBackend> {
+    let (Some((site, _)), Some(p)) = (dep.node(node), dep.pools.get(pool)) else {
+        return Vec::new();
+    };
+    p.backends
+        .iter()
+        .filter(|b| b.site == site.name)
+        .filter(|b| backend_up(node, p.check.is_some(), b, view))
+        .map(|b| ActiveBackend {
+            name: b.name.clone(),
+            addr: b.socket_addr(),
+            weight: view.intent.weights.get(&b.name).copied().unwrap_or(b.weight),
+            backup: b.backup,
+            draining: view.intent.drained_backends.contains(&b.name),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_topology::health::NodeReport;
+
+    fn dep() -> Deployment {
+        edge_topology::parse(edge_topology::TWO_POP).expect("two-pop")
+    }
+
+    fn view_with(node: &str, site: &str, up: &[(&str, bool)]) -> HealthSnapshot {
+        let mut v = HealthSnapshot::default();
+        v.merge(NodeReport {
+            node: node.into(),
+            site: site.into(),
+            incarnation: 1,
+            seq: 1,
+            backends: up.iter().map(|(b, u)| (b.to_string(), *u)).collect(),
+            ..Default::default()
+        });
+        v.alive.insert(node.into());
+        v
+    }
+
+    #[test]
+    fn a_vip_is_announced_while_enough_backends_are_healthy() {
+        let d = dep();
+        let v = view_with("ams-e1", "ams", &[("ams-b1", true), ("ams-b2", false)]);
+        let out = vip_verdicts(&d, "ams-e1", &v);
+        assert_eq!(out["anycast"].decision, Decision::Announce);
+        assert_eq!(out["anycast"].healthy, 1);
+        assert_eq!(out["ams-web"].decision, Decision::Announce);
+        assert!(!out.contains_key("nyc-web"), "nyc's VIP is not ams's to announce");
+        assert_eq!(
+            out["dns"].decision,
+            Decision::Announce,
+            "no backends: node serves it"
+        );
+    }
+
+    #[test]
+    fn a_vip_is_withdrawn_when_its_backends_fail_or_are_unknown() {
+        let d = dep();
+        let v = view_with("ams-e1", "ams", &[("ams-b1", false), ("ams-b2", false)]);
+        let out = vip_verdicts(&d, "ams-e1", &v);
+        assert_eq!(out["anycast"].decision, Decision::Withdraw);
+        assert!(
+            out["anycast"].reason.contains("0 healthy"),
+            "{}",
+            out["anycast"].reason
+        );
+        // Another node's good news does not count for this node's path.
+        let v = view_with("ams-e2", "ams", &[("ams-b1", true), ("ams-b2", true)]);
+        assert_eq!(
+            vip_verdicts(&d, "ams-e1", &v)["anycast"].decision,
+            Decision::Withdraw
+        );
+    }
+
+    #[test]
+    fn drain_precedence_site_then_node_over_health() {
+        let d = dep();
+        let mut v = view_with("ams-e1", "ams", &[("ams-b1", false), ("ams-b2", false)]);
+        v.intent.drained_nodes.insert("ams-e1".into());
+        let out = vip_verdicts(&d, "ams-e1", &v);
+        assert_eq!(
+            out["anycast"].decision,
+            Decision::Drain,
+            "planned drain wins over health"
+        );
+        assert_eq!(out["dns"].decision, Decision::Drain);
+        v.intent.drained_sites.insert("ams".into());
+        assert!(
+            vip_verdicts(&d, "ams-e1", &v)["anycast"]
+                .reason
+                .contains("site ams")
+        );
+        assert_eq!(
+            vip_verdicts(&d, "ams-e2", &v)["anycast"].decision,
+            Decision::Drain
+        );
+        // nyc is untouched by ams's drain.
+        let n = view_with("nyc-e1", "nyc", &[("nyc-b1", true)]);
+        let mut n2 = n.clone();
+        n2.intent = v.intent.clone();
+        assert_eq!(
+            vip_verdicts(&d, "nyc-e1", &n2)["anycast"].decision,
+            Decision::Announce
+        );
+    }
+
+    #[test]
+    fn drained_backends_do_not_count_and_are_marked_draining() {
+        let d = dep();
+        let mut v = view_with("ams-e1", "ams", &[("ams-b1", true), ("ams-b2", true)]);
+        v.intent.drained_backends.insert("ams-b1".into());
+        v.intent.weights.insert("ams-b2".into(), 7);
+        assert_eq!(vip_verdicts(&d, "ams-e1", &v)["anycast"].healthy, 1);
+        let set = backend_set(&d, "ams-e1", "web", &v);
+        assert_eq!(set.len(), 2);
+        assert!(set[0].draining && !set[1].draining);
+        assert_eq!(set[1].weight, 7);
+        assert!(
+            set.iter()
+                .all(|b| b.addr.ip().to_string().starts_with("198.19.1."))
+        );
+    }
+
+    #[test]
+    fn dns_view_follows_site_reports_and_drains() {
+        let d = dep();
+        let mut v = HealthSnapshot::default();
+        for (node, site, serves) in [("ams-e1", "ams", true), ("nyc-e1", "nyc", false)] {
+            let vip = if site == "ams" { "ams-web" } else { "nyc-web" };
+            v.merge(NodeReport {
+                node: node.into(),
+                site: site.into(),
+                incarnation: 1,
+                seq: 1,
+                vips: [(vip.to_string(), serves)].into(),
+                active_connections: 3,
+                ..Default::default()
+            });
+            v.alive.insert(node.into());
+        }
+        let dv = dns_view(&d, &v);
+        assert!(dv["ams-web"][0].up);
+        assert_eq!(dv["ams-web"][0].active_connections, 3);
+        assert!(!dv["nyc-web"][0].up);
+        v.alive.remove("ams-e1");
+        assert!(
+            !dns_view(&d, &v)["ams-web"][0].up,
+            "a dead node's report does not count"
+        );
+        v.intent.drained_sites.insert("nyc".into());
+        assert!(dns_view(&d, &v)["nyc-web"][0].drained);
+    }
+}

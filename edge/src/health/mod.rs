@@ -1,0 +1,89 @@
+//! Health: active checkers, this node's report, and the bus that shares
+//! reports between nodes.
+//!
+//! ```text
+//!  checkers ──Transition──► reporter ──NodeReport──► HealthBus ──snapshot──► controller
+//!                              ▲                                                │
+//!                              └──────────── VIP serviceability ◄───────────────┘
+//! ```
+//! Only `edge` knows about the bus; other crates receive derived state.
+
+pub mod check;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use edge_topology::health::{HealthSnapshot, NodeReport};
+use tokio::sync::{mpsc, watch};
+
+/// The shared health view, whatever carries it.
+pub trait HealthBus: Send + Sync + 'static {
+    /// Publishes this node's latest report.
+    fn publish(&self, report: NodeReport);
+    /// The merged view of every node, updated on every change.
+    fn watch(&self) -> watch::Receiver<Arc<HealthSnapshot>>;
+}
+
+/// A bus for a single node (the loopback demo, tests): the snapshot holds
+/// this node's report only, and the node is always alive.
+pub struct LocalBus {
+    tx: watch::Sender<Arc<HealthSnapshot>>,
+}
+
+impl LocalBus {
+    pub fn new() -> Self {
+        LocalBus {
+            tx: watch::Sender::new(Arc::new(HealthSnapshot::default())),
+        }
+    }
+}
+
+impl HealthBus for LocalBus {
+    fn publish(&self, report: NodeReport) {
+        self.tx.send_if_modified(|snap| {
+            let mut next = (**snap).clone();
+            next.alive.insert(report.node.clone());
+            if next.merge(report) == edge_topology::health::Changed::Yes {
+                *snap = Arc::new(next);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn watch(&self) -> watch::Receiver<Arc<HealthSnapshot>> {
+        self.tx.subscribe()
+    }
+}
+
+/// What changes this node's report.
+#[derive(Debug)]
+pub enum ReportUpdate {
+    Backend(check::Transition),
+    /// VIP name → whether this node serves it, from the controller.
+    Vips(BTreeMap<String, bool>),
+}
+
+/// Owns this node's [`NodeReport`]: applies updates, bumps `seq`, publishes.
+pub async fn run_reporter(
+    mut report: NodeReport,
+    bus: Arc<dyn HealthBus>,
+    mut rx: mpsc::Receiver<ReportUpdate>,
+) {
+    bus.publish(report.clone());
+    while let Some(u) = rx.recv().await {
+        let changed = match u {
+            ReportUpdate::Backend(t) => report.backends.insert(t.backend, t.up) != Some(t.up),
+            ReportUpdate::Vips(v) => {
+                let changed = report.vips != v;
+                report.vips = v;
+                changed
+            }
+        };
+        if changed {
+            report.seq += 1;
+            bus.publish(report.clone());
+        }
+    }
+}
