@@ -739,3 +739,56 @@ async fn udp_replies(
     }
     service.release(id);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn conn_table_counts_per_backend() {
+        let mut t = ConnTable::default();
+        let a = t.insert(be(1), oneshot::channel().0);
+        let b = t.insert(be(1), oneshot::channel().0);
+        let c = t.insert(be(2), oneshot::channel().0);
+        assert_eq!(t.active, BTreeMap::from([(be(1), 2), (be(2), 1)]));
+        t.remove(a);
+        t.remove(c);
+        t.remove(c); // twice is harmless
+        assert_eq!(t.active, BTreeMap::from([(be(1), 1)]));
+        t.remove(b);
+        assert!(t.active.is_empty() && t.conns.is_empty());
+    }
+
+    #[test]
+    fn drain_marks_cut_only_their_generation() {
+        let mut t = ConnTable::default();
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, mut rx2) = oneshot::channel();
+        let (tx3, mut rx3) = oneshot::channel();
+        t.insert(be(1), tx1);
+        t.insert(be(2), tx2);
+        t.insert(be(3), tx3);
+
+        // Backend 1 leaves: generation 0 marks its flow only.
+        let g0 = t.mark(&[be(2), be(3)]).unwrap();
+        // Nothing new to mark: no generation, no timer.
+        assert_eq!(t.mark(&[be(2), be(3)]), None);
+        // Backend 2 leaves later: its own generation.
+        let g1 = t.mark(&[be(3)]).unwrap();
+        assert_ne!(g0, g1);
+        // Backend 2 comes back before its timer fires: unmarked.
+        assert_eq!(t.mark(&[be(2), be(3)]), None);
+
+        assert_eq!(t.cut(g1), 0);
+        assert!(rx2.try_recv().is_err());
+        assert_eq!(t.cut(g0), 1);
+        assert!(rx1.try_recv().is_ok());
+        assert!(rx3.try_recv().is_err());
+        // A flow is cut once.
+        assert_eq!(t.cut(g0), 0);
+    }
+}
