@@ -7,4 +7,5 @@
 //! Must never depend on `l4`, `l7`, `dns`, `labs` or netlink: it announces what
 //! it is told to announce and reports what it sees, nothing more.
 
+pub mod fsm;
 pub mod wire;

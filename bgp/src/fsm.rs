@@ -1,0 +1,571 @@
+//! The BGP session state machine (RFC 4271 §8), sans-IO.
+//!
+//! [`Session::handle`] takes an [`Input`] and the current time and returns
+//! [`Output`] actions for a driver to carry out (connect, send, arm a timer,
+//! close). It never touches a socket or reads a clock, so every transition is
+//! unit-tested by feeding inputs (see `fsm/tests.rs`).
+//!
+//! Simplifications against the full RFC FSM, each deliberate:
+//! - One TCP connection per session. Connection collisions (§6.8) are
+//!   resolved by the driver before the FSM sees a second connection: an
+//!   incoming connection is only handed over in Idle/Connect/Active.
+//! - No DelayOpen, no DampPeerOscillations options. Instead of
+//!   AllowAutomaticStart being a knob, every stop that was not a ManualStop
+//!   schedules an AutomaticStart (Event 3) with exponential backoff through
+//!   [`Timer::IdleHold`], so a restarted peer is re-dialled by itself.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::wire::{self, Codec, DecodeError, Message, Notification, Open, Update};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum State {
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Timer {
+    ConnectRetry,
+    Hold,
+    Keepalive,
+    /// Delay before an automatic restart after an error (backoff).
+    IdleHold,
+}
+
+/// Why we stop a session on our own initiative: the Cease subcode (RFC 4486).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum StopReason {
+    /// Cease/2: operator or shutdown. No automatic restart.
+    AdminShutdown,
+    /// Cease/3: the peer was removed from the configuration.
+    PeerDeconfigured,
+    /// Cease/1 with AFI/SAFI and the limit as data (RFC 4486 §4).
+    MaxPrefixes { afi: u16, safi: u8, limit: u32 },
+}
+
+impl StopReason {
+    fn notification(&self) -> Notification {
+        match self {
+            StopReason::AdminShutdown => Notification::cease(2),
+            StopReason::PeerDeconfigured => Notification::cease(3),
+            StopReason::MaxPrefixes { afi, safi, limit } => {
+                let mut data = afi.to_be_bytes().to_vec();
+                data.push(*safi);
+                data.extend_from_slice(&limit.to_be_bytes());
+                Notification {
+                    code: 6,
+                    subcode: 1,
+                    data,
+                }
+            }
+        }
+    }
+    fn restarts(&self) -> bool {
+        matches!(self, StopReason::MaxPrefixes { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Input {
+    /// Event 1 ManualStart (active or passive per the config, Event 1/4).
+    ManualStart,
+    /// Event 2 ManualStop, with the Cease subcode to send.
+    ManualStop(StopReason),
+    /// Event 16 Tcp_CR_Acked: our outgoing connection is up.
+    TcpConnectionAcknowledged,
+    /// Event 17 TcpConnectionConfirmed: an incoming connection was accepted.
+    TcpConnectionConfirmed,
+    /// Event 18 TcpConnectionFails (connect refused, reset, EOF).
+    TcpConnectionFails,
+    /// Events 19, 25, 26, 27, 28 (and route refresh): a decoded message.
+    Received(Message),
+    /// Events 21, 22, 28 error variants: the bytes did not decode.
+    Malformed(DecodeError),
+    /// Events 9, 10, 11 and the IdleHold (automatic start, Event 3).
+    Expired(Timer),
+}
+
+/// What was negotiated in the OPEN exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Negotiated {
+    pub peer_as: u32,
+    pub peer_router_id: Ipv4Addr,
+    /// 0 means no keepalives and no hold timer (RFC 4271 §4.2).
+    pub hold_time: u16,
+    pub keepalive: u16,
+    pub four_octet_as: bool,
+    pub route_refresh: bool,
+    pub families: BTreeSet<(u16, u8)>,
+    pub ibgp: bool,
+}
+
+impl Negotiated {
+    pub fn codec(&self) -> Codec {
+        Codec {
+            four_octet_as: self.four_octet_as,
+            ibgp: self.ibgp,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum DownReason {
+    ManualStop(StopReason),
+    HoldTimerExpired,
+    NotificationReceived(Notification),
+    /// We sent this NOTIFICATION because of an error on the peer's side.
+    NotificationSent(Notification),
+    ConnectionLost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Output {
+    /// Open a TCP connection to the peer (cancel any previous attempt).
+    Connect,
+    Send(Message),
+    Arm(Timer, Duration),
+    Disarm(Timer),
+    /// Drop the TCP connection.
+    Close,
+    State {
+        from: State,
+        to: State,
+    },
+    Up(Negotiated),
+    /// The session left Established.
+    Down(DownReason),
+    /// An UPDATE received in Established, already RFC 7606-sanitised.
+    Received(Update),
+    /// The peer asked us to resend our Adj-RIB-Out for a family (RFC 2918).
+    RouteRefresh {
+        afi: u16,
+        safi: u8,
+    },
+}
+
+/// Static per-peer configuration the FSM needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionConfig {
+    pub local_as: u32,
+    pub peer_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Proposed hold time: 0 (no keepalives) or >= 3 seconds.
+    pub hold_time: u16,
+    /// First connect-retry / idle-hold delay; doubled per consecutive
+    /// failure up to `connect_retry_max`.
+    pub connect_retry: Duration,
+    pub connect_retry_max: Duration,
+    /// Never dial; wait for the peer to connect.
+    pub passive: bool,
+    pub families: Vec<(u16, u8)>,
+}
+
+impl SessionConfig {
+    pub fn new(local_as: u32, peer_as: u32, router_id: Ipv4Addr) -> Self {
+        SessionConfig {
+            local_as,
+            peer_as,
+            router_id,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(1),
+            connect_retry_max: Duration::from_secs(30),
+            passive: false,
+            families: vec![
+                (wire::AFI_IPV4, wire::SAFI_UNICAST),
+                (wire::AFI_IPV6, wire::SAFI_UNICAST),
+            ],
+        }
+    }
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold_time != 0 && self.hold_time < 3 {
+            return Err(ConfigError::HoldTime(self.hold_time));
+        }
+        if self.local_as == 0 || self.peer_as == 0 {
+            return Err(ConfigError::Asn);
+        }
+        if self.router_id.is_unspecified() || self.router_id.is_multicast() {
+            return Err(ConfigError::RouterId(self.router_id));
+        }
+        if self.families.is_empty() {
+            return Err(ConfigError::NoFamilies);
+        }
+        if self.connect_retry.is_zero() || self.connect_retry_max < self.connect_retry {
+            return Err(ConfigError::ConnectRetry);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("hold time {0} must be 0 or at least 3 seconds")]
+    HoldTime(u16),
+    #[error("AS numbers must be non-zero")]
+    Asn,
+    #[error("router id {0} is not a usable BGP identifier")]
+    RouterId(Ipv4Addr),
+    #[error("no address family configured")]
+    NoFamilies,
+    #[error("connect retry must be > 0 and <= its maximum")]
+    ConnectRetry,
+}
+
+/// Large hold time used while waiting for the OPEN (RFC 4271 §8.2.2
+/// suggests 4 minutes).
+const OPEN_HOLD: Duration = Duration::from_secs(240);
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    negotiated: Option<Negotiated>,
+    /// Consecutive failures since the last Established, drives backoff.
+    failures: u32,
+    established_at: Option<Instant>,
+    flaps: u64,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Self {
+        Session {
+            config,
+            state: State::Idle,
+            negotiated: None,
+            failures: 0,
+            established_at: None,
+            flaps: 0,
+        }
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+    /// Codec for decoding what the peer sends on the current connection.
+    pub fn codec(&self) -> Codec {
+        self.negotiated
+            .as_ref()
+            .map(Negotiated::codec)
+            .unwrap_or_default()
+    }
+    pub fn established_at(&self) -> Option<Instant> {
+        self.established_at
+    }
+    /// Times the session went down from Established.
+    pub fn flaps(&self) -> u64 {
+        self.flaps
+    }
+    fn ibgp(&self) -> bool {
+        self.config.local_as == self.config.peer_as
+    }
+
+    /// Current backoff: connect_retry * 2^failures, capped.
+    pub fn backoff(&self) -> Duration {
+        let factor = 1u32 << self.failures.min(16);
+        self.config
+            .connect_retry
+            .saturating_mul(factor)
+            .min(self.config.connect_retry_max)
+    }
+
+    fn our_open(&self) -> Message {
+        Message::Open(Open::new(
+            self.config.local_as,
+            self.config.hold_time,
+            self.config.router_id,
+            &self.config.families,
+        ))
+    }
+
+    fn goto(&mut self, to: State, out: &mut Vec<Output>) {
+        if self.state != to {
+            out.push(Output::State { from: self.state, to });
+            self.state = to;
+        }
+    }
+
+    /// Leave whatever we are doing and go to Idle: drop the connection,
+    /// stop every timer, report Down if we were Established and schedule
+    /// the automatic restart unless the operator asked for the stop.
+    fn to_idle(&mut self, reason: DownReason, restart: bool, out: &mut Vec<Output>) {
+        out.push(Output::Close);
+        for t in [Timer::ConnectRetry, Timer::Hold, Timer::Keepalive] {
+            out.push(Output::Disarm(t));
+        }
+        if self.state == State::Established {
+            self.flaps += 1;
+            self.established_at = None;
+            out.push(Output::Down(reason));
+        }
+        self.negotiated = None;
+        self.goto(State::Idle, out);
+        if restart {
+            out.push(Output::Arm(Timer::IdleHold, self.backoff()));
+            self.failures = self.failures.saturating_add(1);
+        } else {
+            out.push(Output::Disarm(Timer::IdleHold));
+        }
+    }
+
+    /// Send a NOTIFICATION for an error we detected, then go Idle.
+    fn fail(&mut self, n: Notification, out: &mut Vec<Output>) {
+        out.push(Output::Send(Message::Notification(n.clone())));
+        self.to_idle(DownReason::NotificationSent(n), true, out);
+    }
+
+    fn start(&mut self, out: &mut Vec<Output>) {
+        out.push(Output::Disarm(Timer::IdleHold));
+        out.push(Output::Arm(Timer::ConnectRetry, self.backoff()));
+        if self.config.passive {
+            // Event 4/5 flavour: listen only.
+            self.goto(State::Active, out);
+        } else {
+            out.push(Output::Connect);
+            self.goto(State::Connect, out);
+        }
+    }
+
+    fn connected(&mut self, out: &mut Vec<Output>) {
+        out.push(Output::Disarm(Timer::ConnectRetry));
+        out.push(Output::Send(self.our_open()));
+        out.push(Output::Arm(Timer::Hold, OPEN_HOLD));
+        self.goto(State::OpenSent, out);
+    }
+
+    /// RFC 4271 §6.2 checks of the peer's OPEN against our configuration.
+    fn check_open(&self, open: &Open) -> Result<Negotiated, Notification> {
+        let peer_as = open.asn();
+        if peer_as != self.config.peer_as {
+            return Err(Notification::new(2, 2));
+        }
+        let id = open.router_id;
+        // RFC 6286 §2.2: the identifier must be a non-zero value, and may
+        // equal ours only across AS boundaries.
+        if id.is_unspecified() || (self.ibgp() && id == self.config.router_id) {
+            return Err(Notification::new(2, 3));
+        }
+        if open.hold_time == 1 || open.hold_time == 2 {
+            return Err(Notification::new(2, 6));
+        }
+        let ours: BTreeSet<(u16, u8)> = self.config.families.iter().copied().collect();
+        let families: BTreeSet<(u16, u8)> = ours.intersection(&open.families()).copied().collect();
+        if families.is_empty() {
+            // RFC 5492 §3: Unsupported Capability, listing what we need.
+            let mut data = Vec::new();
+            for (afi, safi) in &ours {
+                let [a, b] = afi.to_be_bytes();
+                data.extend_from_slice(&[1, 4, a, b, 0, *safi]);
+            }
+            return Err(Notification {
+                code: 2,
+                subcode: 7,
+                data,
+            });
+        }
+        let hold_time = self.config.hold_time.min(open.hold_time);
+        Ok(Negotiated {
+            peer_as,
+            peer_router_id: id,
+            hold_time,
+            keepalive: hold_time / 3,
+            four_octet_as: open.four_octet_as(),
+            route_refresh: open.route_refresh(),
+            families,
+            ibgp: self.ibgp(),
+        })
+    }
+
+    fn arm_hold(&self, out: &mut Vec<Output>) {
+        match &self.negotiated {
+            Some(n) if n.hold_time > 0 => out.push(Output::Arm(
+                Timer::Hold,
+                Duration::from_secs(u64::from(n.hold_time)),
+            )),
+            _ => out.push(Output::Disarm(Timer::Hold)),
+        }
+    }
+
+    fn arm_keepalive(&self, out: &mut Vec<Output>) {
+        match &self.negotiated {
+            Some(n) if n.keepalive > 0 => out.push(Output::Arm(
+                Timer::Keepalive,
+                Duration::from_secs(u64::from(n.keepalive)),
+            )),
+            _ => out.push(Output::Disarm(Timer::Keepalive)),
+        }
+    }
+
+    /// Feed one event; returns the actions to perform, in order.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        use Input as I;
+        use State as S;
+        match (self.state, input) {
+            // --- Idle ---------------------------------------------------
+            // Event 1 ManualStart / Event 3 AutomaticStart (IdleHold expiry)
+            (S::Idle, I::ManualStart) => {
+                self.failures = 0;
+                self.start(&mut out);
+            }
+            (S::Idle, I::Expired(Timer::IdleHold)) => self.start(&mut out),
+            // Event 2 ManualStop in Idle: cancel a pending automatic start.
+            (S::Idle, I::ManualStop(_)) => out.push(Output::Disarm(Timer::IdleHold)),
+            // Idle refuses connections (the driver should not offer them).
+            (S::Idle, I::TcpConnectionConfirmed | I::TcpConnectionAcknowledged) => out.push(Output::Close),
+            // Every other event is ignored in Idle (§8.2.2).
+            (S::Idle, _) => {}
+
+            // --- ManualStart when already started: ignored (§8.2.2) ------
+            (_, I::ManualStart) => {}
+            // A stale IdleHold expiry outside Idle is meaningless.
+            (_, I::Expired(Timer::IdleHold)) => {}
+
+            // --- Event 2 ManualStop -------------------------------------
+            (S::Connect | S::Active, I::ManualStop(r)) => {
+                let restart = r.restarts();
+                self.to_idle(DownReason::ManualStop(r), restart, &mut out);
+            }
+            (_, I::ManualStop(r)) => {
+                out.push(Output::Send(Message::Notification(r.notification())));
+                let restart = r.restarts();
+                self.to_idle(DownReason::ManualStop(r), restart, &mut out);
+            }
+
+            // --- Connect / Active ---------------------------------------
+            // Event 9 ConnectRetryTimer_Expires
+            (S::Connect | S::Active, I::Expired(Timer::ConnectRetry)) => {
+                self.failures = self.failures.saturating_add(1);
+                out.push(Output::Arm(Timer::ConnectRetry, self.backoff()));
+                if self.config.passive {
+                    // Passive peers keep waiting in Active.
+                } else {
+                    out.push(Output::Close);
+                    out.push(Output::Connect);
+                    self.goto(S::Connect, &mut out);
+                }
+            }
+            // Event 16 Tcp_CR_Acked / Event 17 TcpConnectionConfirmed
+            (S::Connect | S::Active, I::TcpConnectionAcknowledged | I::TcpConnectionConfirmed) => {
+                self.connected(&mut out)
+            }
+            // Event 18 TcpConnectionFails: wait for the retry timer in Active.
+            (S::Connect | S::Active, I::TcpConnectionFails) => {
+                self.failures = self.failures.saturating_add(1);
+                out.push(Output::Arm(Timer::ConnectRetry, self.backoff()));
+                self.goto(S::Active, &mut out);
+            }
+            // No connection exists, so no message can arrive: FSM error.
+            (S::Connect | S::Active, I::Received(_) | I::Malformed(_)) => {
+                self.to_idle(DownReason::ConnectionLost, true, &mut out)
+            }
+            (S::Connect | S::Active, I::Expired(_)) => {}
+
+            // --- Timers in OpenSent / OpenConfirm / Established ----------
+            // Event 10 HoldTimer_Expires
+            (S::OpenSent | S::OpenConfirm | S::Established, I::Expired(Timer::Hold)) => {
+                let n = Notification::new(4, 0);
+                out.push(Output::Send(Message::Notification(n)));
+                self.to_idle(DownReason::HoldTimerExpired, true, &mut out);
+            }
+            // Event 11 KeepaliveTimer_Expires
+            (S::OpenConfirm | S::Established, I::Expired(Timer::Keepalive)) => {
+                out.push(Output::Send(Message::Keepalive));
+                self.arm_keepalive(&mut out);
+            }
+            (S::OpenSent | S::OpenConfirm | S::Established, I::Expired(_)) => {}
+
+            // Event 18 TcpConnectionFails after the connection was up.
+            (S::OpenSent, I::TcpConnectionFails) => {
+                // §8.2.2 OpenSent: back to Active and retry.
+                out.push(Output::Close);
+                out.push(Output::Disarm(Timer::Hold));
+                self.failures = self.failures.saturating_add(1);
+                out.push(Output::Arm(Timer::ConnectRetry, self.backoff()));
+                self.goto(S::Active, &mut out);
+            }
+            (S::OpenConfirm | S::Established, I::TcpConnectionFails) => {
+                self.to_idle(DownReason::ConnectionLost, true, &mut out)
+            }
+            // A second connection while one is up: refuse it (collisions are
+            // settled by the driver, see the module docs).
+            (_, I::TcpConnectionAcknowledged | I::TcpConnectionConfirmed) => {}
+
+            // Events 21/22/28 error variants: answer with the NOTIFICATION
+            // the decode error maps to.
+            (_, I::Malformed(e)) => match e.notification() {
+                Some(n) => self.fail(n, &mut out),
+                // A malformed NOTIFICATION: just close (§6.4).
+                None => self.to_idle(DownReason::ConnectionLost, true, &mut out),
+            },
+            // Event 24/25 NotifMsg: the peer closes; never answer.
+            (_, I::Received(Message::Notification(n))) => {
+                self.to_idle(DownReason::NotificationReceived(n), true, &mut out)
+            }
+
+            // --- OpenSent -------------------------------------------------
+            // Event 19 BGPOpen
+            (S::OpenSent, I::Received(Message::Open(open))) => match self.check_open(&open) {
+                Ok(neg) => {
+                    self.negotiated = Some(neg);
+                    out.push(Output::Send(Message::Keepalive));
+                    self.arm_keepalive(&mut out);
+                    self.arm_hold(&mut out);
+                    self.goto(S::OpenConfirm, &mut out);
+                }
+                Err(n) => self.fail(n, &mut out),
+            },
+            // Anything else before the OPEN: FSM error, "unexpected message
+            // in OpenSent" (RFC 6608 subcode 1).
+            (S::OpenSent, I::Received(_)) => self.fail(Notification::new(5, 1), &mut out),
+
+            // --- OpenConfirm ----------------------------------------------
+            // Event 26 KeepAliveMsg
+            (S::OpenConfirm, I::Received(Message::Keepalive)) => {
+                self.arm_hold(&mut out);
+                self.failures = 0;
+                self.established_at = Some(now);
+                self.goto(S::Established, &mut out);
+                if let Some(n) = &self.negotiated {
+                    out.push(Output::Up(n.clone()));
+                }
+            }
+            // RFC 6608 subcode 2: unexpected message in OpenConfirm.
+            (S::OpenConfirm, I::Received(_)) => self.fail(Notification::new(5, 2), &mut out),
+
+            // --- Established ----------------------------------------------
+            // Event 26 KeepAliveMsg: restart the hold timer.
+            (S::Established, I::Received(Message::Keepalive)) => self.arm_hold(&mut out),
+            // Event 27 UpdateMsg
+            (S::Established, I::Received(Message::Update(mut u))) => {
+                self.arm_hold(&mut out);
+                if !self.ibgp() {
+                    wire::check_first_as(&mut u, self.config.peer_as);
+                }
+                out.push(Output::Received(u));
+            }
+            (S::Established, I::Received(Message::RouteRefresh { afi, safi })) => {
+                self.arm_hold(&mut out);
+                out.push(Output::RouteRefresh { afi, safi });
+            }
+            // Event 19 in Established: RFC 6608 subcode 3.
+            (S::Established, I::Received(Message::Open(_))) => self.fail(Notification::new(5, 3), &mut out),
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

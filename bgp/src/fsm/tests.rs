@@ -1,0 +1,516 @@
+//! One test per transition of the session FSM.
+
+use super::*;
+use crate::wire::{AsSegment, Capability, PathAttributes};
+
+const US: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const PEER_ID: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+fn cfg(local: u32, peer: u32) -> SessionConfig {
+    let mut c = SessionConfig::new(local, peer, US);
+    c.hold_time = 9;
+    c
+}
+
+fn now() -> Instant {
+    // Any fixed instant: the FSM only stores it.
+    Instant::now()
+}
+
+fn peer_open(asn: u32, hold: u16, id: Ipv4Addr) -> Message {
+    Message::Open(Open::new(asn, hold, id, &[(1, 1), (2, 1)]))
+}
+
+fn sends(out: &[Output]) -> Vec<Message> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent_notification(out: &[Output]) -> Option<(u8, u8)> {
+    sends(out).into_iter().find_map(|m| match m {
+        Message::Notification(n) => Some((n.code, n.subcode)),
+        _ => None,
+    })
+}
+
+fn armed(out: &[Output], t: Timer) -> Option<Duration> {
+    out.iter().rev().find_map(|o| match o {
+        Output::Arm(x, d) if *x == t => Some(*d),
+        _ => None,
+    })
+}
+
+/// Drive a fresh session to the given state through the normal path.
+fn at(state: State, c: SessionConfig) -> Session {
+    let mut s = Session::new(c);
+    let t = now();
+    s.handle(t, Input::ManualStart);
+    if state == State::Connect {
+        return s;
+    }
+    s.handle(t, Input::TcpConnectionAcknowledged);
+    if state == State::OpenSent {
+        return s;
+    }
+    let peer = s.config().peer_as;
+    s.handle(t, Input::Received(peer_open(peer, 90, PEER_ID)));
+    if state == State::OpenConfirm {
+        return s;
+    }
+    s.handle(t, Input::Received(Message::Keepalive));
+    assert_eq!(s.state(), State::Established);
+    s
+}
+
+#[test]
+fn idle_manual_start_active_dials_and_goes_connect() {
+    let mut s = Session::new(cfg(65001, 65002));
+    let out = s.handle(now(), Input::ManualStart);
+    assert!(out.contains(&Output::Connect));
+    assert_eq!(armed(&out, Timer::ConnectRetry), Some(Duration::from_secs(1)));
+    assert!(out.contains(&Output::State {
+        from: State::Idle,
+        to: State::Connect
+    }));
+    assert_eq!(s.state(), State::Connect);
+}
+
+#[test]
+fn idle_manual_start_passive_goes_active_without_dialing() {
+    let mut c = cfg(65001, 65002);
+    c.passive = true;
+    let mut s = Session::new(c);
+    let out = s.handle(now(), Input::ManualStart);
+    assert!(!out.contains(&Output::Connect));
+    assert_eq!(s.state(), State::Active);
+}
+
+#[test]
+fn idle_ignores_messages_and_refuses_connections() {
+    let mut s = Session::new(cfg(65001, 65002));
+    assert!(s.handle(now(), Input::Received(Message::Keepalive)).is_empty());
+    assert!(s.handle(now(), Input::Expired(Timer::Hold)).is_empty());
+    assert_eq!(
+        s.handle(now(), Input::TcpConnectionConfirmed),
+        vec![Output::Close]
+    );
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn connect_tcp_acknowledged_sends_open_and_goes_opensent() {
+    let mut s = at(State::Connect, cfg(65001, 65002));
+    let out = s.handle(now(), Input::TcpConnectionAcknowledged);
+    assert!(out.contains(&Output::Disarm(Timer::ConnectRetry)));
+    let Some(Message::Open(o)) = sends(&out).into_iter().next() else {
+        panic!("no OPEN in {out:?}")
+    };
+    assert_eq!((o.asn(), o.hold_time, o.router_id), (65001, 9, US));
+    assert_eq!(armed(&out, Timer::Hold), Some(Duration::from_secs(240)));
+    assert_eq!(s.state(), State::OpenSent);
+}
+
+#[test]
+fn active_tcp_confirmed_sends_open() {
+    let mut c = cfg(65001, 65002);
+    c.passive = true;
+    let mut s = Session::new(c);
+    s.handle(now(), Input::ManualStart);
+    let out = s.handle(now(), Input::TcpConnectionConfirmed);
+    assert!(matches!(sends(&out).first(), Some(Message::Open(_))));
+    assert_eq!(s.state(), State::OpenSent);
+}
+
+#[test]
+fn connect_failure_goes_active_and_backs_off_exponentially_with_cap() {
+    let mut c = cfg(65001, 65002);
+    c.connect_retry_max = Duration::from_secs(5);
+    let mut s = Session::new(c);
+    s.handle(now(), Input::ManualStart);
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert_eq!(s.state(), State::Active);
+    assert_eq!(armed(&out, Timer::ConnectRetry), Some(Duration::from_secs(2)));
+    // Retry timer: dial again, in Connect, with a longer wait.
+    let out = s.handle(now(), Input::Expired(Timer::ConnectRetry));
+    assert!(out.contains(&Output::Connect));
+    assert_eq!(s.state(), State::Connect);
+    assert_eq!(armed(&out, Timer::ConnectRetry), Some(Duration::from_secs(4)));
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert_eq!(armed(&out, Timer::ConnectRetry), Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn connect_retry_expiry_in_connect_redials() {
+    let mut s = at(State::Connect, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Expired(Timer::ConnectRetry));
+    assert_eq!(out.iter().filter(|o| **o == Output::Connect).count(), 1);
+    assert!(out.contains(&Output::Close), "old attempt must be cancelled");
+    assert_eq!(s.state(), State::Connect);
+}
+
+#[test]
+fn passive_connect_retry_expiry_keeps_waiting() {
+    let mut c = cfg(65001, 65002);
+    c.passive = true;
+    let mut s = Session::new(c);
+    s.handle(now(), Input::ManualStart);
+    let out = s.handle(now(), Input::Expired(Timer::ConnectRetry));
+    assert!(!out.contains(&Output::Connect));
+    assert_eq!(s.state(), State::Active);
+}
+
+#[test]
+fn connect_manual_stop_goes_idle_without_notification() {
+    let mut s = at(State::Connect, cfg(65001, 65002));
+    let out = s.handle(now(), Input::ManualStop(StopReason::AdminShutdown));
+    assert!(sends(&out).is_empty());
+    assert!(out.contains(&Output::Disarm(Timer::IdleHold)));
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn opensent_valid_open_negotiates_hold_and_goes_openconfirm() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(peer_open(65002, 90, PEER_ID)));
+    assert_eq!(sends(&out), vec![Message::Keepalive]);
+    // min(9, 90) = 9, keepalive 3.
+    assert_eq!(armed(&out, Timer::Hold), Some(Duration::from_secs(9)));
+    assert_eq!(armed(&out, Timer::Keepalive), Some(Duration::from_secs(3)));
+    assert_eq!(s.state(), State::OpenConfirm);
+    let n = s.negotiated().unwrap();
+    assert!(n.four_octet_as && n.route_refresh && !n.ibgp);
+    assert_eq!(n.families.len(), 2);
+}
+
+#[test]
+fn opensent_hold_zero_disables_keepalive_and_hold() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(peer_open(65002, 0, PEER_ID)));
+    assert!(out.contains(&Output::Disarm(Timer::Hold)));
+    assert!(out.contains(&Output::Disarm(Timer::Keepalive)));
+    assert_eq!(s.negotiated().unwrap().hold_time, 0);
+}
+
+#[test]
+fn opensent_unacceptable_hold_time() {
+    for hold in [1, 2] {
+        let mut s = at(State::OpenSent, cfg(65001, 65002));
+        let out = s.handle(now(), Input::Received(peer_open(65002, hold, PEER_ID)));
+        assert_eq!(sent_notification(&out), Some((2, 6)));
+        assert_eq!(s.state(), State::Idle);
+    }
+}
+
+#[test]
+fn opensent_bad_peer_as() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(peer_open(65003, 90, PEER_ID)));
+    assert_eq!(sent_notification(&out), Some((2, 2)));
+    assert!(out.contains(&Output::Close));
+    assert!(armed(&out, Timer::IdleHold).is_some(), "auto restart");
+}
+
+#[test]
+fn opensent_bad_bgp_identifier() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    let out = s.handle(
+        now(),
+        Input::Received(peer_open(65002, 90, Ipv4Addr::UNSPECIFIED)),
+    );
+    assert_eq!(sent_notification(&out), Some((2, 3)));
+    // iBGP with our own identifier is a collision of ids: error.
+    let mut s = at(State::OpenSent, cfg(65001, 65001));
+    let out = s.handle(now(), Input::Received(peer_open(65001, 90, US)));
+    assert_eq!(sent_notification(&out), Some((2, 3)));
+    // eBGP with the same identifier is allowed (RFC 6286).
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    s.handle(now(), Input::Received(peer_open(65002, 90, US)));
+    assert_eq!(s.state(), State::OpenConfirm);
+}
+
+#[test]
+fn opensent_no_common_family_is_unsupported_capability() {
+    let mut c = cfg(65001, 65002);
+    c.families = vec![(1, 1)];
+    let mut s = at(State::OpenSent, c);
+    let open = Message::Open(Open::new(65002, 90, PEER_ID, &[(2, 1)]));
+    let out = s.handle(now(), Input::Received(open));
+    let n = sends(&out)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Notification(n) => Some(n),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((n.code, n.subcode), (2, 7));
+    assert_eq!(n.data, vec![1, 4, 0, 1, 0, 1]);
+}
+
+#[test]
+fn four_octet_asn_uses_as_trans_and_accepts_4_octet_peer() {
+    let mut s = at(State::Connect, cfg(4_200_000_001, 4_200_000_002));
+    let out = s.handle(now(), Input::TcpConnectionAcknowledged);
+    let Some(Message::Open(o)) = sends(&out).into_iter().next() else {
+        panic!()
+    };
+    assert_eq!(o.my_as, wire::AS_TRANS);
+    assert!(o.capabilities.contains(&Capability::FourOctetAs(4_200_000_001)));
+    s.handle(now(), Input::Received(peer_open(4_200_000_002, 90, PEER_ID)));
+    assert_eq!(s.state(), State::OpenConfirm);
+}
+
+#[test]
+fn opensent_unexpected_message_is_fsm_error() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(Message::Keepalive));
+    assert_eq!(sent_notification(&out), Some((5, 1)));
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn opensent_tcp_failure_goes_active() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert!(out.contains(&Output::Close));
+    assert!(armed(&out, Timer::ConnectRetry).is_some());
+    assert_eq!(s.state(), State::Active);
+}
+
+#[test]
+fn opensent_hold_expiry_sends_hold_timer_expired() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Expired(Timer::Hold));
+    assert_eq!(sent_notification(&out), Some((4, 0)));
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn openconfirm_keepalive_establishes_and_reports_up() {
+    let mut s = at(State::OpenConfirm, cfg(65001, 65002));
+    let t = now();
+    let out = s.handle(t, Input::Received(Message::Keepalive));
+    assert_eq!(s.state(), State::Established);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Up(n) if n.peer_as == 65002))
+    );
+    assert_eq!(armed(&out, Timer::Hold), Some(Duration::from_secs(9)));
+    assert_eq!(s.established_at(), Some(t));
+}
+
+#[test]
+fn openconfirm_keepalive_timer_sends_keepalive() {
+    let mut s = at(State::OpenConfirm, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Expired(Timer::Keepalive));
+    assert_eq!(sends(&out), vec![Message::Keepalive]);
+    assert_eq!(armed(&out, Timer::Keepalive), Some(Duration::from_secs(3)));
+}
+
+#[test]
+fn openconfirm_unexpected_message_and_failures() {
+    let mut s = at(State::OpenConfirm, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(Message::Update(Update::default())));
+    assert_eq!(sent_notification(&out), Some((5, 2)));
+    let mut s = at(State::OpenConfirm, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Expired(Timer::Hold));
+    assert_eq!(sent_notification(&out), Some((4, 0)));
+    let mut s = at(State::OpenConfirm, cfg(65001, 65002));
+    s.handle(now(), Input::TcpConnectionFails);
+    assert_eq!(s.state(), State::Idle);
+    let mut s = at(State::OpenConfirm, cfg(65001, 65002));
+    let out = s.handle(now(), Input::ManualStop(StopReason::AdminShutdown));
+    assert_eq!(sent_notification(&out), Some((6, 2)));
+}
+
+fn update_from(first_as: u32) -> Update {
+    Update {
+        attributes: Some(PathAttributes {
+            as_path: vec![AsSegment::Sequence(vec![first_as])],
+            next_hop: Some(PEER_ID),
+            ..PathAttributes::default()
+        }),
+        announced: vec!["203.0.113.0/24".parse().unwrap()],
+        ..Update::default()
+    }
+}
+
+#[test]
+fn established_update_is_delivered_and_restarts_hold() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(Message::Update(update_from(65002))));
+    assert_eq!(armed(&out, Timer::Hold), Some(Duration::from_secs(9)));
+    let Some(Output::Received(u)) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(u.announced.len(), 1);
+    assert!(u.treat_as_withdraw.is_none());
+}
+
+#[test]
+fn established_ebgp_update_with_foreign_first_as_is_withdrawn() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(Message::Update(update_from(65099))));
+    let Some(Output::Received(u)) = out.last() else {
+        panic!()
+    };
+    assert!(u.announced.is_empty());
+    assert_eq!(u.withdrawn.len(), 1);
+    assert_eq!(s.state(), State::Established, "no session reset");
+}
+
+#[test]
+fn established_keepalive_restarts_hold_and_timer_sends_keepalive() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(Message::Keepalive));
+    assert_eq!(out, vec![Output::Arm(Timer::Hold, Duration::from_secs(9))]);
+    let out = s.handle(now(), Input::Expired(Timer::Keepalive));
+    assert_eq!(sends(&out), vec![Message::Keepalive]);
+}
+
+#[test]
+fn established_hold_expiry_goes_down_and_schedules_restart() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Expired(Timer::Hold));
+    assert_eq!(sent_notification(&out), Some((4, 0)));
+    assert!(out.contains(&Output::Down(DownReason::HoldTimerExpired)));
+    assert_eq!(armed(&out, Timer::IdleHold), Some(Duration::from_secs(1)));
+    assert_eq!(s.state(), State::Idle);
+    assert_eq!(s.flaps(), 1);
+    assert!(s.negotiated().is_none());
+    // Event 3 AutomaticStart via the IdleHold timer.
+    let out = s.handle(now(), Input::Expired(Timer::IdleHold));
+    assert!(out.contains(&Output::Connect));
+    assert_eq!(s.state(), State::Connect);
+}
+
+#[test]
+fn established_notification_received_goes_down_without_reply() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let n = Notification::cease(2);
+    let out = s.handle(now(), Input::Received(Message::Notification(n.clone())));
+    assert!(sends(&out).is_empty());
+    assert!(out.contains(&Output::Down(DownReason::NotificationReceived(n))));
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn established_tcp_failure_goes_down() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert!(out.contains(&Output::Down(DownReason::ConnectionLost)));
+    assert!(armed(&out, Timer::IdleHold).is_some());
+}
+
+#[test]
+fn established_manual_stop_sends_cease_and_does_not_restart() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::ManualStop(StopReason::AdminShutdown));
+    assert_eq!(sent_notification(&out), Some((6, 2)));
+    assert!(out.contains(&Output::Disarm(Timer::IdleHold)));
+    assert!(armed(&out, Timer::IdleHold).is_none());
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn max_prefix_stop_sends_cease_1_with_data_and_restarts() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(
+        now(),
+        Input::ManualStop(StopReason::MaxPrefixes {
+            afi: 1,
+            safi: 1,
+            limit: 100,
+        }),
+    );
+    let n = sends(&out)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Notification(n) => Some(n),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((n.code, n.subcode), (6, 1));
+    assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 100]);
+    assert!(armed(&out, Timer::IdleHold).is_some());
+}
+
+#[test]
+fn established_open_is_fsm_error() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(peer_open(65002, 90, PEER_ID)));
+    assert_eq!(sent_notification(&out), Some((5, 3)));
+}
+
+#[test]
+fn established_route_refresh_is_reported() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Received(Message::RouteRefresh { afi: 2, safi: 1 }));
+    assert_eq!(out.last(), Some(&Output::RouteRefresh { afi: 2, safi: 1 }));
+}
+
+#[test]
+fn malformed_input_sends_the_mapped_notification() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let e = DecodeError::Header(wire::HeaderError::BadMessageType(9));
+    let out = s.handle(now(), Input::Malformed(e));
+    let n = sends(&out)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Notification(n) => Some(n),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((n.code, n.subcode, n.data), (1, 3, vec![9]));
+    assert_eq!(s.state(), State::Idle);
+    // A malformed NOTIFICATION is not answered.
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let out = s.handle(now(), Input::Malformed(DecodeError::Notification));
+    assert!(sends(&out).is_empty());
+}
+
+#[test]
+fn ibgp_session_is_flagged_and_skips_first_as_check() {
+    let mut s = at(State::Established, cfg(65001, 65001));
+    assert!(s.negotiated().unwrap().ibgp);
+    let out = s.handle(now(), Input::Received(Message::Update(update_from(65099))));
+    let Some(Output::Received(u)) = out.last() else {
+        panic!()
+    };
+    assert_eq!(u.announced.len(), 1);
+}
+
+#[test]
+fn second_connection_while_up_is_ignored() {
+    let mut s = at(State::OpenSent, cfg(65001, 65002));
+    assert!(s.handle(now(), Input::TcpConnectionConfirmed).is_empty());
+    assert_eq!(s.state(), State::OpenSent);
+}
+
+#[test]
+fn backoff_resets_after_established() {
+    let mut s = Session::new(cfg(65001, 65002));
+    s.handle(now(), Input::ManualStart);
+    s.handle(now(), Input::TcpConnectionFails);
+    s.handle(now(), Input::Expired(Timer::ConnectRetry));
+    assert!(s.backoff() > Duration::from_secs(1));
+    s.handle(now(), Input::TcpConnectionAcknowledged);
+    s.handle(now(), Input::Received(peer_open(65002, 90, PEER_ID)));
+    s.handle(now(), Input::Received(Message::Keepalive));
+    assert_eq!(s.backoff(), Duration::from_secs(1));
+}
+
+#[test]
+fn config_validation() {
+    let mut c = cfg(65001, 65002);
+    assert!(c.validate().is_ok());
+    c.hold_time = 2;
+    assert_eq!(c.validate(), Err(ConfigError::HoldTime(2)));
+    c.hold_time = 0;
+    assert!(c.validate().is_ok());
+    c.router_id = Ipv4Addr::UNSPECIFIED;
+    assert!(c.validate().is_err());
+}
