@@ -300,7 +300,7 @@ impl Session {
     /// Leave whatever we are doing and go to Idle: drop the connection,
     /// stop every timer, report Down if we were Established and schedule
     /// the automatic restart unless the operator asked for the stop.
-    fn to_idle(&mut self, reason: DownReason, restart: bool, out: &mut Vec<Output>) {
+    fn enter_idle(&mut self, reason: DownReason, restart: bool, out: &mut Vec<Output>) {
         out.push(Output::Close);
         for t in [Timer::ConnectRetry, Timer::Hold, Timer::Keepalive] {
             out.push(Output::Disarm(t));
@@ -323,7 +323,7 @@ impl Session {
     /// Send a NOTIFICATION for an error we detected, then go Idle.
     fn fail(&mut self, n: Notification, out: &mut Vec<Output>) {
         out.push(Output::Send(Message::Notification(n.clone())));
-        self.to_idle(DownReason::NotificationSent(n), true, out);
+        self.enter_idle(DownReason::NotificationSent(n), true, out);
     }
 
     fn start(&mut self, out: &mut Vec<Output>) {
@@ -436,12 +436,12 @@ impl Session {
             // --- Event 2 ManualStop -------------------------------------
             (S::Connect | S::Active, I::ManualStop(r)) => {
                 let restart = r.restarts();
-                self.to_idle(DownReason::ManualStop(r), restart, &mut out);
+                self.enter_idle(DownReason::ManualStop(r), restart, &mut out);
             }
             (_, I::ManualStop(r)) => {
                 out.push(Output::Send(Message::Notification(r.notification())));
                 let restart = r.restarts();
-                self.to_idle(DownReason::ManualStop(r), restart, &mut out);
+                self.enter_idle(DownReason::ManualStop(r), restart, &mut out);
             }
 
             // --- Connect / Active ---------------------------------------
@@ -469,7 +469,7 @@ impl Session {
             }
             // No connection exists, so no message can arrive: FSM error.
             (S::Connect | S::Active, I::Received(_) | I::Malformed(_)) => {
-                self.to_idle(DownReason::ConnectionLost, true, &mut out)
+                self.enter_idle(DownReason::ConnectionLost, true, &mut out)
             }
             (S::Connect | S::Active, I::Expired(_)) => {}
 
@@ -478,7 +478,7 @@ impl Session {
             (S::OpenSent | S::OpenConfirm | S::Established, I::Expired(Timer::Hold)) => {
                 let n = Notification::new(4, 0);
                 out.push(Output::Send(Message::Notification(n)));
-                self.to_idle(DownReason::HoldTimerExpired, true, &mut out);
+                self.enter_idle(DownReason::HoldTimerExpired, true, &mut out);
             }
             // Event 11 KeepaliveTimer_Expires
             (S::OpenConfirm | S::Established, I::Expired(Timer::Keepalive)) => {
@@ -497,7 +497,7 @@ impl Session {
                 self.goto(S::Active, &mut out);
             }
             (S::OpenConfirm | S::Established, I::TcpConnectionFails) => {
-                self.to_idle(DownReason::ConnectionLost, true, &mut out)
+                self.enter_idle(DownReason::ConnectionLost, true, &mut out)
             }
             // A second connection while one is up: refuse it (collisions are
             // settled by the driver, see the module docs).
@@ -508,11 +508,11 @@ impl Session {
             (_, I::Malformed(e)) => match e.notification() {
                 Some(n) => self.fail(n, &mut out),
                 // A malformed NOTIFICATION: just close (§6.4).
-                None => self.to_idle(DownReason::ConnectionLost, true, &mut out),
+                None => self.enter_idle(DownReason::ConnectionLost, true, &mut out),
             },
             // Event 24/25 NotifMsg: the peer closes; never answer.
             (_, I::Received(Message::Notification(n))) => {
-                self.to_idle(DownReason::NotificationReceived(n), true, &mut out)
+                self.enter_idle(DownReason::NotificationReceived(n), true, &mut out)
             }
 
             // --- OpenSent -------------------------------------------------
