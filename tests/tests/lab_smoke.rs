@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use edge_labs::{
-    Endpoint, IpNet, Lab, LabSpec, LinkSpec, NamespaceSpec, NeighborSpec, RouteExpect, RouterKind,
-    RouterSpec, Timers,
+    BridgePort, BridgeSpec, Endpoint, IpNet, Lab, LabSpec, LinkSpec, NamespaceSpec, NeighborSpec,
+    ProcessSpec, RouteExpect, RouteSpec, RouterKind, RouterSpec, Timers,
 };
 
 const TOOLS: &[&str] = &[
@@ -53,6 +53,13 @@ fn lab_name(base: &str) -> String {
 }
 
 fn spec(name: &str) -> LabSpec {
+    two_routers(name, RouterKind::Frr, RouterKind::Bird)
+}
+
+/// r1 (AS65001, originates 198.51.100.0/24 + 2001:db8:fffe::/48) and r2
+/// (AS65002, originates 203.0.113.0/24 + 2001:db8:ffff::/48) on one veth.
+/// Routers are named after their kind ("frr", "bird", "gobgp").
+fn two_routers(name: &str, k1: RouterKind, k2: RouterKind) -> LabSpec {
     let ns = |n: &str| NamespaceSpec {
         name: n.into(),
         forwarding: true,
@@ -78,16 +85,21 @@ fn spec(name: &str) -> LabSpec {
         asn,
         description: description.into(),
     };
+    let kind_name = |k: RouterKind| match k {
+        RouterKind::Frr => "frr",
+        RouterKind::Bird => "bird",
+        RouterKind::Gobgp => "gobgp",
+    };
     spec.routers = vec![
         RouterSpec {
-            name: "frr".into(),
+            name: kind_name(k1).into(),
             namespace: "r1".into(),
-            kind: RouterKind::Frr,
+            kind: k1,
             asn: 65001,
             router_id: "198.18.0.1".parse().expect("router id"),
             neighbors: vec![
-                neighbor("198.18.0.2", 65002, "bird v4"),
-                neighbor("2001:db8:0:1::2", 65002, "bird v6"),
+                neighbor("198.18.0.2", 65002, "r2 v4"),
+                neighbor("2001:db8:0:1::2", 65002, "r2 v6"),
             ],
             originate: vec![net("198.51.100.0/24"), net("2001:db8:fffe::/48")],
             multipath: true,
@@ -95,14 +107,14 @@ fn spec(name: &str) -> LabSpec {
             install_routes: None,
         },
         RouterSpec {
-            name: "bird".into(),
+            name: kind_name(k2).into(),
             namespace: "r2".into(),
-            kind: RouterKind::Bird,
+            kind: k2,
             asn: 65002,
             router_id: "198.18.0.2".parse().expect("router id"),
             neighbors: vec![
-                neighbor("198.18.0.1", 65001, "frr v4"),
-                neighbor("2001:db8:0:1::1", 65001, "frr v6"),
+                neighbor("198.18.0.1", 65001, "r1 v4"),
+                neighbor("2001:db8:0:1::1", 65001, "r1 v6"),
             ],
             originate: vec![net("203.0.113.0/24"), net("2001:db8:ffff::/48")],
             multipath: true,
@@ -329,4 +341,184 @@ fn down_from_state_file_stops_a_detached_lab() {
     assert_eq!(report.deleted_namespaces.len(), 2, "{report:?}");
     assert_nothing_left(&name, &pids);
     assert!(Lab::status(&dir).is_err(), "no state after down");
+}
+
+#[test]
+fn gobgp_originates_into_bird() {
+    if !edge_tests::lab_ready("lab_smoke", &["ip", "bird", "birdc", "gobgpd", "gobgp"]) {
+        return;
+    }
+    let name = lab_name("gobgp");
+    let workdir = tempfile::tempdir().expect("workdir");
+    let lab = Lab::up(
+        &two_routers(&name, RouterKind::Bird, RouterKind::Gobgp),
+        workdir.path(),
+    )
+    .expect("lab up");
+    let pids = lab.pids();
+    // GoBGP's prefixes (added through its API after start) reach BIRD's
+    // kernel table in r1.
+    for p in ["203.0.113.0/24", "2001:db8:ffff::/48"] {
+        let r = lab
+            .wait_route("r1", net(p), RouteExpect::Ecmp(1), CONVERGE)
+            .expect("GoBGP route in r1 kernel")
+            .expect("present");
+        assert!(r.raw.contains("r1-r2"), "{}", r.raw);
+    }
+    // BIRD's prefixes reach GoBGP's RIB (GoBGP installs nothing).
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let v4 = lab
+            .router_routes("gobgp", Some(net("198.51.100.0/24")))
+            .expect("rib");
+        let v6 = lab
+            .router_routes("gobgp", Some(net("2001:db8:fffe::/48")))
+            .expect("rib");
+        if v4.bgp.contains("198.51.100.0/24") && v6.bgp.contains("2001:db8:fffe::/48") {
+            assert!(v4.kernel_v4.trim().is_empty(), "GoBGP is RIB-only: {v4:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GoBGP never learned BIRD's prefixes: {v4:?} {v6:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(lab);
+    assert_nothing_left(&name, &pids);
+}
+
+/// Bridges, static routes, forwarding, extra processes and `exec`:
+///
+/// ```text
+///  client --c-r/r-c-- router --r-lan--+
+///                                     | br0 in "sw"
+///                      b1 --b1-lan----+   (ports br0-p0, br0-p1, sw-b2)
+///                      b2 --b2-lan----+
+/// ```
+/// b1 serves "b1" on 198.19.10.11:8080 and b2 serves "b2" on
+/// [2001:db8:10::12]:8080 (socat, started as lab processes); the client
+/// reaches both through the router and the bridge via static routes.
+#[test]
+fn bridge_routes_and_processes() {
+    if !edge_tests::lab_ready("lab_smoke", &["ip", "socat"]) {
+        return;
+    }
+    let name = lab_name("lan");
+    let workdir = tempfile::tempdir().expect("workdir");
+    let ns = |n: &str, forwarding: bool| NamespaceSpec {
+        name: n.into(),
+        forwarding,
+        multipath_hash_l4: false,
+        loopback: vec![],
+    };
+    let ep = |n: &str, ifname: &str, addrs: &[&str]| Endpoint {
+        namespace: n.into(),
+        ifname: ifname.into(),
+        addresses: addrs.iter().map(|a| net(a)).collect(),
+    };
+    let route = |n: &str, dst: &str, gw: &str| RouteSpec {
+        namespace: n.into(),
+        destination: net(dst),
+        gateway: ip(gw),
+    };
+    let serve = |n: &str, listen: &str, answer: &str| ProcessSpec {
+        name: format!("{n}-http"),
+        namespace: n.into(),
+        argv: vec![
+            "socat".into(),
+            format!("{listen},reuseaddr,fork"),
+            format!("SYSTEM:echo {answer}"),
+        ],
+        env: Default::default(),
+        log: None,
+        cwd: None,
+    };
+    let mut spec = LabSpec::new(name.clone());
+    spec.namespaces = vec![
+        ns("client", false),
+        ns("router", true),
+        ns("b1", false),
+        ns("b2", false),
+        ns("sw", false),
+    ];
+    spec.links = vec![LinkSpec {
+        a: ep("client", "c-r", &["198.18.1.2/24", "2001:db8:1::2/64"]),
+        b: ep("router", "r-c", &["198.18.1.1/24", "2001:db8:1::1/64"]),
+    }];
+    let port = |n: &str, ifname: &str, addrs: &[&str], peer: Option<&str>| BridgePort {
+        namespace: n.into(),
+        ifname: ifname.into(),
+        addresses: addrs.iter().map(|a| net(a)).collect(),
+        peer_ifname: peer.map(String::from),
+    };
+    spec.bridges = vec![BridgeSpec {
+        namespace: "sw".into(),
+        name: "br0".into(),
+        addresses: vec![],
+        ports: vec![
+            port("router", "r-lan", &["198.19.10.1/24", "2001:db8:10::1/64"], None),
+            port("b1", "b1-lan", &["198.19.10.11/24"], None),
+            port("b2", "b2-lan", &["2001:db8:10::12/64"], Some("sw-b2")),
+        ],
+    }];
+    spec.routes = vec![
+        route("client", "198.19.10.0/24", "198.18.1.1"),
+        route("client", "2001:db8:10::/64", "2001:db8:1::1"),
+        route("b1", "198.18.1.0/24", "198.19.10.1"),
+        route("b2", "2001:db8:1::/64", "2001:db8:10::1"),
+    ];
+    spec.processes = vec![
+        serve("b1", "TCP4-LISTEN:8080,bind=198.19.10.11", "b1"),
+        serve("b2", "TCP6-LISTEN:8080,bind=[2001:db8:10::12]", "b2"),
+    ];
+    let lab = Lab::up(&spec, workdir.path()).expect("lab up");
+    let pids = lab.pids();
+    assert_eq!(pids.len(), 2);
+
+    let ports = lab
+        .exec_ok("sw", &["ip", "-o", "link", "show", "master", "br0"])
+        .expect("bridge ports");
+    for p in ["br0-p0", "br0-p1", "sw-b2"] {
+        assert!(ports.contains(p), "{p} missing from br0: {ports}");
+    }
+    // Forwarding is per namespace: on in router, off in client.
+    let fwd = |n: &str| {
+        lab.exec_ok(n, &["sysctl", "-n", "net.ipv4.ip_forward"])
+            .expect("sysctl")
+            .trim()
+            .to_string()
+    };
+    assert_eq!((fwd("router"), fwd("client")), ("1".into(), "0".into()));
+
+    // The listeners may need a moment; retry the fetch briefly.
+    let fetch = |target: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = lab
+                .exec_timeout(
+                    "client",
+                    &["socat", "-u", "-T", "2", target, "STDOUT"],
+                    Duration::from_secs(5),
+                )
+                .expect("socat client");
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && !text.is_empty() {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "client cannot reach {target}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(fetch("TCP4:198.19.10.11:8080"), "b1");
+    assert_eq!(fetch("TCP6:[2001:db8:10::12]:8080"), "b2");
+    assert!(workdir.path().join("logs/b1-http.log").exists());
+
+    let report = lab.teardown().expect("teardown");
+    assert_eq!(report.deleted_namespaces.len(), 5, "{report:?}");
+    assert_nothing_left(&name, &pids);
 }
