@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod lab;
 pub mod names;
+pub mod plan;
 pub mod procs;
 pub mod spec;
 pub mod state;
