@@ -134,15 +134,31 @@ impl Lab {
         spec.validate()?;
         let workdir = prepare_workdir(workdir)?;
         check_socket_paths(spec, &workdir)?;
-        if let Ok(old) = LabState::load(&workdir) {
-            let existing = list_netns()?;
-            if old.namespaces.iter().any(|n| existing.contains(n)) {
-                return Err(LabError::State(format!(
-                    "{} already holds running lab {:?}; take it down first (Lab::down)",
-                    workdir.display(),
-                    old.lab
-                )));
-            }
+        let existing = list_netns()?;
+        // A leftover namespace (crashed run, lost workdir) would make
+        // `ip netns add` fail half-way; say what to do instead. Checked
+        // before anything is created, so a refused `up` touches nothing.
+        if let Some(taken) = spec
+            .namespace_names()
+            .map(|n| names::kernel_ns(&spec.name, n))
+            .find(|k| existing.contains(k))
+        {
+            return Err(LabError::State(format!(
+                "namespace {taken} already exists (lab {:?} is running or left over); \
+                 run `edge lab down` or Lab::cleanup_lab({:?}) first",
+                spec.name, spec.name
+            )));
+        }
+        // Another lab recorded in this workdir would have its state file
+        // overwritten and become unreachable for `edge lab down`.
+        if let Ok(old) = LabState::load(&workdir)
+            && old.namespaces.iter().any(|n| existing.contains(n))
+        {
+            return Err(LabError::State(format!(
+                "{} already holds running lab {:?}; take it down first (Lab::down)",
+                workdir.display(),
+                old.lab
+            )));
         }
         let mut lab = Lab {
             state: LabState {

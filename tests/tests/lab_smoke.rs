@@ -332,6 +332,15 @@ fn down_from_state_file_stops_a_detached_lab() {
     assert!(pids.iter().all(|&p| alive(p)), "detached lab keeps running");
     assert_eq!(namespaces_with(&edge_labs::lab_prefix(&name)).len(), 2);
 
+    // A second `up` of the same lab is refused before it creates anything,
+    // so it cannot disturb the running one.
+    let other = tempfile::tempdir().expect("second workdir");
+    let err = Lab::up(&s, other.path())
+        .expect_err("lab already running")
+        .to_string();
+    assert!(err.contains("already exists"), "{err}");
+    assert!(pids.iter().all(|&p| alive(p)), "refused up left the lab alone");
+
     let attached = Lab::attach(&dir).expect("attach");
     assert!(attached.birdc("bird", "show status").is_ok());
     drop(attached); // non-owning: must not tear down
