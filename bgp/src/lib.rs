@@ -8,4 +8,5 @@
 //! it is told to announce and reports what it sees, nothing more.
 
 pub mod fsm;
+pub mod rib;
 pub mod wire;

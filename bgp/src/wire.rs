@@ -18,7 +18,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zettabgp::prelude::{
     BgpASitem, BgpASpath, BgpASseq, BgpASset, BgpAddr, BgpAddrV4, BgpAddrV6, BgpAddrs, BgpAttrItem,
     BgpAttrOrigin, BgpCapability, BgpCommunity, BgpCommunityList, BgpLargeCommunity, BgpLargeCommunityList,
@@ -412,9 +412,35 @@ pub enum AsSegment {
     Set(Vec<u32>),
 }
 
-/// RFC 1997 community, `high:low`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// RFC 1997 community, `high:low` (also its serde form, for configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Community(pub u32);
+
+impl std::str::FromStr for Community {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (h, l) = s
+            .split_once(':')
+            .ok_or_else(|| format!("community {s:?} is not high:low"))?;
+        let h: u16 = h.parse().map_err(|_| format!("bad community {s:?}"))?;
+        let l: u16 = l.parse().map_err(|_| format!("bad community {s:?}"))?;
+        Ok(Community::new(h, l))
+    }
+}
+
+impl TryFrom<String> for Community {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Community> for String {
+    fn from(c: Community) -> String {
+        c.to_string()
+    }
+}
 
 impl Community {
     pub fn new(high: u16, low: u16) -> Self {
@@ -428,9 +454,40 @@ impl fmt::Display for Community {
     }
 }
 
-/// RFC 8092 large community, `global:local1:local2`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// RFC 8092 large community, `global:local1:local2` (also its serde form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct LargeCommunity(pub u32, pub u32, pub u32);
+
+impl std::str::FromStr for LargeCommunity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let n = |i: usize| -> Result<u32, String> {
+            parts
+                .get(i)
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("large community {s:?} is not a:b:c"))
+        };
+        if parts.len() != 3 {
+            return Err(format!("large community {s:?} is not a:b:c"));
+        }
+        Ok(LargeCommunity(n(0)?, n(1)?, n(2)?))
+    }
+}
+
+impl TryFrom<String> for LargeCommunity {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<LargeCommunity> for String {
+    fn from(c: LargeCommunity) -> String {
+        c.to_string()
+    }
+}
 
 impl fmt::Display for LargeCommunity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
