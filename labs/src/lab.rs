@@ -212,7 +212,11 @@ impl Lab {
     /// Tears down the lab recorded in `<workdir>/state.json` (used by
     /// `edge lab down` from a different process than the one that built it).
     pub fn down(workdir: &Path) -> Result<Teardown> {
-        let state = LabState::load(workdir)?;
+        let mut state = LabState::load(workdir)?;
+        // The workdir may have been moved since `up`; remove the state file
+        // where it was found.
+        state.workdir =
+            std::fs::canonicalize(workdir).map_err(|e| LabError::io("opening lab workdir", workdir, e))?;
         teardown_state(&state, &mut Vec::new())
     }
 
@@ -838,13 +842,20 @@ fn teardown_state(state: &LabState, children: &mut Vec<Child>) -> Result<Teardow
             }
         }
     }
-    let existing = list_netns()?;
-    let namespaces: Vec<String> = state
-        .namespaces
-        .iter()
-        .filter(|n| existing.contains(*n))
-        .cloned()
-        .collect();
+    // If the list cannot be read, still try every recorded namespace:
+    // stopping processes matters more than a clean report.
+    let namespaces: Vec<String> = match list_netns() {
+        Ok(existing) => state
+            .namespaces
+            .iter()
+            .filter(|n| existing.contains(*n))
+            .cloned()
+            .collect(),
+        Err(e) => {
+            report.warnings.push(format!("listing namespaces: {e}"));
+            state.namespaces.clone()
+        }
+    };
     stop_namespace_processes(&namespaces, pids, children, &mut report);
     delete_namespaces(&namespaces, &mut report);
     let report = finish(report)?;
@@ -1219,6 +1230,40 @@ mod tests {
         assert_eq!(r.paths, 2);
         assert_eq!(r.gateways.len(), 2);
         assert!(parse_kernel_route("{").is_err());
+    }
+
+    /// A recorded PID is signalled only while its cmdline is still the
+    /// one the lab started: after PID reuse it belongs to someone else.
+    #[test]
+    fn teardown_checks_cmdline_before_killing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let pid = child.id();
+        let record = |argv: &[&str]| LabState {
+            version: STATE_VERSION,
+            lab: "unit".into(),
+            workdir: dir.path().to_path_buf(),
+            spec: LabSpec::new("unit"),
+            namespaces: vec![],
+            processes: vec![ProcessRecord {
+                name: "p".into(),
+                namespace: "x".into(),
+                kernel_ns: "edge-unit-x".into(),
+                argv: argv.iter().map(|s| s.to_string()).collect(),
+                pid,
+                pid_file: None,
+                log: dir.path().join("p.log"),
+            }],
+            routers: vec![],
+        };
+        let report = teardown_state(&record(&["bird", "-f"]), &mut Vec::new()).expect("teardown");
+        assert!(report.stopped_pids.is_empty(), "{report:?}");
+        assert!(procs::alive(pid), "a process with another cmdline is left alone");
+
+        let report = teardown_state(&record(&["sleep", "30"]), &mut Vec::new()).expect("teardown");
+        let _ = child.wait();
+        assert_eq!(report.stopped_pids, vec![pid]);
+        assert!(!procs::alive(pid));
     }
 
     #[test]

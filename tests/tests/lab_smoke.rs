@@ -431,8 +431,8 @@ fn bridge_routes_and_processes() {
         destination: net(dst),
         gateway: ip(gw),
     };
-    let serve = |n: &str, listen: &str, answer: &str| ProcessSpec {
-        name: format!("{n}-http"),
+    let serve = |name: &str, n: &str, listen: &str, answer: &str| ProcessSpec {
+        name: name.into(),
         namespace: n.into(),
         argv: vec![
             "socat".into(),
@@ -478,10 +478,10 @@ fn bridge_routes_and_processes() {
         route("b2", "2001:db8:1::/64", "2001:db8:10::1"),
     ];
     spec.processes = vec![
-        serve("b1", "TCP4-LISTEN:8080,bind=198.19.10.11", "b1"),
-        serve("b2", "TCP6-LISTEN:8080,bind=[2001:db8:10::12]", "b2"),
+        serve("b1-http", "b1", "TCP4-LISTEN:8080,bind=198.19.10.11", "b1"),
+        serve("b2-http", "b2", "TCP6-LISTEN:8080,bind=[2001:db8:10::12]", "b2"),
     ];
-    let lab = Lab::up(&spec, workdir.path()).expect("lab up");
+    let mut lab = Lab::up(&spec, workdir.path()).expect("lab up");
     let pids = lab.pids();
     assert_eq!(pids.len(), 2);
 
@@ -500,34 +500,54 @@ fn bridge_routes_and_processes() {
     };
     assert_eq!((fwd("router"), fwd("client")), ("1".into(), "0".into()));
 
-    // The listeners may need a moment; retry the fetch briefly.
-    let fetch = |target: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = lab
-                .exec_timeout(
-                    "client",
-                    &["socat", "-u", "-T", "2", target, "STDOUT"],
-                    Duration::from_secs(5),
-                )
-                .expect("socat client");
-            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if out.status.success() && !text.is_empty() {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "client cannot reach {target}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    assert_eq!(fetch("TCP4:198.19.10.11:8080"), "b1");
-    assert_eq!(fetch("TCP6:[2001:db8:10::12]:8080"), "b2");
+    // The listeners may need a moment; `fetch` retries briefly.
+    assert_eq!(fetch(&lab, "TCP4:198.19.10.11:8080"), "b1");
+    assert_eq!(fetch(&lab, "TCP6:[2001:db8:10::12]:8080"), "b2");
     assert!(workdir.path().join("logs/b1-http.log").exists());
+
+    // Processes can be stopped and started while the lab runs (an edge
+    // node failing and coming back).
+    let old = lab.pid("b1-http").expect("b1-http pid");
+    lab.stop_process("b1-http").expect("stop");
+    assert!(!alive(old), "stopped process is gone");
+    let new = lab
+        .spawn_process(&serve(
+            "b1-http2",
+            "b1",
+            "TCP4-LISTEN:8080,bind=198.19.10.11",
+            "b1again",
+        ))
+        .expect("spawn");
+    assert_eq!(fetch(&lab, "TCP4:198.19.10.11:8080"), "b1again");
+    let mut pids = pids;
+    pids.push(new);
 
     let report = lab.teardown().expect("teardown");
     assert_eq!(report.deleted_namespaces.len(), 5, "{report:?}");
     assert_nothing_left(&name, &pids);
+}
+
+/// Reads what a TCP server answers, from the `client` namespace, retrying
+/// for up to 10 s while the listener starts.
+fn fetch(lab: &Lab, target: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = lab
+            .exec_timeout(
+                "client",
+                &["socat", "-u", "-T", "2", target, "STDOUT"],
+                Duration::from_secs(5),
+            )
+            .expect("socat client");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !text.is_empty() {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client cannot reach {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
