@@ -544,6 +544,70 @@ mod tests {
         }
     }
 
+    /// Independent oracle: a direct transcription of the paper's
+    /// Pseudocode 1 (equal weights, backends in key order, `next[i]` walking
+    /// `permutation[i]`). With equal weights our weighted turn order must
+    /// reduce to exactly this.
+    #[test]
+    fn equal_weights_match_the_papers_pseudocode() {
+        fn paper(keys: &[String], m: u64) -> Vec<usize> {
+            let n = keys.len();
+            let permutation: Vec<Vec<u64>> = keys
+                .iter()
+                .map(|k| {
+                    let offset = siphash13(MAGLEV_OFFSET_KEY, k.as_bytes()) % m;
+                    let skip = siphash13(MAGLEV_SKIP_KEY, k.as_bytes()) % (m - 1) + 1;
+                    (0..m).map(|j| (offset + j * skip) % m).collect()
+                })
+                .collect();
+            let mut next = vec![0usize; n];
+            let mut entry = vec![usize::MAX; m as usize];
+            let mut filled = 0;
+            loop {
+                for i in 0..n {
+                    let mut c = permutation[i][next[i]];
+                    while entry[c as usize] != usize::MAX {
+                        next[i] += 1;
+                        c = permutation[i][next[i]];
+                    }
+                    entry[c as usize] = i;
+                    next[i] += 1;
+                    filled += 1;
+                    if filled == m {
+                        return entry;
+                    }
+                }
+            }
+        }
+        for (n, m) in [(3usize, 251u32), (10, 65_537), (37, 4_099)] {
+            // Listed out of key order on purpose.
+            let mut b = backends(n);
+            b.reverse();
+            let mut keys: Vec<String> = b.iter().map(|x| x.key.clone()).collect();
+            keys.sort();
+            let expected = paper(&keys, u64::from(m));
+            let t = MaglevTable::build(&b, TableSize::new(m).unwrap()).unwrap();
+            for (slot, &i) in expected.iter().enumerate() {
+                assert_eq!(t.key_at(slot), Some(keys[i].as_str()), "n={n} m={m} slot={slot}");
+            }
+        }
+    }
+
+    /// Only relative weights matter: 1:2:3 and 10:20:30 place every slot
+    /// alike, so operators can rescale weights without remapping flows.
+    #[test]
+    fn weights_are_scale_invariant() {
+        let w = |k: u32| {
+            vec![
+                WeightedBackend::new("127.0.0.1:8001", k),
+                WeightedBackend::new("127.0.0.1:8002", 2 * k),
+                WeightedBackend::new("127.0.0.1:8003", 3 * k),
+            ]
+        };
+        assert_eq!(table(&w(1)).entries(), table(&w(10)).entries());
+        assert_eq!(table(&w(1)).fingerprint(), table(&w(10)).fingerprint());
+    }
+
     /// Adding a backend back restores the original table exactly: the
     /// table is a function of the set alone (no history).
     #[test]

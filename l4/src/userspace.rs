@@ -13,7 +13,7 @@
 //!                     └─────────────────────────────────────────┘
 //!   TCP: accept task ──► per-connection task: admit() → connect → copy_bidirectional
 //!                                              └── cut when its drain timer fires
-//!   UDP: recv task ──► flow table (client → upstream socket) ──► reply task per flow
+//!   UDP: recv task ──► flow table (client → queue) ──► relay task per flow (upstream socket)
 //!                                              └── ends on idle expiry or drain timer
 //! ```
 //!
@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, info, warn};
@@ -69,6 +69,10 @@ pub struct UserspaceConfig {
     pub udp_idle_timeout: Duration,
     /// Give up on a backend that does not accept a TCP connection in time.
     pub connect_timeout: Duration,
+    /// Most UDP flows per service. Each flow holds a socket; without a cap,
+    /// datagrams from spoofed sources would exhaust file descriptors.
+    /// Datagrams that would open a flow beyond it are dropped.
+    pub udp_max_flows: usize,
 }
 
 impl Default for UserspaceConfig {
@@ -78,6 +82,7 @@ impl Default for UserspaceConfig {
             drain_timeout: Duration::from_secs(30),
             udp_idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
+            udp_max_flows: 65_536,
         }
     }
 }
@@ -584,10 +589,16 @@ async fn proxy_tcp(mut client: TcpStream, peer: SocketAddr, service: Arc<Service
     service.release(id);
 }
 
-/// A UDP flow: one client, one upstream socket connected to its backend.
+/// Datagrams queued per UDP flow towards its backend. When full, new ones
+/// are dropped (UDP semantics) rather than stalling the service's receive
+/// loop, and with it every other client.
+const UDP_FLOW_QUEUE: usize = 256;
+
+/// A UDP flow: one client, one task with an upstream socket connected to its
+/// backend.
 struct UdpFlow {
     id: u64,
-    upstream: Arc<UdpSocket>,
+    to_backend: mpsc::Sender<Vec<u8>>,
     last_seen: Instant,
 }
 
@@ -610,11 +621,11 @@ async fn udp_loop(socket: Arc<UdpSocket>, service: Arc<Service>) {
             let mut table = lock(&flows);
             table.get_mut(&client).map(|f| {
                 f.last_seen = Instant::now();
-                f.upstream.clone()
+                f.to_backend.clone()
             })
         };
-        let upstream = match existing {
-            Some(u) => u,
+        let to_backend = match existing {
+            Some(tx) => tx,
             None => {
                 let flow = FlowKey {
                     src: client,
@@ -622,13 +633,13 @@ async fn udp_loop(socket: Arc<UdpSocket>, service: Arc<Service>) {
                     protocol: Protocol::Udp,
                 };
                 match open_udp_flow(&socket, &service, &flows, flow).await {
-                    Some(u) => u,
+                    Some(tx) => tx,
                     None => continue,
                 }
             }
         };
-        if let Err(e) = upstream.send(&buf[..n]).await {
-            debug!(%client, error = %e, "udp send to backend failed");
+        if let Err(e) = to_backend.try_send(buf[..n].to_vec()) {
+            debug!(%client, error = %e, "udp flow queue full or closed; datagram dropped");
         }
     }
 }
@@ -638,8 +649,12 @@ async fn open_udp_flow(
     service: &Arc<Service>,
     flows: &UdpFlows,
     flow: FlowKey,
-) -> Option<Arc<UdpSocket>> {
+) -> Option<mpsc::Sender<Vec<u8>>> {
     let client = flow.src;
+    if lock(flows).len() >= service.config.udp_max_flows {
+        debug!(%client, "udp flow table full; dropping datagram");
+        return None;
+    }
     let Some(Admitted { id, backend, cut }) = service.admit(&flow) else {
         debug!(%client, "no backend takes new flows; dropping datagram");
         return None;
@@ -662,82 +677,96 @@ async fn open_udp_flow(
         service.release(id);
         return None;
     }
-    let upstream = Arc::new(upstream);
+    let (tx, rx) = mpsc::channel(UDP_FLOW_QUEUE);
     lock(flows).insert(
         client,
         UdpFlow {
             id,
-            upstream: upstream.clone(),
+            to_backend: tx.clone(),
             last_seen: Instant::now(),
         },
     );
     debug!(%client, %backend, "udp flow opened");
+    let relay = UdpRelay {
+        socket: socket.clone(),
+        upstream,
+        service: service.clone(),
+        flows: flows.clone(),
+        client,
+        id,
+    };
     tokio::spawn(
-        udp_replies(
-            socket.clone(),
-            upstream.clone(),
-            service.clone(),
-            flows.clone(),
-            client,
-            id,
-            cut,
-        )
-        .instrument(debug_span!("udp_flow", %client, %backend)),
+        relay
+            .run(rx, cut)
+            .instrument(debug_span!("udp_flow", %client, %backend)),
     );
-    Some(upstream)
+    Some(tx)
 }
 
-/// Relays backend → client for one flow until it idles out or is cut.
-async fn udp_replies(
+/// Both directions of one UDP flow.
+struct UdpRelay {
+    /// The service socket, for replies: they must come from the VIP.
     socket: Arc<UdpSocket>,
-    upstream: Arc<UdpSocket>,
+    upstream: UdpSocket,
     service: Arc<Service>,
     flows: UdpFlows,
     client: SocketAddr,
     id: u64,
-    mut cut: oneshot::Receiver<()>,
-) {
-    let idle = service.config.udp_idle_timeout;
-    let mut buf = vec![0u8; UDP_BUF];
-    loop {
-        let deadline = match lock(&flows).get(&client) {
-            Some(f) if f.id == id => f.last_seen + idle,
-            _ => break,
-        };
-        tokio::select! {
-            r = upstream.recv(&mut buf) => match r {
-                Ok(n) => {
-                    if let Some(f) = lock(&flows).get_mut(&client) {
-                        f.last_seen = Instant::now();
-                    }
-                    if let Err(e) = socket.send_to(&buf[..n], client).await {
-                        debug!(error = %e, "udp send to client failed");
+}
+
+impl UdpRelay {
+    /// Runs until the flow idles out or is cut, then forgets it.
+    async fn run(self, mut from_client: mpsc::Receiver<Vec<u8>>, mut cut: oneshot::Receiver<()>) {
+        let idle = self.service.config.udp_idle_timeout;
+        let mut buf = vec![0u8; UDP_BUF];
+        loop {
+            let deadline = match lock(&self.flows).get(&self.client) {
+                Some(f) if f.id == self.id => f.last_seen + idle,
+                _ => break,
+            };
+            tokio::select! {
+                Some(datagram) = from_client.recv() => {
+                    if let Err(e) = self.upstream.send(&datagram).await {
+                        debug!(error = %e, "udp send to backend failed");
                     }
                 }
-                // ECONNREFUSED from an ICMP port-unreachable: the backend is
-                // momentarily down; keep the flow, the client may retry.
-                Err(e) => debug!(error = %e, "udp receive from backend failed"),
-            },
-            () = tokio::time::sleep_until(deadline) => {
-                let still_idle = lock(&flows).get(&client).is_none_or(|f| f.id != id || f.last_seen + idle <= Instant::now());
-                if still_idle {
-                    debug!("udp flow idle, expiring");
+                r = self.upstream.recv(&mut buf) => match r {
+                    Ok(n) => {
+                        if let Some(f) = lock(&self.flows).get_mut(&self.client) {
+                            f.last_seen = Instant::now();
+                        }
+                        if let Err(e) = self.socket.send_to(&buf[..n], self.client).await {
+                            debug!(error = %e, "udp send to client failed");
+                        }
+                    }
+                    // ECONNREFUSED from an ICMP port-unreachable: the backend
+                    // is momentarily down; keep the flow, the client may retry.
+                    Err(e) => debug!(error = %e, "udp receive from backend failed"),
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    let still_idle = lock(&self.flows)
+                        .get(&self.client)
+                        .is_none_or(|f| f.id != self.id || f.last_seen + idle <= now);
+                    if still_idle {
+                        debug!("udp flow idle, expiring");
+                        break;
+                    }
+                }
+                Ok(()) = &mut cut => {
+                    debug!("udp flow cut by drain timeout");
                     break;
                 }
             }
-            Ok(()) = &mut cut => {
-                debug!("udp flow cut by drain timeout");
-                break;
+        }
+        {
+            let mut table = lock(&self.flows);
+            if table.get(&self.client).is_some_and(|f| f.id == self.id) {
+                table.remove(&self.client);
             }
         }
+        self.service.release(self.id);
     }
-    {
-        let mut table = lock(&flows);
-        if table.get(&client).is_some_and(|f| f.id == id) {
-            table.remove(&client);
-        }
-    }
-    service.release(id);
 }
 
 #[cfg(test)]

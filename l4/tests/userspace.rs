@@ -460,6 +460,144 @@ async fn udp_flow_table_pins_a_client_even_with_round_robin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flow_table_is_capped() {
+    let backends = [udp_backend().await];
+    let capped = UserspaceConfig {
+        udp_max_flows: 2,
+        udp_idle_timeout: Duration::from_secs(60),
+        ..UserspaceConfig::default()
+    };
+    let mut dp = UserspaceDataplane::new(Handle::current(), capped);
+    let key = udp_service(&mut dp);
+    dp.apply(&L4State::default().with_service(key, spec(SchedulerKind::Maglev, &backends)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.send_to(b"in", key.socket_addr()).await.unwrap();
+        tokio::time::timeout(PATIENCE, c.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        clients.push(c);
+    }
+    // A third client finds the table full: no flow, no reply.
+    let third = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    third.send_to(b"out", key.socket_addr()).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_millis(300), third.recv_from(&mut buf)).await;
+    assert!(reply.is_err(), "third flow was admitted");
+    assert_eq!(dp.active_flows(&key), Some(2));
+    // Existing flows are unaffected.
+    clients[0].send_to(b"again", key.socket_addr()).await.unwrap();
+    tokio::time::timeout(PATIENCE, clients[0].recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_loopback_tcp_and_udp() {
+    let tcp_backend = {
+        let l = TcpListener::bind("[::1]:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let _ = s.write_all(format!("{}\n", addr.port()).as_bytes()).await;
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    };
+    let udp_backend = {
+        let s = UdpSocket::bind("[::1]:0").await.unwrap();
+        let addr = s.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                let _ = s.send_to(&buf[..n], from).await;
+            }
+        });
+        addr
+    };
+    let mut dp = UserspaceDataplane::new(Handle::current(), config(Duration::from_secs(30)));
+    let tcp = dp
+        .register_tcp_listener(std::net::TcpListener::bind("[::1]:0").unwrap())
+        .unwrap();
+    let udp = dp
+        .register_udp_socket(std::net::UdpSocket::bind("[::1]:0").unwrap())
+        .unwrap();
+    let state = L4State::default()
+        .with_service(tcp, spec(SchedulerKind::Maglev, &[tcp_backend]))
+        .with_service(udp, spec(SchedulerKind::SourceHash, &[udp_backend]));
+    dp.apply(&state).unwrap();
+
+    let mut c = connect(tcp.socket_addr()).await;
+    assert_eq!(c.backend_port, tcp_backend.port());
+    assert!(c.echoes(b"v6").await);
+
+    let client = UdpSocket::bind("[::1]:0").await.unwrap();
+    client.send_to(b"v6 udp", udp.socket_addr()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = tokio::time::timeout(PATIENCE, client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&b"v6 udp"[..], udp.socket_addr()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flow_on_a_removed_backend_keeps_it_until_the_drain_timeout() {
+    let mut backends = [udp_backend().await, udp_backend().await];
+    backends.sort();
+    let drain = UserspaceConfig {
+        drain_timeout: Duration::from_millis(300),
+        udp_idle_timeout: Duration::from_secs(60),
+        ..UserspaceConfig::default()
+    };
+    let mut dp = UserspaceDataplane::new(Handle::current(), drain);
+    let key = udp_service(&mut dp);
+    dp.apply(&L4State::default().with_service(key, spec(SchedulerKind::RoundRobin, &backends)))
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let exchange = || async {
+        client.send_to(b"q", key.socket_addr()).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = tokio::time::timeout(PATIENCE, client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    assert_eq!(exchange().await, backends[0].port());
+
+    dp.apply(&L4State::default().with_service(key, spec(SchedulerKind::RoundRobin, &backends[1..])))
+        .unwrap();
+    // The flow stays on its backend right after the removal...
+    assert_eq!(exchange().await, backends[0].port());
+    // ...and moves once the drain timer has cut it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut moved = false;
+    while tokio::time::Instant::now() < deadline {
+        if exchange().await == backends[1].port() {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "udp flow never left the removed backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_service_closes_its_listener_and_drains_its_connections() {
     let backends = [tcp_backend().await];
     let mut dp = UserspaceDataplane::new(Handle::current(), config(Duration::from_millis(200)));
