@@ -87,18 +87,14 @@ impl Default for UserspaceConfig {
     }
 }
 
-/// A socket handed in before `apply` (sockets are bound by `edge`, or by a
-/// test on an ephemeral port, and passed down).
-enum Prebound {
-    Tcp(std::net::TcpListener),
-    Udp(std::net::UdpSocket),
-}
-
 pub struct UserspaceDataplane {
     handle: Handle,
     config: UserspaceConfig,
     services: BTreeMap<ServiceKey, Running>,
-    prebound: BTreeMap<ServiceKey, Prebound>,
+    /// Sockets handed in before `apply` (bound by `edge`, or by a test on an
+    /// ephemeral port, and passed down), used instead of binding.
+    prebound_tcp: BTreeMap<ServiceKey, std::net::TcpListener>,
+    prebound_udp: BTreeMap<ServiceKey, std::net::UdpSocket>,
 }
 
 impl std::fmt::Debug for UserspaceDataplane {
@@ -106,7 +102,8 @@ impl std::fmt::Debug for UserspaceDataplane {
         f.debug_struct("UserspaceDataplane")
             .field("config", &self.config)
             .field("services", &self.services.keys().collect::<Vec<_>>())
-            .field("prebound", &self.prebound.keys().collect::<Vec<_>>())
+            .field("prebound_tcp", &self.prebound_tcp.keys().collect::<Vec<_>>())
+            .field("prebound_udp", &self.prebound_udp.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -126,7 +123,8 @@ impl UserspaceDataplane {
             handle,
             config,
             services: BTreeMap::new(),
-            prebound: BTreeMap::new(),
+            prebound_tcp: BTreeMap::new(),
+            prebound_udp: BTreeMap::new(),
         }
     }
 
@@ -135,7 +133,7 @@ impl UserspaceDataplane {
     pub fn register_tcp_listener(&mut self, listener: std::net::TcpListener) -> io::Result<ServiceKey> {
         let addr = listener.local_addr()?;
         let key = ServiceKey::new(addr.ip(), addr.port(), Protocol::Tcp);
-        self.prebound.insert(key, Prebound::Tcp(listener));
+        self.prebound_tcp.insert(key, listener);
         Ok(key)
     }
 
@@ -143,7 +141,7 @@ impl UserspaceDataplane {
     pub fn register_udp_socket(&mut self, socket: std::net::UdpSocket) -> io::Result<ServiceKey> {
         let addr = socket.local_addr()?;
         let key = ServiceKey::new(addr.ip(), addr.port(), Protocol::Udp);
-        self.prebound.insert(key, Prebound::Udp(socket));
+        self.prebound_udp.insert(key, socket);
         Ok(key)
     }
 
@@ -197,14 +195,8 @@ impl UserspaceDataplane {
         let span = debug_span!("l4", service = %key);
         let task = match key.protocol {
             Protocol::Tcp => {
-                let std_listener = match self.prebound.remove(&key) {
-                    Some(Prebound::Tcp(l)) => l,
-                    Some(other) => {
-                        // Wrong kind for this key cannot happen (the key
-                        // carries the protocol); put it back and bind.
-                        self.prebound.insert(key, other);
-                        std::net::TcpListener::bind(addr).map_err(bind_err)?
-                    }
+                let std_listener = match self.prebound_tcp.remove(&key) {
+                    Some(l) => l,
                     None => std::net::TcpListener::bind(addr).map_err(bind_err)?,
                 };
                 std_listener.set_nonblocking(true).map_err(bind_err)?;
@@ -213,12 +205,8 @@ impl UserspaceDataplane {
                     .spawn(accept_loop(listener, service.clone()).instrument(span))
             }
             Protocol::Udp => {
-                let std_socket = match self.prebound.remove(&key) {
-                    Some(Prebound::Udp(s)) => s,
-                    Some(other) => {
-                        self.prebound.insert(key, other);
-                        std::net::UdpSocket::bind(addr).map_err(bind_err)?
-                    }
+                let std_socket = match self.prebound_udp.remove(&key) {
+                    Some(s) => s,
                     None => std::net::UdpSocket::bind(addr).map_err(bind_err)?,
                 };
                 std_socket.set_nonblocking(true).map_err(bind_err)?;
