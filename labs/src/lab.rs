@@ -463,9 +463,11 @@ impl Lab {
         let mut spec = self.state.spec.clone();
         spec.processes.push(p.clone());
         spec.validate()?;
-        let rec = self.start_process(p)?;
+        let pid = self.start_process(p)?;
+        // Keep the recorded spec in step, so `state.json` describes what runs.
         self.state.spec = spec;
-        Ok(rec)
+        self.save()?;
+        Ok(pid)
     }
 
     /// Stops a process or router daemon by name (SIGTERM, then SIGKILL).
