@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use anyhow::Result;
 use bytes::Bytes;
 use edge_topology::Deployment;
-use edge_topology::health::{HealthSnapshot, Intent};
+use edge_topology::health::{HealthSnapshot, Intent, IntentOp, TargetKind};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::controller::{self, ActiveBackend, Decision, SiteView, Verdict};
+use crate::health::HealthBus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
@@ -68,6 +69,7 @@ pub struct NodeState {
     vip_state: Family<VipLabels, Gauge>,
     backend_up: Family<BackendLabels, Gauge>,
     derived: Mutex<Derived>,
+    bus: OnceLock<Arc<dyn HealthBus>>,
 }
 
 impl NodeState {
@@ -116,7 +118,57 @@ impl NodeState {
             vip_state,
             backend_up,
             derived: Mutex::new(Derived::default()),
+            bus: OnceLock::new(),
         }
+    }
+
+    /// Connects the operator verbs to the health bus.
+    pub fn set_bus(&self, bus: Arc<dyn HealthBus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// Applies an operator intent change, after checking what it names.
+    fn apply_intent(&self, op: IntentOp) -> Result<(), (StatusCode, String)> {
+        let dep = &self.deployment;
+        let target = match &op {
+            IntentOp::Drain { target } | IntentOp::Undrain { target } => target,
+            IntentOp::Weight { backend, weight } => {
+                if *weight > 256 {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        format!("weight {weight} is outside 0..=256"),
+                    ));
+                }
+                backend
+            }
+        };
+        let is_backend = dep
+            .pools
+            .values()
+            .any(|p| p.backends.iter().any(|b| &b.name == target));
+        let kind = if dep.sites.contains_key(target) {
+            TargetKind::Site
+        } else if dep.node(target).is_some() {
+            TargetKind::Node
+        } else if is_backend {
+            TargetKind::Backend
+        } else {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no site, node or backend named {target:?}"),
+            ));
+        };
+        if matches!(op, IntentOp::Weight { .. }) && kind != TargetKind::Backend {
+            return Err((StatusCode::BAD_REQUEST, format!("{target:?} is not a backend")));
+        }
+        let Some(bus) = self.bus.get() else {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the health bus is not running yet".into(),
+            ));
+        };
+        bus.intent(op, Some(kind));
+        Ok(())
     }
 
     /// Records what the controller derived from a new snapshot.
@@ -188,6 +240,22 @@ impl NodeState {
             pools,
             dns: controller::dns_view(&self.deployment, &snapshot),
             bus_members: snapshot.alive.iter().cloned().collect(),
+            cluster: snapshot
+                .reports
+                .values()
+                .map(|r| {
+                    (
+                        r.node.clone(),
+                        ClusterMember {
+                            site: r.site.clone(),
+                            alive: snapshot.alive.contains(&r.node),
+                            backends: r.backends.clone(),
+                            vips: r.vips.clone(),
+                            active_connections: r.active_connections,
+                        },
+                    )
+                })
+                .collect(),
             intent: snapshot.intent.clone(),
         }
     }
@@ -221,7 +289,18 @@ struct Status<'a> {
     /// GSLB candidate VIP → state of each site announcing it.
     dns: BTreeMap<String, Vec<SiteView>>,
     bus_members: Vec<String>,
+    /// Every node's latest report, as this node's bus sees it.
+    cluster: BTreeMap<String, ClusterMember>,
     intent: Intent,
+}
+
+#[derive(Serialize)]
+struct ClusterMember {
+    site: String,
+    alive: bool,
+    backends: BTreeMap<String, bool>,
+    vips: BTreeMap<String, bool>,
+    active_connections: u64,
 }
 
 #[derive(Serialize)]
@@ -247,7 +326,31 @@ fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<
     r
 }
 
+/// Largest request body the admin API reads (an intent is a few bytes).
+const MAX_BODY: usize = 16 * 1024;
+
 async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() == Method::POST && req.uri().path() == "/intent" {
+        use http_body_util::{BodyExt, Limited};
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return Ok(respond(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n"))),
+        };
+        let op: IntentOp = match serde_json::from_slice(&body) {
+            Ok(op) => op,
+            Err(e) => {
+                return Ok(respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    format!("bad intent: {e}\n"),
+                ));
+            }
+        };
+        return Ok(match state.apply_intent(op) {
+            Ok(()) => respond(StatusCode::OK, "text/plain", "ok\n"),
+            Err((code, msg)) => respond(code, "text/plain", format!("{msg}\n")),
+        });
+    }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/status") => match serde_json::to_vec_pretty(&state.status()) {
@@ -293,6 +396,100 @@ pub async fn serve(
                 });
             }
             _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// The command-line side of the admin API (`edge status`, `edge drain`, …).
+///
+/// A plain blocking HTTP/1.1 exchange over `std::net`: the CLI talks to our
+/// own admin API on loopback, one request per process, so a runtime and an
+/// HTTP client stack would add start-up time and nothing else.
+pub mod client {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    use anyhow::{Context, Result, bail};
+    use edge_topology::health::IntentOp;
+
+    fn request(admin: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2))
+            .with_context(|| format!("connecting to the admin API at {admin} (is `edge run` up?)"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("malformed HTTP status line")?;
+        Ok((code, body.to_string()))
+    }
+
+    pub fn status(admin: SocketAddr, json: bool) -> Result<ExitCode> {
+        let (code, body) = request(admin, "GET", "/status", "")?;
+        if code != 200 {
+            bail!("admin API answered {code}: {body}");
+        }
+        if json {
+            println!("{body}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
+        println!(
+            "node {} (site {}, AS{}, id {}) up {:.0}s",
+            v["node"].as_str().unwrap_or("?"),
+            v["site"].as_str().unwrap_or("?"),
+            v["asn"],
+            v["router_id"].as_str().unwrap_or("?"),
+            v["uptime_seconds"].as_f64().unwrap_or(0.0)
+        );
+        for vip in v["vips"].as_array().into_iter().flatten() {
+            let verdict = &vip["verdict"];
+            println!(
+                "  vip {:<10} {:<9} {}",
+                vip["name"].as_str().unwrap_or("?"),
+                verdict["decision"].as_str().unwrap_or("pending"),
+                verdict["reason"].as_str().unwrap_or("")
+            );
+        }
+        if let Some(b) = v["backends"].as_object() {
+            for (name, up) in b {
+                println!(
+                    "  backend {name:<10} {}",
+                    if up.as_bool() == Some(true) { "up" } else { "DOWN" }
+                );
+            }
+        }
+        let members: Vec<&str> = v["bus_members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .collect();
+        println!("  bus members: {}", members.join(", "));
+        println!("  intent: {}", v["intent"]);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn intent(admin: SocketAddr, op: &IntentOp) -> Result<ExitCode> {
+        let body = serde_json::to_string(op)?;
+        let (code, resp) = request(admin, "POST", "/intent", &body)?;
+        if code == 200 {
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!("edge: {}", resp.trim_end());
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use edge_topology::health::IntentOp;
 use edge_topology::{Deployment, TopologyError};
 
 #[derive(Debug, Parser)]
@@ -39,6 +40,40 @@ pub enum Command {
     /// Build and drive network-namespace labs with real routers.
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
+    /// Show a running node's status (VIP verdicts, backends, bus members).
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drain a site, node or backend everywhere (planned: GSHUT first).
+    Drain {
+        target: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Undo a drain.
+    Undrain {
+        target: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set a backend's weight everywhere.
+    Weight {
+        backend: String,
+        weight: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminArgs {
+    /// The node's admin API.
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub admin: SocketAddr,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +88,9 @@ pub struct RunArgs {
     /// Override the node's admin API address.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// Override the address the health bus listens on.
+    #[arg(long)]
+    pub gossip: Option<SocketAddr>,
 }
 
 pub fn init_tracing(format: LogFormat, verbose: u8) {
@@ -79,6 +117,18 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => crate::run::run(args),
         Command::Validate { file } => validate(&file),
         Command::Lab(cmd) => crate::lab::run(cmd),
+        Command::Status { admin, json } => crate::admin::client::status(admin.admin, json),
+        Command::Drain { target, admin } => {
+            crate::admin::client::intent(admin.admin, &IntentOp::Drain { target })
+        }
+        Command::Undrain { target, admin } => {
+            crate::admin::client::intent(admin.admin, &IntentOp::Undrain { target })
+        }
+        Command::Weight {
+            backend,
+            weight,
+            admin,
+        } => crate::admin::client::intent(admin.admin, &IntentOp::Weight { backend, weight }),
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use edge_topology::Deployment;
@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::admin::{self, NodeState};
 use crate::cli::RunArgs;
 use crate::controller;
+use crate::health::gossip::{GossipBus, Timing};
 use crate::health::{HealthBus, LocalBus, ReportUpdate, check, run_reporter};
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -84,13 +85,27 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin::serve(listener, state.clone(), stop_rx.clone()));
 
-    // Health: checkers → reporter → bus → controller.
-    let bus: Arc<dyn HealthBus> = Arc::new(LocalBus::new());
+    // Health: checkers → reporter → bus → controller. A single-node
+    // topology needs no gossip; otherwise every node joins the bus.
+    let incarnation = incarnation();
+    let bus: Arc<dyn HealthBus> = if dep.nodes().count() > 1 {
+        let listen = args.gossip.unwrap_or(n.gossip);
+        let timing = Timing {
+            interval: dep.bus.interval,
+            dead_grace: Duration::from_secs(60),
+        };
+        let bus = GossipBus::start(&dep, &node, listen, incarnation, timing).await?;
+        tracing::info!(gossip = %listen, "health bus joined");
+        Arc::new(bus)
+    } else {
+        Arc::new(LocalBus::new())
+    };
+    state.set_bus(bus.clone());
     let (report_tx, report_rx) = mpsc::channel(256);
     let report = NodeReport {
         node: node.clone(),
         site: site.name.clone(),
-        incarnation: incarnation(),
+        incarnation,
         ..Default::default()
     };
     let mut tasks = JoinSet::new();

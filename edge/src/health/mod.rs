@@ -9,17 +9,20 @@
 //! Only `edge` knows about the bus; other crates receive derived state.
 
 pub mod check;
+pub mod gossip;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use edge_topology::health::{HealthSnapshot, NodeReport};
+use edge_topology::health::{HealthSnapshot, IntentOp, NodeReport, TargetKind};
 use tokio::sync::{mpsc, watch};
 
 /// The shared health view, whatever carries it.
 pub trait HealthBus: Send + Sync + 'static {
     /// Publishes this node's latest report.
     fn publish(&self, report: NodeReport);
+    /// Applies an operator change (drain, undrain, weight) everywhere.
+    fn intent(&self, op: IntentOp, kind: Option<TargetKind>);
     /// The merged view of every node, updated on every change.
     fn watch(&self) -> watch::Receiver<Arc<HealthSnapshot>>;
 }
@@ -44,6 +47,18 @@ impl HealthBus for LocalBus {
             let mut next = (**snap).clone();
             next.alive.insert(report.node.clone());
             if next.merge(report) == edge_topology::health::Changed::Yes {
+                *snap = Arc::new(next);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn intent(&self, op: IntentOp, kind: Option<TargetKind>) {
+        self.tx.send_if_modified(|snap| {
+            let mut next = (**snap).clone();
+            if next.intent.apply(&op, kind) {
                 *snap = Arc::new(next);
                 true
             } else {
