@@ -7,6 +7,14 @@
 //! Must never depend on `l4`, `l7`, `dns`, `labs` or netlink: it announces what
 //! it is told to announce and reports what it sees, nothing more.
 
+#[cfg(feature = "runtime")]
+pub mod driver;
 pub mod fsm;
 pub mod rib;
 pub mod wire;
+
+#[cfg(feature = "runtime")]
+pub use driver::{PeerConfig, RibEntry, RibKind, SessionInfo, Speaker, SpeakerConfig, SpeakerError};
+pub use fsm::State;
+pub use rib::Route;
+pub use wire::{Community, GRACEFUL_SHUTDOWN, LargeCommunity};

@@ -1,0 +1,171 @@
+//! Two speakers on 127.0.0.1 talking BGP over real sockets.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use edge_bgp::{Community, GRACEFUL_SHUTDOWN, PeerConfig, RibKind, Route, Speaker, SpeakerConfig, State};
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn fast(mut p: PeerConfig) -> PeerConfig {
+    p.hold_time = 3;
+    p.connect_retry = Duration::from_millis(100);
+    p.connect_retry_max = Duration::from_millis(400);
+    p
+}
+
+/// B: AS 65020, passive, listening on an ephemeral port.
+async fn speaker_b(listen: SocketAddr, max_prefixes: Option<u32>) -> Speaker {
+    let mut peer = fast(PeerConfig::new(LO, 65010));
+    peer.passive = true;
+    peer.max_prefixes = max_prefixes;
+    Speaker::start(SpeakerConfig {
+        local_as: 65020,
+        router_id: Ipv4Addr::new(198, 51, 100, 20),
+        listen: Some(listen),
+        peers: vec![peer],
+    })
+    .await
+    .unwrap()
+}
+
+/// A: AS 65010, dials B.
+async fn speaker_a(port: u16) -> Speaker {
+    let mut peer = fast(PeerConfig::new(LO, 65020));
+    peer.port = port;
+    // The session runs over IPv4, so the IPv6 next hop must be configured.
+    peer.next_hop_v6 = Some("2001:db8::10".parse().unwrap());
+    Speaker::start(SpeakerConfig {
+        local_as: 65010,
+        router_id: Ipv4Addr::new(198, 51, 100, 10),
+        listen: None,
+        peers: vec![peer],
+    })
+    .await
+    .unwrap()
+}
+
+fn vip4() -> Route {
+    Route::new("203.0.113.10/32".parse().unwrap())
+        .with_med(50)
+        .with_community(Community::new(65000, 100))
+}
+
+fn vip6() -> Route {
+    Route::new("2001:db8:ffff::10/128".parse().unwrap()).with_prepend(1)
+}
+
+fn established(s: &Speaker) -> bool {
+    s.sessions().iter().all(|i| i.state == State::Established)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_establish_exchange_withdraw_drain_and_reconnect() {
+    let b = speaker_b("127.0.0.1:0".parse().unwrap(), None).await;
+    let port = b.local_addr().unwrap().port();
+    let a = speaker_a(port).await;
+    a.announce([vip4(), vip6()].into_iter().collect());
+
+    let t = Duration::from_secs(10);
+    wait_until("session up", t, || established(&a) && established(&b)).await;
+    wait_until("routes at B", t, || b.routes(LO, RibKind::Received).len() == 2).await;
+
+    let got = b.routes(LO, RibKind::Received);
+    let v4 = got.iter().find(|r| r.prefix == vip4().prefix).unwrap();
+    assert_eq!(v4.attributes.as_path_flat(), vec![65010]);
+    assert_eq!(v4.attributes.med, Some(50));
+    assert!(v4.attributes.communities.contains(&Community::new(65000, 100)));
+    // Next hop self: the local address of A's socket.
+    assert_eq!(v4.next_hop, Some(LO));
+    let v6 = got.iter().find(|r| r.prefix == vip6().prefix).unwrap();
+    assert_eq!(v6.attributes.as_path_flat(), vec![65010, 65010]);
+    assert_eq!(v6.next_hop, Some("2001:db8::10".parse().unwrap()));
+
+    let info = &a.sessions()[0];
+    assert_eq!(info.prefixes_sent, 2);
+    assert!(info.updates_out >= 2);
+    assert!(info.uptime.is_some());
+    assert_eq!(a.routes(LO, RibKind::Advertised).len(), 2);
+    assert!(b.sessions()[0].updates_in >= 2);
+
+    // Withdraw the IPv4 route: only the difference goes out.
+    let before = a.sessions()[0].updates_out;
+    a.announce([vip6()].into_iter().collect());
+    wait_until("v4 withdrawn at B", t, || {
+        let r = b.routes(LO, RibKind::Received);
+        r.len() == 1 && r[0].prefix == vip6().prefix
+    })
+    .await;
+    assert_eq!(a.sessions()[0].updates_out, before + 1, "one withdraw UPDATE");
+
+    // Graceful drain: GRACEFUL_SHUTDOWN first, then nothing.
+    let drain = a.drain(Duration::from_millis(500));
+    let watch = async {
+        wait_until("GRACEFUL_SHUTDOWN seen", t, || {
+            b.routes(LO, RibKind::Received)
+                .iter()
+                .any(|r| r.attributes.communities.contains(&GRACEFUL_SHUTDOWN))
+        })
+        .await
+    };
+    tokio::join!(drain, watch);
+    wait_until("drained", t, || b.routes(LO, RibKind::Received).is_empty()).await;
+    a.undrain();
+
+    // Peer restart: B goes away (Cease), A notices and re-dials with backoff
+    // until a new B listens on the same port.
+    let addr = b.local_addr().unwrap();
+    b.shutdown().await;
+    wait_until("A sees the session drop", t, || !established(&a)).await;
+    assert_eq!(a.sessions()[0].flaps, 1);
+    assert!(
+        a.sessions()[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Cease")
+    );
+    a.announce([vip4()].into_iter().collect());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b2 = speaker_b(addr, None).await;
+    wait_until("re-established", t, || established(&a) && established(&b2)).await;
+    wait_until("route re-sent", t, || b2.routes(LO, RibKind::Received).len() == 1).await;
+
+    a.shutdown().await;
+    wait_until("B2 sees Cease", t, || !established(&b2)).await;
+    b2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_prefix_limit_closes_with_cease_1() {
+    let b = speaker_b("127.0.0.1:0".parse().unwrap(), Some(1)).await;
+    let a = speaker_a(b.local_addr().unwrap().port()).await;
+    let routes: BTreeSet<Route> = [vip4(), vip6()].into_iter().collect();
+    a.announce(routes);
+    let t = Duration::from_secs(10);
+    wait_until("A receives Cease/1", t, || {
+        a.sessions()[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("received Cease (6/1)"))
+    })
+    .await;
+    assert!(
+        b.sessions()[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("sent Cease (6/1)")
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
