@@ -37,9 +37,11 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -149,6 +151,14 @@ impl UserspaceDataplane {
     /// draining ones; `None` if the service is not running.
     pub fn active_flows(&self, key: &ServiceKey) -> Option<usize> {
         self.services.get(key).map(|r| lock(&r.service.conns).conns.len())
+    }
+
+    /// Counters and open flows of every running service.
+    pub fn stats(&self) -> BTreeMap<ServiceKey, ServiceStats> {
+        self.services
+            .iter()
+            .map(|(k, r)| (*k, r.service.stats()))
+            .collect()
     }
 
     /// Open flows per backend address of a service.
@@ -436,6 +446,40 @@ struct Service {
     config: UserspaceConfig,
     selector: Mutex<Selector>,
     conns: Mutex<ConnTable>,
+    counters: Counters,
+}
+
+/// Monotonic per-service counters, read by [`UserspaceDataplane::stats`].
+#[derive(Default)]
+struct Counters {
+    opened: AtomicU64,
+    no_backend: AtomicU64,
+    backend_errors: AtomicU64,
+    drain_cuts: AtomicU64,
+    udp_dropped: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    // Relaxed: independent counters, read only for metrics.
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A snapshot of one service's counters, for `/metrics` and `edge status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceStats {
+    /// Flows (TCP connections, UDP flows) placed on a backend since start.
+    pub flows_opened: u64,
+    /// New flows refused because no backend takes new flows.
+    pub no_backend: u64,
+    /// TCP connects that failed or timed out; UDP upstream sockets that
+    /// could not be opened.
+    pub backend_errors: u64,
+    /// Flows ended by a drain timeout.
+    pub drain_cuts: u64,
+    /// Datagrams dropped: flow table full, or a flow's queue full.
+    pub udp_dropped: u64,
+    /// Open flows per backend, including draining ones.
+    pub active: BTreeMap<SocketAddr, u64>,
 }
 
 /// A flow admitted to a backend.
@@ -452,6 +496,19 @@ impl Service {
             config,
             selector: Mutex::new(selector),
             conns: Mutex::new(ConnTable::default()),
+            counters: Counters::default(),
+        }
+    }
+
+    fn stats(&self) -> ServiceStats {
+        let c = &self.counters;
+        ServiceStats {
+            flows_opened: c.opened.load(Ordering::Relaxed),
+            no_backend: c.no_backend.load(Ordering::Relaxed),
+            backend_errors: c.backend_errors.load(Ordering::Relaxed),
+            drain_cuts: c.drain_cuts.load(Ordering::Relaxed),
+            udp_dropped: c.udp_dropped.load(Ordering::Relaxed),
+            active: lock(&self.conns).active.clone(),
         }
     }
 
@@ -469,6 +526,7 @@ impl Service {
         let backend = *selector.addrs.get(i)?;
         let (tx, rx) = oneshot::channel();
         let id = conns.insert(backend, tx);
+        bump(&self.counters.opened, 1);
         Some(Admitted { id, backend, cut: rx })
     }
 
@@ -504,7 +562,14 @@ impl Service {
         let drain = self.config.drain_timeout;
         handle.spawn(async move {
             tokio::time::sleep(drain).await;
-            let n = lock(&service.conns).cut(generation);
+            let n = {
+                let mut conns = lock(&service.conns);
+                let n = conns.cut(generation);
+                // Counted before the lock drops, so anyone who sees the cut
+                // flow gone also sees it counted.
+                bump(&service.counters.drain_cuts, n as u64);
+                n
+            };
             if n > 0 {
                 info!(service = %service.key, flows = n, "drain timeout: cut flows");
             }
@@ -551,15 +616,17 @@ async fn proxy_tcp(mut client: TcpStream, peer: SocketAddr, service: Arc<Service
         protocol: Protocol::Tcp,
     };
     let Some(admitted) = service.admit(&flow) else {
+        bump(&service.counters.no_backend, 1);
         debug!("no backend takes new flows; closing");
         return;
     };
     let Admitted { id, backend, cut } = admitted;
     let connect_timeout = service.config.connect_timeout;
     let relay = async {
-        let mut upstream = tokio::time::timeout(connect_timeout, TcpStream::connect(backend))
+        let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(backend))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")));
+        let mut upstream = connected.inspect_err(|_| bump(&service.counters.backend_errors, 1))?;
         // Small writes (handshakes, RPCs) should not wait for Nagle.
         let _ = upstream.set_nodelay(true);
         let _ = client.set_nodelay(true);
@@ -627,6 +694,7 @@ async fn udp_loop(socket: Arc<UdpSocket>, service: Arc<Service>) {
             }
         };
         if let Err(e) = to_backend.try_send(buf[..n].to_vec()) {
+            bump(&service.counters.udp_dropped, 1);
             debug!(%client, error = %e, "udp flow queue full or closed; datagram dropped");
         }
     }
@@ -640,10 +708,12 @@ async fn open_udp_flow(
 ) -> Option<mpsc::Sender<Vec<u8>>> {
     let client = flow.src;
     if lock(flows).len() >= service.config.udp_max_flows {
+        bump(&service.counters.udp_dropped, 1);
         debug!(%client, "udp flow table full; dropping datagram");
         return None;
     }
     let Some(Admitted { id, backend, cut }) = service.admit(&flow) else {
+        bump(&service.counters.no_backend, 1);
         debug!(%client, "no backend takes new flows; dropping datagram");
         return None;
     };
@@ -656,12 +726,14 @@ async fn open_udp_flow(
         Ok(s) => s,
         Err(e) => {
             warn!(%client, error = %e, "cannot open upstream udp socket");
+            bump(&service.counters.backend_errors, 1);
             service.release(id);
             return None;
         }
     };
     if let Err(e) = upstream.connect(backend).await {
         warn!(%client, %backend, error = %e, "cannot connect upstream udp socket");
+        bump(&service.counters.backend_errors, 1);
         service.release(id);
         return None;
     }

@@ -282,6 +282,7 @@ async fn drain_timeout_ends_connections_on_a_draining_backend() {
     assert!(on0.closed().await, "connection on draining backend was not cut");
     assert!(on1.echoes(b"unaffected").await);
     assert!(eventually(|| !dp.flows_by_backend(&key).unwrap().contains_key(&backends[0])).await);
+    assert_eq!(dp.stats()[&key].drain_cuts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,6 +489,7 @@ async fn udp_flow_table_is_capped() {
     let reply = tokio::time::timeout(Duration::from_millis(300), third.recv_from(&mut buf)).await;
     assert!(reply.is_err(), "third flow was admitted");
     assert_eq!(dp.active_flows(&key), Some(2));
+    assert_eq!(dp.stats()[&key].udp_dropped, 1);
     // Existing flows are unaffected.
     clients[0].send_to(b"again", key.socket_addr()).await.unwrap();
     tokio::time::timeout(PATIENCE, clients[0].recv_from(&mut buf))
@@ -595,6 +597,37 @@ async fn udp_flow_on_a_removed_backend_keeps_it_until_the_drain_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(moved, "udp flow never left the removed backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_or_missing_backends_close_the_client_and_are_counted() {
+    // A port with nothing listening: connects are refused.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut dp = UserspaceDataplane::new(Handle::current(), config(Duration::from_secs(30)));
+    let down = tcp_service(&mut dp);
+    let empty = tcp_service(&mut dp);
+    let state = L4State::default()
+        .with_service(down, spec(SchedulerKind::Maglev, &[dead]))
+        .with_service(
+            empty,
+            ServiceSpec::new(SchedulerKind::Maglev)
+                .with_backend(tcp_backend().await, BackendSpec::draining(1)),
+        );
+    dp.apply(&state).unwrap();
+
+    for key in [down, empty] {
+        let mut s = TcpStream::connect(key.socket_addr()).await.unwrap();
+        let mut buf = [0u8; 8];
+        let r = tokio::time::timeout(PATIENCE, s.read(&mut buf)).await.unwrap();
+        assert!(matches!(r, Ok(0) | Err(_)), "{key}: {r:?}");
+    }
+    assert!(eventually(|| dp.active_flows(&down) == Some(0)).await);
+    let stats = dp.stats();
+    assert_eq!((stats[&down].flows_opened, stats[&down].backend_errors), (1, 1));
+    assert_eq!((stats[&empty].flows_opened, stats[&empty].no_backend), (0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
