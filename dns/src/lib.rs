@@ -1,7 +1,56 @@
 //! `edge-dns`: the authoritative GSLB DNS server of an edge node.
 //!
-//! Owns the steering policies (pure functions over a health view), the zone
-//! handler that answers from static zones and GSLB records, and the server that
-//! runs on sockets it is given.
+//! Owns the steering policies (pure functions over a [`DnsView`]), the static
+//! zones and GSLB records built from the topology, ECS handling, response rate
+//! limiting, metrics, and the server that runs on sockets it is given.
+//!
+//! ```text
+//!   controller ──set_view(DnsView)──▶ ArcSwap<DnsView> ◀──load()── per query
+//!                                                              │
+//!   UdpSocket/TcpListener ─▶ hickory Server ─▶ GslbHandler ─▶ Authority::answer
+//!                                               (ECS, RRL,     ├─ zone::Zones (static)
+//!                                                metrics)      └─ steer::Steering (GSLB)
+//! ```
+//!
+//! [`explain`](DnsServer::explain) runs the very same [`Authority::answer`]
+//! the server runs, so the trace it prints is the answer a client gets.
 //!
 //! Must never depend on `bgp`, `l4`, `l7` or `labs`.
+
+pub mod ecs;
+pub mod geo;
+pub mod metrics;
+pub mod mmdb;
+pub mod rrl;
+pub mod server;
+pub mod steer;
+pub mod view;
+pub mod zone;
+
+pub use geo::{GeoDb, GeoHit, GeoLookup};
+pub use metrics::DnsMetrics;
+pub use rrl::RrlConfig;
+pub use server::{Authority, DnsOptions, DnsServer, Outcome};
+pub use steer::{Decision, SteerOptions};
+pub use view::{DnsView, SiteState};
+
+/// Errors building or running the DNS server. Wire input never produces one of
+/// these: malformed queries get FORMERR (or nothing) and a log line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsError {
+    /// The topology has no `[dns]` section.
+    #[error("the deployment has no [dns] section")]
+    NoDnsConfig,
+    /// A zone or GSLB record of the topology cannot be turned into DNS data.
+    #[error("{what}: {reason}")]
+    Config { what: String, reason: String },
+    /// The GeoIP database cannot be read.
+    #[error("geoip database {source_name}: {reason}")]
+    GeoIp { source_name: String, reason: String },
+    /// The MaxMind DB writer was given bad input.
+    #[error("mmdb: {0}")]
+    Mmdb(String),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}

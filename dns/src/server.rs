@@ -1,0 +1,672 @@
+//! The server: an [`Authority`] that answers one question from the zones and
+//! GSLB steering (pure, also used by `explain`), and a hickory-server
+//! [`RequestHandler`] around it that adds EDNS/ECS, RRL, AXFR policy and
+//! metrics, running on sockets the node binds and passes in.
+//!
+//! hickory's `Catalog` rebuilds the response EDNS and drops ECS, which is why
+//! this is a `RequestHandler` of its own.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use edge_topology::Deployment;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::rdata::{A, AAAA, HINFO};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use ipnet::IpNet;
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::DnsError;
+use crate::ecs::{self, QueryEcs};
+use crate::geo::GeoDb;
+use crate::metrics::DnsMetrics;
+use crate::rrl::{Action, Rrl, RrlConfig};
+use crate::steer::{ClientInfo, Decision, SteerOptions, Steering};
+use crate::view::DnsView;
+use crate::zone::{Step, Zones};
+
+/// CNAME chains longer than this are cut (and answered as far as followed).
+const MAX_CNAME_HOPS: usize = 8;
+
+/// Server settings that the topology does not carry.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    pub steer: SteerOptions,
+    pub rrl: RrlConfig,
+    /// Sources allowed to AXFR (over TCP only); empty refuses every transfer.
+    pub axfr_allow: Vec<IpNet>,
+    /// Largest UDP response we send, whatever the client advertises (1232 is
+    /// the DNS Flag Day 2020 size that avoids IP fragmentation).
+    pub max_udp_payload: u16,
+    /// Idle TCP connections are closed after this.
+    pub tcp_timeout: Duration,
+}
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        Self {
+            steer: SteerOptions::default(),
+            rrl: RrlConfig::default(),
+            axfr_allow: Vec::new(),
+            max_udp_payload: 1232,
+            tcp_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The answer to one question, before it becomes a message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additionals: Vec<Record>,
+    /// ECS SCOPE PREFIX-LENGTH for the response (0: client-independent).
+    pub scope: u8,
+    /// The GSLB decisions taken (one per GSLB name met, CNAMEs included).
+    pub decisions: Vec<Decision>,
+}
+
+impl Outcome {
+    fn new(rcode: ResponseCode) -> Self {
+        Self {
+            rcode,
+            authoritative: false,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additionals: Vec::new(),
+            scope: 0,
+            decisions: Vec::new(),
+        }
+    }
+
+    /// The addresses in the answer section, in order.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The explain trace: every GSLB decision, then the message it produced.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.decisions {
+            writeln!(f, "{d}")?;
+        }
+        writeln!(
+            f,
+            "rcode {}{}, ECS scope /{}",
+            self.rcode,
+            if self.authoritative { " aa" } else { "" },
+            self.scope
+        )?;
+        for (section, rrs) in [
+            ("answer", &self.answers),
+            ("authority", &self.authority),
+            ("additional", &self.additionals),
+        ] {
+            for r in rrs {
+                writeln!(
+                    f,
+                    "  {section:<10} {} {} {} {}",
+                    r.name,
+                    r.ttl,
+                    r.record_type(),
+                    r.data
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Zones plus steering: answers one question for one client under one view.
+/// Pure; the server and `explain` both call [`Authority::answer`].
+#[derive(Debug, Clone)]
+pub struct Authority {
+    zones: Zones,
+    steering: Steering,
+}
+
+impl Authority {
+    pub fn new(dep: &Deployment, geo: Option<Arc<GeoDb>>, options: SteerOptions) -> Result<Self, DnsError> {
+        let dns = dep.dns.as_ref().ok_or(DnsError::NoDnsConfig)?;
+        Ok(Self {
+            zones: Zones::build(dns)?,
+            steering: Steering::new(dep, geo, options)?,
+        })
+    }
+
+    pub fn zones(&self) -> &Zones {
+        &self.zones
+    }
+
+    pub fn steering(&self) -> &Steering {
+        &self.steering
+    }
+
+    /// Answers `qtype` for `name` (not AXFR/IXFR: those are a transport
+    /// policy, see the handler).
+    pub fn answer(&self, name: &LowerName, qtype: RecordType, client: ClientInfo, view: &DnsView) -> Outcome {
+        let mut out = Outcome::new(ResponseCode::NoError);
+        let mut name = name.clone();
+        for hop in 0..MAX_CNAME_HOPS {
+            let Some(zone) = self.zones.find(&name) else {
+                if hop == 0 {
+                    // Not ours and we do not recurse.
+                    out.rcode = ResponseCode::Refused;
+                }
+                return out;
+            };
+            if hop == 0 {
+                out.authoritative = true;
+            }
+            let step = zone.step(&name, qtype);
+            if qtype == RecordType::ANY {
+                // RFC 8482: answer ANY minimally, with one synthesized HINFO
+                // (or the CNAME that is there), never the whole node.
+                match step {
+                    Step::Cname(c) => out.answers.push(*c),
+                    Step::Answer(_) | Step::NoData | Step::Gslb => out.answers.push(Record::from_rdata(
+                        Name::from(&name),
+                        zone.soa.ttl,
+                        RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
+                    )),
+                    Step::NxDomain => {
+                        out.rcode = ResponseCode::NXDomain;
+                        out.authority.push(zone.negative_soa());
+                    }
+                    Step::Referral { ns, glue } => {
+                        out.authoritative = false;
+                        out.authority = ns;
+                        out.additionals = glue;
+                    }
+                    Step::NotOurs => out.rcode = ResponseCode::Refused,
+                }
+                return out;
+            }
+            match step {
+                Step::NotOurs => {
+                    out.rcode = ResponseCode::Refused;
+                    return out;
+                }
+                Step::Answer(rrs) => {
+                    out.answers.extend(rrs);
+                    return out;
+                }
+                Step::Cname(c) => {
+                    let target = match &c.data {
+                        RData::CNAME(t) => LowerName::from(&t.0),
+                        _ => return out,
+                    };
+                    out.answers.push(*c);
+                    name = target;
+                }
+                Step::Referral { ns, glue } => {
+                    if hop == 0 {
+                        out.authoritative = false;
+                        out.authority = ns;
+                        out.additionals = glue;
+                    }
+                    return out;
+                }
+                Step::NoData => {
+                    out.authority.push(zone.negative_soa());
+                    return out;
+                }
+                Step::NxDomain => {
+                    out.rcode = ResponseCode::NXDomain;
+                    out.authority.push(zone.negative_soa());
+                    return out;
+                }
+                Step::Gslb => {
+                    let decision = match qtype {
+                        RecordType::A | RecordType::AAAA => self.steering.decide(&name, qtype, client, view),
+                        _ => None,
+                    };
+                    match decision {
+                        Some(d) if !d.answer.is_empty() => {
+                            let owner = Name::from(&name);
+                            for a in &d.answer {
+                                let data = match a {
+                                    IpAddr::V4(v4) => RData::A(A(*v4)),
+                                    IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                                };
+                                out.answers.push(Record::from_rdata(owner.clone(), d.ttl, data));
+                            }
+                            out.scope = out.scope.max(d.scope);
+                            out.decisions.push(d);
+                        }
+                        Some(d) => {
+                            out.authority.push(zone.negative_soa());
+                            out.decisions.push(d);
+                        }
+                        None => out.authority.push(zone.negative_soa()),
+                    }
+                    return out;
+                }
+            }
+        }
+        tracing::debug!(%name, "CNAME chain too long, answered as far as followed");
+        out
+    }
+
+    /// The decision trace for a query as the server would see it: `src` is
+    /// the resolver address, `ecs` the client subnet it sent (capped and
+    /// truncated exactly like on the wire).
+    pub fn explain(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        src: IpAddr,
+        ecs: Option<IpNet>,
+        view: &DnsView,
+    ) -> Result<Outcome, DnsError> {
+        let name = Name::from_ascii(name)
+            .map(|n| LowerName::from(&n))
+            .map_err(|e| DnsError::Config {
+                what: format!("query name {name:?}"),
+                reason: e.to_string(),
+            })?;
+        let client = ClientInfo {
+            src,
+            ecs: ecs.and_then(|n| ecs::effective(n.addr(), n.prefix_len())),
+        };
+        Ok(self.answer(&name, qtype, client, view))
+    }
+
+    /// AXFR content of the zone at `apex`: SOA, every record (GSLB names with
+    /// all their candidate addresses, as a fail-open secondary would need),
+    /// SOA. `None` if we are not authoritative for exactly that apex.
+    pub fn transfer(&self, apex: &LowerName) -> Option<Vec<Record>> {
+        let zone = self.zones.apex(apex)?;
+        let mut out = vec![zone.soa.clone()];
+        out.extend(zone.all_records().cloned());
+        for g in self.steering.records() {
+            if self.zones.find(&g.name).map(|z| &z.origin) != Some(&zone.origin) {
+                continue;
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for a in g.candidates.iter().flat_map(|c| c.addrs.iter()) {
+                if seen.insert(*a) {
+                    let data = match a {
+                        IpAddr::V4(v4) => RData::A(A(*v4)),
+                        IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                    };
+                    out.push(Record::from_rdata(Name::from(&g.name), g.ttl, data));
+                }
+            }
+        }
+        out.push(zone.soa.clone());
+        Some(out)
+    }
+}
+
+/// A handle the controller uses to publish a new view; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ViewHandle(Arc<ArcSwap<DnsView>>);
+
+impl ViewHandle {
+    /// Publishes `view`; the next query sees it (no lock on the query path).
+    pub fn set(&self, view: DnsView) {
+        self.0.store(Arc::new(view));
+    }
+
+    pub fn get(&self) -> Arc<DnsView> {
+        self.0.load_full()
+    }
+}
+
+struct Shared {
+    authority: Authority,
+    view: ViewHandle,
+    rrl: Rrl,
+    metrics: DnsMetrics,
+    options: DnsOptions,
+}
+
+/// The hickory [`RequestHandler`].
+#[derive(Clone)]
+pub struct GslbHandler(Arc<Shared>);
+
+impl fmt::Debug for GslbHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GslbHandler").finish_non_exhaustive()
+    }
+}
+
+/// The authoritative GSLB server.
+pub struct DnsServer {
+    handler: GslbHandler,
+    server: hickory_server::Server<GslbHandler>,
+}
+
+impl fmt::Debug for DnsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DnsServer").finish_non_exhaustive()
+    }
+}
+
+impl DnsServer {
+    /// Builds the server for `dep`'s `[dns]` section. `geo` is the opened
+    /// GeoIP database (see [`GeoDb::open`]); without one the geo filter is a
+    /// no-op. Registers the metrics in `registry` if given.
+    pub fn new(
+        dep: &Deployment,
+        geo: Option<GeoDb>,
+        view: DnsView,
+        options: DnsOptions,
+        registry: Option<&mut prometheus_client::registry::Registry>,
+    ) -> Result<Self, DnsError> {
+        let authority = Authority::new(dep, geo.map(Arc::new), options.steer.clone())?;
+        let metrics = DnsMetrics::default();
+        if let Some(r) = registry {
+            metrics.register(r);
+        }
+        let handler = GslbHandler(Arc::new(Shared {
+            authority,
+            view: ViewHandle(Arc::new(ArcSwap::from_pointee(view))),
+            rrl: Rrl::new(options.rrl.clone()),
+            metrics,
+            options,
+        }));
+        Ok(Self {
+            server: hickory_server::Server::new(handler.clone()),
+            handler,
+        })
+    }
+
+    /// Serves UDP on a bound socket (one per service address: hickory replies
+    /// from the socket's address, not the query's destination). Must be
+    /// called inside a tokio runtime.
+    pub fn serve_udp(&mut self, socket: UdpSocket) {
+        self.server.register_socket(socket);
+    }
+
+    /// Serves TCP on a bound listener.
+    pub fn serve_tcp(&mut self, listener: TcpListener) {
+        let timeout = self.handler.0.options.tcp_timeout;
+        self.server.register_listener(listener, timeout, 65_535);
+    }
+
+    /// Publishes a new view; answers change from the next query on.
+    pub fn set_view(&self, view: DnsView) {
+        self.handler.0.view.set(view);
+    }
+
+    pub fn view_handle(&self) -> ViewHandle {
+        self.handler.0.view.clone()
+    }
+
+    pub fn metrics(&self) -> &DnsMetrics {
+        &self.handler.0.metrics
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.handler.0.authority
+    }
+
+    /// [`Authority::explain`] against the view currently served.
+    pub fn explain(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        src: IpAddr,
+        ecs: Option<IpNet>,
+    ) -> Result<Outcome, DnsError> {
+        let view = self.handler.0.view.get();
+        self.handler.0.authority.explain(name, qtype, src, ecs, &view)
+    }
+
+    /// Stops accepting queries and waits for the socket tasks to end.
+    pub async fn shutdown(&mut self) -> Result<(), DnsError> {
+        self.server
+            .shutdown_gracefully()
+            .await
+            .map_err(|e| DnsError::Io(std::io::Error::other(e.to_string())))
+    }
+
+    /// Runs until every socket task ends (a socket error, or shutdown).
+    pub async fn block_until_done(&mut self) -> Result<(), DnsError> {
+        self.server
+            .block_until_done()
+            .await
+            .map_err(|e| DnsError::Io(std::io::Error::other(e.to_string())))
+    }
+}
+
+/// The mnemonic (`NOERROR`, `NXDOMAIN`…) used in metric labels, as `dig`
+/// prints it; hickory's `Display` gives prose ("Non-Existent Domain").
+fn rcode_name(r: ResponseCode) -> String {
+    match r {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        ResponseCode::NotAuth => "NOTAUTH".into(),
+        ResponseCode::BADVERS => "BADVERS".into(),
+        other => format!("RCODE{}", u16::from(other)),
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for GslbHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut rh: R,
+    ) -> ResponseInfo {
+        let s = &*self.0;
+        let src = request.src();
+        let udp = request.protocol() == Protocol::Udp;
+        let meta = Metadata::response_from_request(&request.metadata);
+
+        // Response EDNS mirrors the query's presence of EDNS (RFC 6891 §7).
+        let mut resp_edns = request.edns.as_ref().map(|q| {
+            let mut e = Edns::new();
+            e.set_max_payload(q.max_payload().max(512).min(s.options.max_udp_payload.max(512)));
+            e.set_version(0);
+            e
+        });
+        let qtype_label = request
+            .queries
+            .queries()
+            .first()
+            .map_or_else(|| "none".to_string(), |q| q.query_type().to_string());
+
+        let reply = |rcode: ResponseCode, edns: Option<Edns>| (rcode, edns);
+        let early = if request.metadata.op_code != OpCode::Query {
+            Some(reply(ResponseCode::NotImp, resp_edns.clone()))
+        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            let mut e = resp_edns.clone().unwrap_or_default();
+            e.set_rcode_high(ResponseCode::BADVERS.high());
+            Some(reply(ResponseCode::BADVERS, Some(e)))
+        } else if request.queries.len() != 1 {
+            Some(reply(ResponseCode::FormErr, resp_edns.clone()))
+        } else {
+            None
+        };
+        if let Some((rcode, edns)) = early {
+            return self
+                .send_error(request, rh, meta, rcode, edns.as_ref(), &qtype_label)
+                .await;
+        }
+
+        let ecs_opt: Option<QueryEcs> = match ecs::from_query(request.as_slice()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(%src, error = %e, "malformed ECS option: FORMERR");
+                return self
+                    .send_error(
+                        request,
+                        rh,
+                        meta,
+                        ResponseCode::FormErr,
+                        resp_edns.as_ref(),
+                        &qtype_label,
+                    )
+                    .await;
+            }
+        };
+        if ecs_opt.is_some() {
+            s.metrics.ecs_queries.inc();
+        }
+        let Some(query) = request.queries.queries().first() else {
+            return self
+                .send_error(
+                    request,
+                    rh,
+                    meta,
+                    ResponseCode::FormErr,
+                    resp_edns.as_ref(),
+                    &qtype_label,
+                )
+                .await;
+        };
+        let qname = query.name().clone();
+        let qtype = query.query_type();
+
+        let outcome = if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            let allowed = !udp && s.options.axfr_allow.iter().any(|n| n.contains(&src.ip()));
+            match (allowed, s.authority.transfer(&qname)) {
+                (true, Some(records)) => {
+                    tracing::info!(%src, zone = %qname, "zone transfer");
+                    let mut o = Outcome::new(ResponseCode::NoError);
+                    o.authoritative = true;
+                    o.answers = records;
+                    o
+                }
+                (true, None) => Outcome::new(ResponseCode::NotAuth),
+                (false, _) => {
+                    tracing::info!(%src, zone = %qname, udp, "zone transfer refused");
+                    Outcome::new(ResponseCode::Refused)
+                }
+            }
+        } else {
+            let client = ClientInfo {
+                src: src.ip(),
+                ecs: ecs_opt.and_then(|e| e.effective()),
+            };
+            let view = s.view.0.load();
+            s.authority.answer(&qname, qtype, client, &view)
+        };
+
+        if let (Some(e), Some(q)) = (resp_edns.as_mut(), ecs_opt) {
+            // Echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received, with
+            // our SCOPE (RFC 7871 §7.2.1).
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                q.addr,
+                q.source,
+                outcome.scope,
+            )));
+        }
+
+        let mut meta = meta;
+        meta.authoritative = outcome.authoritative;
+        meta.recursion_available = false;
+        meta.response_code = outcome.rcode;
+
+        if udp {
+            match s.rrl.check(src.ip(), Instant::now()) {
+                Action::Send => {}
+                Action::Drop => {
+                    s.metrics.inc_rrl("drop");
+                    tracing::debug!(%src, "RRL: response dropped");
+                    return ResponseInfo::from(Header {
+                        metadata: meta,
+                        counts: HeaderCounts::default(),
+                    });
+                }
+                Action::Slip => {
+                    s.metrics.inc_rrl("slip");
+                    meta.truncation = true;
+                    let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
+                    let resp = builder.build_no_records(meta);
+                    return self.finish(rh.send_response(resp).await, request, &qtype_label);
+                }
+            }
+        }
+
+        if outcome.decisions.iter().any(|d| d.fail_open) {
+            s.metrics.fail_open.inc();
+        }
+        for d in &outcome.decisions {
+            if let Some(site) = d.chosen.first().and_then(|c| c.split('@').nth(1)) {
+                s.metrics.inc_site(site);
+            }
+        }
+        let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
+        let resp = builder.build(
+            meta,
+            outcome.answers.iter(),
+            outcome.authority.iter(),
+            std::iter::empty(),
+            outcome.additionals.iter(),
+        );
+        let sent = rh.send_response(resp).await;
+        if let Ok(info) = &sent
+            && info.truncation
+            && udp
+        {
+            s.metrics.truncated.inc();
+        }
+        self.finish(sent, request, &qtype_label)
+    }
+}
+
+impl GslbHandler {
+    async fn send_error<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut rh: R,
+        mut meta: Metadata,
+        rcode: ResponseCode,
+        edns: Option<&Edns>,
+        qtype: &str,
+    ) -> ResponseInfo {
+        meta.response_code = rcode;
+        let builder = MessageResponseBuilder::new(&request.queries, edns);
+        let resp = builder.build_no_records(meta);
+        self.finish(rh.send_response(resp).await, request, qtype)
+    }
+
+    fn finish(
+        &self,
+        sent: Result<ResponseInfo, hickory_server::net::NetError>,
+        request: &Request,
+        qtype: &str,
+    ) -> ResponseInfo {
+        match sent {
+            Ok(info) => {
+                self.0.metrics.inc_query(qtype, &rcode_name(info.response_code));
+                info
+            }
+            Err(e) => {
+                tracing::warn!(src = %request.src(), error = %e, "failed to send DNS response");
+                let mut meta = Metadata::response_from_request(&request.metadata);
+                meta.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata: meta,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,764 @@
+//! GSLB steering: a pure filter chain over candidate (VIP, site) pairs, in the
+//! style of NS1 filter chains. No I/O, no clock, no randomness: the same
+//! inputs always give the same [`Decision`], which is why `explain` can
+//! promise it shows what the server answered.
+//!
+//! Filters come in two kinds:
+//! - removing filters (`health`, `drain`, and load shedding in `weight`) drop
+//!   candidates; `health` fails open to every configured candidate when all
+//!   are down, the others are skipped when they would remove everything;
+//! - ranking filters (`geo`, `latency`, and the weighted tie-break in
+//!   `weight`) order candidates. A later ranking filter takes precedence and
+//!   earlier ones break its ties (measured RTT beats a geographic guess);
+//!   `weight` only breaks the ties that remain, by weighted rendezvous hashing
+//!   of the client prefix, so load spreads across client prefixes while each
+//!   prefix gets a stable answer.
+//!
+//! The first `answers` candidates are returned with the record's TTL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use edge_topology::{Deployment, GslbFilter};
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use ipnet::IpNet;
+
+use crate::DnsError;
+use crate::geo::{GeoDb, distance_km};
+use crate::view::{DnsView, client_prefix};
+
+/// Tunables of the steering filters that the topology does not carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteerOptions {
+    /// `weight` skips sites whose load is above this (0.0–1.0).
+    pub shed_load_above: f64,
+    /// Explicit client country (ISO code, upper case) → preferred sites; they
+    /// rank before every site chosen by distance.
+    pub country_sites: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for SteerOptions {
+    fn default() -> Self {
+        Self {
+            shed_load_above: 0.9,
+            country_sites: BTreeMap::new(),
+        }
+    }
+}
+
+/// One place a GSLB name can point at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub vip: String,
+    pub site: String,
+    pub addrs: Vec<IpAddr>,
+    pub lat: f64,
+    pub lon: f64,
+    pub country: String,
+}
+
+impl Candidate {
+    fn label(&self) -> String {
+        format!("{}@{}", self.vip, self.site)
+    }
+}
+
+/// A GSLB record with its candidates resolved from the topology.
+#[derive(Debug, Clone)]
+pub struct GslbRecord {
+    pub name: LowerName,
+    pub ttl: u32,
+    pub answers: u32,
+    pub policy: Vec<GslbFilter>,
+    pub candidates: Vec<Candidate>,
+}
+
+/// The steering engine: every GSLB record plus the GeoIP database.
+#[derive(Debug, Clone)]
+pub struct Steering {
+    records: BTreeMap<LowerName, GslbRecord>,
+    geo: Option<Arc<GeoDb>>,
+    options: SteerOptions,
+}
+
+/// The client information a decision may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// Transport source (the resolver, usually).
+    pub src: IpAddr,
+    /// The ECS subnet after capping (/24, /56) and truncation; `None` when the
+    /// query had no ECS or SOURCE PREFIX-LENGTH 0 (the resolver opted out).
+    pub ecs: Option<IpNet>,
+}
+
+impl ClientInfo {
+    /// The address steering locates: the ECS subnet's address, else the source.
+    pub fn locate_by(&self) -> IpAddr {
+        self.ecs.map_or(self.src, |n| n.addr())
+    }
+
+    /// How many leading bits of [`Self::locate_by`] the server actually saw.
+    fn known_bits(&self) -> u8 {
+        match (self.ecs, self.src) {
+            (Some(n), _) => n.prefix_len(),
+            (None, IpAddr::V4(_)) => 32,
+            (None, IpAddr::V6(_)) => 128,
+        }
+    }
+}
+
+/// What one filter did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterTrace {
+    pub filter: String,
+    /// Candidate label → why it was removed.
+    pub removed: Vec<(String, String)>,
+    /// Human-readable note (ranking keys, skips, fail-open).
+    pub note: String,
+    /// Order of the remaining candidates after the filter.
+    pub after: Vec<String>,
+}
+
+/// The full decision for one GSLB query: the explain trace and the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub name: String,
+    pub qtype: RecordType,
+    pub client: ClientInfo,
+    /// Where the GeoIP database put the client, if it was consulted.
+    pub location: Option<String>,
+    pub candidates: Vec<String>,
+    pub steps: Vec<FilterTrace>,
+    pub fail_open: bool,
+    /// Chosen candidates, best first.
+    pub chosen: Vec<String>,
+    /// Addresses answered (deduplicated, in order); empty means NODATA.
+    pub answer: Vec<IpAddr>,
+    pub ttl: u32,
+    /// ECS SCOPE PREFIX-LENGTH: how many bits of the client subnet the answer
+    /// depended on (0 = it did not depend on the client).
+    pub scope: u8,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} from {}", self.name, self.qtype, self.client.src)?;
+        match self.client.ecs {
+            Some(n) => writeln!(f, " ECS {n} (locating {})", self.client.locate_by())?,
+            None => writeln!(f, " no ECS (locating {})", self.client.locate_by())?,
+        }
+        if let Some(loc) = &self.location {
+            writeln!(f, "  client location: {loc}")?;
+        }
+        writeln!(f, "  candidates: {}", list(&self.candidates))?;
+        for s in &self.steps {
+            write!(f, "  {:<8} ", s.filter)?;
+            for (c, why) in &s.removed {
+                write!(f, "-{c} ({why}) ")?;
+            }
+            if !s.note.is_empty() {
+                write!(f, "{} ", s.note)?;
+            }
+            writeln!(f, "=> {}", list(&s.after))?;
+        }
+        if self.fail_open {
+            writeln!(
+                f,
+                "  FAIL-OPEN: every candidate was down, answering with all of them"
+            )?;
+        }
+        let addrs: Vec<String> = self.answer.iter().map(IpAddr::to_string).collect();
+        if addrs.is_empty() {
+            write!(f, "  answer: NODATA (no candidate has a {} address)", self.qtype)?;
+        } else {
+            write!(
+                f,
+                "  answer: {} via {} ttl {}",
+                addrs.join(" "),
+                list(&self.chosen),
+                self.ttl
+            )?;
+        }
+        write!(f, ", ECS scope /{}", self.scope)
+    }
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "(none)".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+struct Live {
+    idx: usize,
+    /// Ranking key, most significant component first.
+    key: Vec<u64>,
+}
+
+impl Steering {
+    /// Resolves every GSLB record's VIPs to (VIP, site, addresses) candidates.
+    pub fn new(dep: &Deployment, geo: Option<Arc<GeoDb>>, options: SteerOptions) -> Result<Self, DnsError> {
+        let mut records = BTreeMap::new();
+        let Some(dns) = &dep.dns else {
+            return Ok(Self {
+                records,
+                geo,
+                options,
+            });
+        };
+        for g in &dns.gslb {
+            let what = format!("gslb {}", g.name);
+            let name = Name::from_ascii(&g.name)
+                .map(|n| LowerName::from(&n))
+                .map_err(|e| DnsError::Config {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                })?;
+            let mut candidates = Vec::new();
+            for v in &g.vips {
+                let vip = dep.vips.get(v).ok_or_else(|| DnsError::Config {
+                    what: what.clone(),
+                    reason: format!("unknown VIP {v}"),
+                })?;
+                for s in &vip.sites {
+                    let site = dep.sites.get(s).ok_or_else(|| DnsError::Config {
+                        what: what.clone(),
+                        reason: format!("VIP {v} names unknown site {s}"),
+                    })?;
+                    candidates.push(Candidate {
+                        vip: v.clone(),
+                        site: s.clone(),
+                        addrs: vip.prefixes.iter().map(IpNet::addr).collect(),
+                        lat: site.location.lat,
+                        lon: site.location.lon,
+                        country: site.location.country().to_string(),
+                    });
+                }
+            }
+            records.insert(
+                name.clone(),
+                GslbRecord {
+                    name,
+                    ttl: g.ttl,
+                    answers: g.answers.max(1),
+                    policy: g.policy.clone(),
+                    candidates,
+                },
+            );
+        }
+        Ok(Self {
+            records,
+            geo,
+            options,
+        })
+    }
+
+    pub fn record(&self, name: &LowerName) -> Option<&GslbRecord> {
+        self.records.get(name)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &GslbRecord> {
+        self.records.values()
+    }
+
+    /// Runs the filter chain. `None` when `name` is not a GSLB record.
+    pub fn decide(
+        &self,
+        name: &LowerName,
+        qtype: RecordType,
+        client: ClientInfo,
+        view: &DnsView,
+    ) -> Option<Decision> {
+        let rec = self.records.get(name)?;
+        Some(self.run(rec, qtype, client, view))
+    }
+
+    fn run(&self, rec: &GslbRecord, qtype: RecordType, client: ClientInfo, view: &DnsView) -> Decision {
+        let want_v4 = qtype == RecordType::A;
+        let fam = |c: &Candidate| -> Vec<IpAddr> {
+            c.addrs
+                .iter()
+                .copied()
+                .filter(|a| a.is_ipv4() == want_v4)
+                .collect()
+        };
+        let cands = &rec.candidates;
+        let label = |l: &Live| cands[l.idx].label();
+        let mut d = Decision {
+            name: rec.name.to_string(),
+            qtype,
+            client,
+            location: None,
+            candidates: cands.iter().map(Candidate::label).collect(),
+            steps: Vec::new(),
+            fail_open: false,
+            chosen: Vec::new(),
+            answer: Vec::new(),
+            ttl: rec.ttl,
+            scope: 0,
+        };
+        // Only candidates with an address of the asked family can answer.
+        let family: Vec<usize> = (0..cands.len()).filter(|&i| !fam(&cands[i]).is_empty()).collect();
+        let mut live: Vec<Live> = family.iter().map(|&idx| Live { idx, key: Vec::new() }).collect();
+        if live.len() < cands.len() {
+            let removed = (0..cands.len())
+                .filter(|i| !family.contains(i))
+                .map(|i| (cands[i].label(), format!("no {qtype} address")))
+                .collect();
+            d.steps.push(FilterTrace {
+                filter: "family".into(),
+                removed,
+                note: String::new(),
+                after: live.iter().map(label).collect(),
+            });
+        }
+        if live.is_empty() {
+            return d;
+        }
+        // Bits of the client address the answer depended on.
+        let mut depends: u8 = 0;
+        for filter in &rec.policy {
+            let mut t = FilterTrace {
+                filter: filter_name(*filter).into(),
+                removed: Vec::new(),
+                note: String::new(),
+                after: Vec::new(),
+            };
+            match filter {
+                GslbFilter::Health => {
+                    let (keep, gone): (Vec<Live>, Vec<Live>) = live
+                        .into_iter()
+                        .partition(|l| view.site(&cands[l.idx].site).serves(&cands[l.idx].vip));
+                    t.removed = gone
+                        .iter()
+                        .map(|l| {
+                            let s = view.site(&cands[l.idx].site);
+                            let why = if s.up { "service down" } else { "site down" };
+                            (label(l), why.to_string())
+                        })
+                        .collect();
+                    live = keep;
+                    if live.is_empty() {
+                        // Answering with nothing turns an outage of our
+                        // health signal into an outage of the service.
+                        d.fail_open = true;
+                        t.note = "every candidate down: failing open to all configured".into();
+                        tracing::warn!(name = %rec.name, "GSLB fail-open: every candidate is down");
+                        live = family.iter().map(|&idx| Live { idx, key: Vec::new() }).collect();
+                    }
+                }
+                GslbFilter::Drain => {
+                    let drained: Vec<bool> = live
+                        .iter()
+                        .map(|l| view.site(&cands[l.idx].site).drained)
+                        .collect();
+                    if drained.iter().all(|x| *x) {
+                        t.note = "every remaining candidate is drained: drain not applied".into();
+                    } else {
+                        let mut it = drained.into_iter();
+                        let (keep, gone): (Vec<Live>, Vec<Live>) =
+                            live.into_iter().partition(|_| !it.next().unwrap_or(false));
+                        t.removed = gone.iter().map(|l| (label(l), "drained".into())).collect();
+                        live = keep;
+                    }
+                }
+                GslbFilter::Geo => match &self.geo {
+                    None => t.note = "no GeoIP database".into(),
+                    Some(_) if live.len() < 2 => t.note = "single candidate, nothing to rank".into(),
+                    Some(db) => {
+                        let at = client.locate_by();
+                        let found = db.lookup(at);
+                        // Whether found or not, another client could have
+                        // been placed elsewhere: the answer depends on the
+                        // network the database matched.
+                        depends = depends.max(found.prefix_len);
+                        match found.hit {
+                            None => {
+                                d.location = Some(format!("{at}: not in database (/{})", found.prefix_len));
+                                t.note = "client location unknown".into();
+                            }
+                            Some(hit) => {
+                                let country = hit.country.clone().unwrap_or_default();
+                                let preferred = self.options.country_sites.get(&country);
+                                d.location = Some(match hit.coords {
+                                    Some((lat, lon)) => {
+                                        format!("{country} ({lat:.2},{lon:.2}) per /{}", found.prefix_len)
+                                    }
+                                    None => format!("{country} per /{}", found.prefix_len),
+                                });
+                                let mut notes = Vec::new();
+                                for l in &mut live {
+                                    let c = &cands[l.idx];
+                                    let (k, why) = if preferred.is_some_and(|p| p.contains(&c.site)) {
+                                        (0, format!("{} mapped for {country}", c.label()))
+                                    } else if let Some(ll) = hit.coords {
+                                        let km = distance_km(ll, (c.lat, c.lon)).round() as u64;
+                                        (1 + km, format!("{} {km} km", c.label()))
+                                    } else if c.country == country {
+                                        (1, format!("{} same country", c.label()))
+                                    } else {
+                                        (2, format!("{} other country", c.label()))
+                                    };
+                                    l.key.insert(0, k);
+                                    notes.push(why);
+                                }
+                                t.note = format!("ranked: {}", notes.join(", "));
+                                live.sort_by(|a, b| a.key.cmp(&b.key));
+                            }
+                        }
+                    }
+                },
+                GslbFilter::Latency => {
+                    if view.rtt.is_empty() {
+                        t.note = "no RTT measurements".into();
+                    } else if live.len() < 2 {
+                        t.note = "single candidate, nothing to rank".into();
+                    } else {
+                        let prefix = client_prefix(client.locate_by());
+                        depends = depends.max(prefix.prefix_len());
+                        match view.rtts_for(client.locate_by()) {
+                            None => t.note = format!("no RTT for {prefix}"),
+                            Some(rtts) => {
+                                let mut notes = Vec::new();
+                                for l in &mut live {
+                                    let c = &cands[l.idx];
+                                    let k = match rtts.get(&c.site) {
+                                        Some(us) => {
+                                            notes.push(format!(
+                                                "{} {:.1} ms",
+                                                c.label(),
+                                                f64::from(*us) / 1000.0
+                                            ));
+                                            u64::from(*us)
+                                        }
+                                        None => {
+                                            notes.push(format!("{} unmeasured", c.label()));
+                                            u64::MAX
+                                        }
+                                    };
+                                    l.key.insert(0, k);
+                                }
+                                t.note = format!("{prefix}: {}", notes.join(", "));
+                                live.sort_by(|a, b| a.key.cmp(&b.key));
+                            }
+                        }
+                    }
+                }
+                GslbFilter::Weight => {
+                    let over: Vec<bool> = live
+                        .iter()
+                        .map(|l| view.site(&cands[l.idx].site).load > self.options.shed_load_above)
+                        .collect();
+                    let mut notes = Vec::new();
+                    if over.iter().all(|x| *x) {
+                        notes.push(
+                            "every remaining candidate is over its load limit: shedding not applied".into(),
+                        );
+                    } else {
+                        let mut it = over.into_iter();
+                        let (keep, gone): (Vec<Live>, Vec<Live>) =
+                            live.into_iter().partition(|_| !it.next().unwrap_or(false));
+                        t.removed = gone
+                            .iter()
+                            .map(|l| {
+                                let load = view.site(&cands[l.idx].site).load;
+                                (
+                                    label(l),
+                                    format!("load {load:.2} > {:.2}", self.options.shed_load_above),
+                                )
+                            })
+                            .collect();
+                        live = keep;
+                    }
+                    let hash_prefix = client_prefix(client.locate_by());
+                    let score = |l: &Live| {
+                        let c = &cands[l.idx];
+                        hrw_score(&hash_prefix, &c.vip, &c.site, view.site(&c.site).weight)
+                    };
+                    // Does a tie that weight must break reach into the answer?
+                    let n = (rec.answers as usize).min(live.len());
+                    let tie_in_answer =
+                        (0..n).any(|i| live.iter().filter(|o| o.key == live[i].key).count() > 1);
+                    if tie_in_answer {
+                        depends = depends.max(hash_prefix.prefix_len());
+                        notes.push(format!("weighted tie-break for {hash_prefix}"));
+                    }
+                    live.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| score(b).total_cmp(&score(a))));
+                    t.note = notes.join("; ");
+                }
+            }
+            t.after = live.iter().map(label).collect();
+            d.steps.push(t);
+        }
+        let mut seen = BTreeSet::new();
+        for l in live.iter().take(rec.answers as usize) {
+            d.chosen.push(label(l));
+            for a in fam(&cands[l.idx]) {
+                if seen.insert(a) {
+                    d.answer.push(a);
+                }
+            }
+        }
+        // The answer is the same for every client in the subnet we saw, so
+        // the scope never claims more bits than we were given.
+        d.scope = if client.ecs.is_some() {
+            depends.min(client.known_bits())
+        } else {
+            0
+        };
+        d
+    }
+}
+
+fn filter_name(f: GslbFilter) -> &'static str {
+    match f {
+        GslbFilter::Health => "health",
+        GslbFilter::Drain => "drain",
+        GslbFilter::Geo => "geo",
+        GslbFilter::Latency => "latency",
+        GslbFilter::Weight => "weight",
+    }
+}
+
+/// Weighted rendezvous (highest random weight) score: `weight / -ln(u)` with
+/// `u` a stable hash of (client prefix, candidate) in (0, 1). Each candidate
+/// wins for a share of prefixes proportional to its weight, and adding or
+/// removing a site only moves the prefixes that site wins or loses.
+fn hrw_score(prefix: &IpNet, vip: &str, site: &str, weight: u32) -> f64 {
+    if weight == 0 {
+        return 0.0;
+    }
+    let mut h = Fnv::default();
+    h.write(prefix.to_string().as_bytes());
+    h.write(&[0]);
+    h.write(vip.as_bytes());
+    h.write(&[0]);
+    h.write(site.as_bytes());
+    let x = splitmix(h.0);
+    let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    f64::from(weight) / -u.ln()
+}
+
+/// FNV-1a, spelled out because std's hasher is not promised to be stable and
+/// `explain` may run in another process than the server.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.0 == 0 {
+            self.0 = 0xcbf2_9ce4_8422_2325;
+        }
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mmdb;
+    use crate::view::SiteState;
+
+    pub(crate) fn two_pop() -> Deployment {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../labs/two-pop/deployment.toml");
+        edge_topology::load(path).unwrap()
+    }
+
+    fn lab_geo() -> Arc<GeoDb> {
+        let csv = "198.18.1.0/24,NL,EU,52.37,4.90\n198.18.2.0/24,US,NA,40.71,-74.01\n\
+                   203.0.113.0/24,DE,EU,50.11,8.68\n198.51.100.0/24,JP,AS,35.68,139.69\n";
+        let rows = mmdb::parse_csv(csv).unwrap();
+        Arc::new(GeoDb::from_bytes(mmdb::write(&rows, "t", "t", 1).unwrap(), "t").unwrap())
+    }
+
+    fn www() -> LowerName {
+        LowerName::from(&Name::from_ascii("www.edge.example.").unwrap())
+    }
+
+    fn ecs(s: &str) -> ClientInfo {
+        ClientInfo {
+            src: "127.0.0.1".parse().unwrap(),
+            ecs: Some(s.parse().unwrap()),
+        }
+    }
+
+    fn down(site: &str) -> (String, SiteState) {
+        (
+            site.to_string(),
+            SiteState {
+                up: false,
+                ..SiteState::default()
+            },
+        )
+    }
+
+    fn answer(s: &Steering, c: ClientInfo, v: &DnsView) -> Vec<String> {
+        let d = s.decide(&www(), RecordType::A, c, v).unwrap();
+        d.answer.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn geo_picks_nearest_site_with_scope_of_the_matched_network() {
+        let s = Steering::new(&two_pop(), Some(lab_geo()), SteerOptions::default()).unwrap();
+        let v = DnsView::default();
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.1.0/24"), &v).unwrap();
+        assert_eq!(d.answer, vec!["198.51.100.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(d.scope, 24);
+        assert_eq!(answer(&s, ecs("198.18.2.0/24"), &v), ["198.51.100.20"]);
+        // Frankfurt and Tokyo (9 300 km vs 10 850 km, great circle) are
+        // both nearer to Amsterdam.
+        assert_eq!(answer(&s, ecs("203.0.113.0/24"), &v), ["198.51.100.10"]);
+        assert_eq!(answer(&s, ecs("198.51.100.0/24"), &v), ["198.51.100.10"]);
+        let text = d.to_string();
+        assert!(text.contains("ams-web@ams 0 km"), "{text}");
+    }
+
+    #[test]
+    fn country_map_beats_distance() {
+        let mut o = SteerOptions::default();
+        o.country_sites.insert("NL".into(), vec!["nyc".into()]);
+        let s = Steering::new(&two_pop(), Some(lab_geo()), o).unwrap();
+        assert_eq!(
+            answer(&s, ecs("198.18.1.0/24"), &DnsView::default()),
+            ["198.51.100.20"]
+        );
+    }
+
+    #[test]
+    fn health_drain_and_fail_open() {
+        let s = Steering::new(&two_pop(), Some(lab_geo()), SteerOptions::default()).unwrap();
+        let mut v = DnsView::default();
+        v.sites.extend([down("ams")]);
+        assert_eq!(answer(&s, ecs("198.18.1.0/24"), &v), ["198.51.100.20"]);
+        // A VIP-level outage counts too.
+        let mut v = DnsView::default();
+        let mut ams = SiteState::default();
+        ams.vip_up.insert("ams-web".into(), false);
+        v.sites.insert("ams".into(), ams);
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.1.0/24"), &v).unwrap();
+        assert_eq!(
+            d.steps[0].removed,
+            vec![("ams-web@ams".into(), "service down".into())]
+        );
+        // Drained.
+        let mut v = DnsView::default();
+        v.sites.insert(
+            "ams".into(),
+            SiteState {
+                drained: true,
+                ..SiteState::default()
+            },
+        );
+        assert_eq!(answer(&s, ecs("198.18.1.0/24"), &v), ["198.51.100.20"]);
+        // Every site down: fail open, geo still ranks.
+        let mut v = DnsView::default();
+        v.sites.extend([down("ams"), down("nyc")]);
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.1.0/24"), &v).unwrap();
+        assert!(d.fail_open);
+        assert_eq!(d.answer, vec!["198.51.100.10".parse::<IpAddr>().unwrap()]);
+        assert!(d.to_string().contains("FAIL-OPEN"));
+    }
+
+    #[test]
+    fn measured_latency_beats_geo_and_widens_nothing_without_data() {
+        let s = Steering::new(&two_pop(), Some(lab_geo()), SteerOptions::default()).unwrap();
+        let mut v = DnsView::default();
+        v.set_rtt("198.18.1.9".parse().unwrap(), "ams", 30_000);
+        v.set_rtt("198.18.1.9".parse().unwrap(), "nyc", 5_000);
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.1.0/24"), &v).unwrap();
+        assert_eq!(d.chosen, vec!["nyc-web@nyc".to_string()]);
+        assert_eq!(d.scope, 24);
+        // Another prefix without measurements keeps the geo answer.
+        assert_eq!(answer(&s, ecs("198.18.2.0/24"), &v), ["198.51.100.20"]);
+    }
+
+    #[test]
+    fn load_shedding_and_weighted_tie_break() {
+        // No GeoIP: geo cannot rank, so weight decides among equals.
+        let s = Steering::new(&two_pop(), None, SteerOptions::default()).unwrap();
+        let mut v = DnsView::default();
+        v.sites.insert(
+            "ams".into(),
+            SiteState {
+                load: 0.95,
+                ..SiteState::default()
+            },
+        );
+        for i in 0..20 {
+            let c = ecs(&format!("198.18.{i}.0/24"));
+            assert_eq!(answer(&s, c, &v), ["198.51.100.20"]);
+        }
+        // Weight 0 never wins while another candidate remains.
+        let mut v = DnsView::default();
+        v.sites.insert(
+            "nyc".into(),
+            SiteState {
+                weight: 0,
+                ..SiteState::default()
+            },
+        );
+        for i in 0..20 {
+            assert_eq!(
+                answer(&s, ecs(&format!("198.18.{i}.0/24")), &v),
+                ["198.51.100.10"]
+            );
+        }
+        // Equal weights spread prefixes over both sites, deterministically.
+        let v = DnsView::default();
+        let picks: Vec<Vec<String>> = (0..64)
+            .map(|i| answer(&s, ecs(&format!("198.18.{i}.0/24")), &v))
+            .collect();
+        let ams = picks.iter().filter(|p| p[0] == "198.51.100.10").count();
+        assert!(ams > 8 && ams < 56, "{ams} of 64");
+        let again: Vec<Vec<String>> = (0..64)
+            .map(|i| answer(&s, ecs(&format!("198.18.{i}.0/24")), &v))
+            .collect();
+        assert_eq!(picks, again);
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.1.0/24"), &v).unwrap();
+        assert_eq!(d.scope, 24);
+    }
+
+    #[test]
+    fn scope_is_zero_without_client_dependency_and_capped_by_source() {
+        let s = Steering::new(&two_pop(), None, SteerOptions::default()).unwrap();
+        let mut v = DnsView::default();
+        v.sites.extend([down("ams")]);
+        // One candidate left: nothing about the client mattered.
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.1.0/24"), &v).unwrap();
+        assert_eq!(d.scope, 0);
+        let s = Steering::new(&two_pop(), Some(lab_geo()), SteerOptions::default()).unwrap();
+        let d = s
+            .decide(&www(), RecordType::A, ecs("198.18.0.0/16"), &DnsView::default())
+            .unwrap();
+        assert!(d.scope <= 16, "{}", d.scope);
+    }
+
+    #[test]
+    fn aaaa_without_v6_candidates_is_nodata() {
+        let s = Steering::new(&two_pop(), None, SteerOptions::default()).unwrap();
+        let d = s
+            .decide(
+                &www(),
+                RecordType::AAAA,
+                ecs("198.18.1.0/24"),
+                &DnsView::default(),
+            )
+            .unwrap();
+        assert!(d.answer.is_empty());
+        assert!(d.to_string().contains("NODATA"));
+    }
+}

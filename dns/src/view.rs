@@ -1,0 +1,164 @@
+//! The live input of GSLB steering: site health, drain, load, weight and
+//! measured RTTs. The node's controller derives a [`DnsView`] from the health
+//! bus and publishes it; the server reads it lock-free per query.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use edge_topology::Deployment;
+use edge_topology::health::HealthSnapshot;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// Weight a site gets when the view does not say otherwise.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// Prefix length RTT measurements (and weighted hashing) are keyed on for
+/// IPv4 clients: one /24 is the usual unit of a resolver's client population.
+pub const RTT_PREFIX_V4: u8 = 24;
+/// Same for IPv6: a /48 is one end site.
+pub const RTT_PREFIX_V6: u8 = 48;
+
+/// State of one site as GSLB sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteState {
+    /// The site is reachable and serving at all.
+    pub up: bool,
+    /// An operator drained the site: it keeps serving existing traffic but
+    /// gets no new DNS answers.
+    pub drained: bool,
+    /// Utilisation in `0.0..=1.0` (1.0 = at capacity); compared with
+    /// [`crate::SteerOptions::shed_load_above`].
+    pub load: f64,
+    /// Relative share of answers among otherwise equal sites.
+    pub weight: u32,
+    /// Per-VIP service health at this site; a VIP missing here follows `up`.
+    #[serde(default)]
+    pub vip_up: BTreeMap<String, bool>,
+}
+
+impl Default for SiteState {
+    fn default() -> Self {
+        Self {
+            up: true,
+            drained: false,
+            load: 0.0,
+            weight: DEFAULT_WEIGHT,
+            vip_up: BTreeMap::new(),
+        }
+    }
+}
+
+impl SiteState {
+    /// Whether `vip` is served at this site.
+    pub fn serves(&self, vip: &str) -> bool {
+        self.up && self.vip_up.get(vip).copied().unwrap_or(true)
+    }
+}
+
+/// Everything steering needs to know that changes at run time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnsView {
+    /// By site name. A site missing here is assumed up, undrained, idle, with
+    /// the default weight: before the first health round nothing is known, and
+    /// answering with every site beats answering with none.
+    pub sites: BTreeMap<String, SiteState>,
+    /// Measured RTT in microseconds from a client prefix (a /24 or /48, see
+    /// [`client_prefix`]) to each site that measured it.
+    pub rtt: BTreeMap<IpNet, BTreeMap<String, u32>>,
+}
+
+impl DnsView {
+    /// The state of `site`, or the optimistic default.
+    pub fn site(&self, site: &str) -> SiteState {
+        self.sites.get(site).cloned().unwrap_or_default()
+    }
+
+    /// Records an RTT sample for the prefix that contains `client`.
+    pub fn set_rtt(&mut self, client: IpAddr, site: &str, micros: u32) {
+        self.rtt
+            .entry(client_prefix(client))
+            .or_default()
+            .insert(site.to_string(), micros);
+    }
+
+    /// RTTs measured for the prefix containing `client`.
+    pub fn rtts_for(&self, client: IpAddr) -> Option<&BTreeMap<String, u32>> {
+        self.rtt.get(&client_prefix(client)).filter(|m| !m.is_empty())
+    }
+
+    /// Derives the view from the merged health snapshot: a site is up when a
+    /// live node of it reports; a VIP is up at a site when a live node of the
+    /// site serves it; drains come from operator intent. Load and RTT are not
+    /// in the snapshot and stay at their defaults.
+    pub fn from_snapshot(deployment: &Deployment, snap: &HealthSnapshot) -> Self {
+        let mut view = DnsView::default();
+        for site in deployment.sites.keys() {
+            let up = snap
+                .reports
+                .values()
+                .any(|r| &r.site == site && snap.alive.contains(&r.node));
+            let vip_up = deployment
+                .vips_of_site(site)
+                .map(|v| (v.name.clone(), snap.site_serves(site, &v.name)))
+                .collect();
+            view.sites.insert(
+                site.clone(),
+                SiteState {
+                    up,
+                    drained: snap.intent.drained_sites.contains(site),
+                    vip_up,
+                    ..SiteState::default()
+                },
+            );
+        }
+        view
+    }
+}
+
+/// The prefix a client address is aggregated to (/24 or /48).
+pub fn client_prefix(ip: IpAddr) -> IpNet {
+    match ip {
+        IpAddr::V4(a) => {
+            IpNet::V4(Ipv4Net::new(a, RTT_PREFIX_V4).map_or_else(|_| Ipv4Net::from(a), |n| n.trunc()))
+        }
+        IpAddr::V6(a) => {
+            IpNet::V6(Ipv6Net::new(a, RTT_PREFIX_V6).map_or_else(|_| Ipv6Net::from(a), |n| n.trunc()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_prefix_truncates_to_24_and_48() {
+        assert_eq!(
+            client_prefix("198.18.1.77".parse().unwrap()).to_string(),
+            "198.18.1.0/24"
+        );
+        assert_eq!(
+            client_prefix("2001:db8:1:2::9".parse().unwrap()).to_string(),
+            "2001:db8:1::/48"
+        );
+    }
+
+    #[test]
+    fn unknown_site_is_optimistic_and_vip_follows_site() {
+        let mut view = DnsView::default();
+        assert!(view.site("ams").serves("ams-web"));
+        view.sites.insert(
+            "ams".into(),
+            SiteState {
+                up: false,
+                ..SiteState::default()
+            },
+        );
+        assert!(!view.site("ams").serves("ams-web"));
+        let mut s = SiteState::default();
+        s.vip_up.insert("ams-web".into(), false);
+        assert!(!s.serves("ams-web"));
+        assert!(s.serves("other"));
+    }
+}
