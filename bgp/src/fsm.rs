@@ -554,6 +554,7 @@ impl Session {
                 if !self.ibgp() {
                     wire::check_first_as(&mut u, self.config.peer_as);
                 }
+                wire::check_as_loop(&mut u, self.config.local_as);
                 out.push(Output::Received(u));
             }
             (S::Established, I::Received(Message::RouteRefresh { afi, safi })) => {

@@ -1076,6 +1076,23 @@ fn decode_attribute(
     Ok(Ok(()))
 }
 
+/// AS loop detection (RFC 4271 §9.1.2): a route whose AS_PATH already
+/// contains our AS came back to us and is ignored, which for a received
+/// UPDATE means it replaces (withdraws) what the peer sent before.
+pub fn check_as_loop(update: &mut Update, local_as: u32) {
+    let looped = update
+        .attributes
+        .as_ref()
+        .is_some_and(|a| a.as_path_flat().contains(&local_as));
+    if looped {
+        let moved = std::mem::take(&mut update.announced);
+        update.withdrawn.extend(moved);
+        update.attributes = None;
+        update.ipv6_next_hop = None;
+        update.treat_as_withdraw = Some(format!("AS_PATH contains our AS {local_as}"));
+    }
+}
+
 /// eBGP sanity (RFC 4271 §6.3, RFC 7606 §7.2 treat-as-withdraw): the first
 /// AS of a route from an external peer must be that peer's AS.
 pub fn check_first_as(update: &mut Update, peer_as: u32) {

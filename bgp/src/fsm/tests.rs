@@ -363,6 +363,21 @@ fn established_ebgp_update_with_foreign_first_as_is_withdrawn() {
 }
 
 #[test]
+fn established_update_looping_through_our_as_is_ignored() {
+    let mut s = at(State::Established, cfg(65001, 65002));
+    let mut u = update_from(65002);
+    if let Some(a) = u.attributes.as_mut() {
+        a.as_path = vec![AsSegment::Sequence(vec![65002, 65001])];
+    }
+    let out = s.handle(now(), Input::Received(Message::Update(u)));
+    let Some(Output::Received(u)) = out.last() else {
+        panic!()
+    };
+    assert!(u.announced.is_empty());
+    assert!(u.treat_as_withdraw.as_deref().unwrap().contains("65001"));
+}
+
+#[test]
 fn established_keepalive_restarts_hold_and_timer_sends_keepalive() {
     let mut s = at(State::Established, cfg(65001, 65002));
     let out = s.handle(now(), Input::Received(Message::Keepalive));
