@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// Override the address the health bus listens on.
     #[arg(long)]
     pub gossip: Option<SocketAddr>,
+    /// Do not put served VIPs on `lo` (when something else owns the
+    /// addresses, or several nodes share one network namespace).
+    #[arg(long)]
+    pub no_vip_on_lo: bool,
 }
 
 pub fn init_tracing(format: LogFormat, verbose: u8) {

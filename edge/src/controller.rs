@@ -6,10 +6,11 @@
 //! the sockets and timers) calls these on every new snapshot and pushes the
 //! results to the BGP speaker, the DNS server and the proxies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use edge_topology::health::HealthSnapshot;
 use edge_topology::{Backend, Deployment};
+use ipnet::IpNet;
 use serde::Serialize;
 
 /// What the node does with one VIP.
@@ -125,6 +126,18 @@ pub fn vip_verdicts(dep: &Deployment, node: &str, view: &HealthSnapshot) -> BTre
         );
     }
     out
+}
+
+/// The prefixes that belong on `lo`: those of every VIP the node announces
+/// or is draining (a draining VIP still receives traffic until the routers
+/// have moved away).
+pub fn local_prefixes(dep: &Deployment, verdicts: &BTreeMap<String, Verdict>) -> BTreeSet<IpNet> {
+    verdicts
+        .iter()
+        .filter(|(_, v)| v.decision != Decision::Withdraw)
+        .filter_map(|(name, _)| dep.vips.get(name))
+        .flat_map(|v| v.prefixes.iter().copied())
+        .collect()
 }
 
 /// One site's state for a GSLB candidate VIP, as DNS steering needs it.
@@ -286,6 +299,21 @@ mod tests {
             vip_verdicts(&d, "nyc-e1", &n2)["anycast"].decision,
             Decision::Announce
         );
+    }
+
+    #[test]
+    fn lo_holds_announced_and_draining_vips_only() {
+        let d = dep();
+        let v = view_with("ams-e1", "ams", &[("ams-b1", false), ("ams-b2", false)]);
+        let p: Vec<String> = local_prefixes(&d, &vip_verdicts(&d, "ams-e1", &v))
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(p, ["203.0.113.53/32"], "only the DNS VIP survives dead backends");
+        let mut v = view_with("ams-e1", "ams", &[("ams-b1", true)]);
+        v.intent.drained_nodes.insert("ams-e1".into());
+        let p = local_prefixes(&d, &vip_verdicts(&d, "ams-e1", &v));
+        assert_eq!(p.len(), 4, "draining keeps every VIP local: {p:?}");
     }
 
     #[test]

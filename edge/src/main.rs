@@ -10,6 +10,7 @@ mod admin;
 mod cli;
 mod controller;
 mod health;
+mod kernel;
 mod lab;
 mod run;
 

@@ -24,6 +24,7 @@ use crate::cli::RunArgs;
 use crate::controller;
 use crate::health::gossip::{GossipBus, Timing};
 use crate::health::{HealthBus, LocalBus, ReportUpdate, check, run_reporter};
+use crate::kernel::LoopbackVips;
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let dep = crate::cli::load_config(args.config.as_ref())?;
@@ -129,7 +130,8 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
             }
         }
     });
-    tasks.spawn(run_controller(
+    let controller_task = tokio::spawn(run_controller(
+        !args.no_vip_on_lo,
         dep.clone(),
         node.clone(),
         bus.watch(),
@@ -145,7 +147,13 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         Ok(r) => r?,
         Err(e) => bail!("admin task failed: {e}"),
     }
-    // The reporter ends when every sender is gone; the rest watch `stop`.
+    // The controller undoes its kernel changes before it returns.
+    if tokio::time::timeout(Duration::from_secs(5), controller_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("controller did not stop within 5 s");
+    }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
@@ -163,8 +171,11 @@ fn incarnation() -> u64 {
 
 /// The controller: one task owns the derivation. On every new snapshot it
 /// recomputes the VIP verdicts (and, as the tiers land, BGP routes, the DNS
-/// view and backend sets) and pushes them to their consumers.
+/// view and backend sets) and pushes them to their consumers: the VIP
+/// addresses on `lo` first, then the announcements. On stop it undoes what
+/// it did, in reverse.
 async fn run_controller(
+    vip_on_lo: bool,
     dep: Arc<Deployment>,
     node: String,
     mut snapshots: watch::Receiver<Arc<edge_topology::health::HealthSnapshot>>,
@@ -172,6 +183,14 @@ async fn run_controller(
     state: Arc<NodeState>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut lo = match LoopbackVips::new().await {
+        Ok(_) if !vip_on_lo => None,
+        Ok(lo) => Some(lo),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no netlink: VIPs will not be put on lo");
+            None
+        }
+    };
     let mut last = None;
     loop {
         let snap = snapshots.borrow_and_update().clone();
@@ -180,20 +199,26 @@ async fn run_controller(
             for (vip, v) in &verdicts {
                 tracing::info!(%vip, decision = ?v.decision, reason = %v.reason, "vip verdict");
             }
+            if let Some(lo) = &mut lo {
+                lo.reconcile(&controller::local_prefixes(&dep, &verdicts)).await;
+            }
             let serves = verdicts
                 .iter()
                 .map(|(k, v)| (k.clone(), v.decision == controller::Decision::Announce))
                 .collect();
             if report_tx.send(ReportUpdate::Vips(serves)).await.is_err() {
-                return;
+                break;
             }
             last = Some(verdicts.clone());
         }
         state.set_derived(verdicts, snap);
         tokio::select! {
-            changed = snapshots.changed() => if changed.is_err() { return },
-            _ = stop.changed() => return,
+            changed = snapshots.changed() => if changed.is_err() { break },
+            _ = stop.changed() => break,
         }
+    }
+    if let Some(lo) = &mut lo {
+        lo.clear().await;
     }
 }
 

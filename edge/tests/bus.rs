@@ -107,7 +107,9 @@ impl Cluster {
         }
         for n in &mut c.nodes {
             let child = Command::new(EDGE)
-                .args(["run", "--node", n.name, "--config"])
+                // Three nodes share the test's network namespace: none may
+                // touch its `lo`.
+                .args(["run", "--no-vip-on-lo", "--node", n.name, "--config"])
                 .arg(&file)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

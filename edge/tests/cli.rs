@@ -213,7 +213,7 @@ fn active_checks_drive_the_vip_verdict() {
     let f = dir.path().join("demo.toml");
     std::fs::write(&f, cfg).expect("write");
     let child = Command::new(EDGE)
-        .args(["run", "--config"])
+        .args(["run", "--no-vip-on-lo", "--config"])
         .arg(&f)
         .args(["--admin", &admin.to_string()])
         .stdout(Stdio::null())
