@@ -30,9 +30,10 @@
 //!   alone;
 //! - back to `Active` before the timer fires: its flows are kept.
 //!
-//! Bytes are copied with `tokio::io::copy_bidirectional` (two userspace
-//! copies per byte). `splice(2)` through a pipe would avoid them; it is left
-//! for later, behind the same connection table.
+//! TCP bytes are copied with `tokio::io::copy_bidirectional` (two userspace
+//! copies per byte) by default, or moved with `splice(2)` through a pipe per
+//! direction ([`TcpCopy::Splice`], Linux), which keeps payload in the kernel.
+//! UDP always goes through userspace buffers.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -55,6 +56,9 @@ use crate::sched::{self, Scheduler};
 use crate::state::{L4State, ServiceKey, ServiceSpec, diff};
 use crate::{Applied, Dataplane, DataplaneError};
 
+#[cfg(target_os = "linux")]
+mod splice;
+
 /// [`Dataplane::name`] of this backend.
 pub const NAME: &str = "userspace";
 
@@ -71,6 +75,8 @@ pub struct UserspaceConfig {
     pub udp_idle_timeout: Duration,
     /// Give up on a backend that does not accept a TCP connection in time.
     pub connect_timeout: Duration,
+    /// How TCP bytes are moved between client and backend.
+    pub tcp_copy: TcpCopy,
     /// Most UDP flows per service. Each flow holds a socket; without a cap,
     /// datagrams from spoofed sources would exhaust file descriptors.
     /// Datagrams that would open a flow beyond it are dropped.
@@ -85,8 +91,21 @@ impl Default for UserspaceConfig {
             udp_idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             udp_max_flows: 65_536,
+            tcp_copy: TcpCopy::default(),
         }
     }
+}
+
+/// How the TCP proxy moves bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcpCopy {
+    /// `tokio::io::copy_bidirectional`: two userspace copies per byte; runs
+    /// everywhere.
+    #[default]
+    Buffered,
+    /// `splice(2)` through a pipe per direction: the payload stays in the
+    /// kernel. Linux only; elsewhere this falls back to `Buffered`.
+    Splice,
 }
 
 pub struct UserspaceDataplane {
@@ -630,7 +649,11 @@ async fn proxy_tcp(mut client: TcpStream, peer: SocketAddr, service: Arc<Service
         // Small writes (handshakes, RPCs) should not wait for Nagle.
         let _ = upstream.set_nodelay(true);
         let _ = client.set_nodelay(true);
-        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+        match service.config.tcp_copy {
+            #[cfg(target_os = "linux")]
+            TcpCopy::Splice => splice::relay(&client, &upstream).await,
+            _ => tokio::io::copy_bidirectional(&mut client, &mut upstream).await,
+        }
     };
     tokio::select! {
         r = relay => match r {

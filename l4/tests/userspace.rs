@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use edge_l4::sched::Maglev;
-use edge_l4::userspace::{UserspaceConfig, UserspaceDataplane};
+use edge_l4::userspace::{TcpCopy, UserspaceConfig, UserspaceDataplane};
 use edge_l4::{
     BackendSpec, Change, Dataplane, DataplaneError, DataplaneKind, FlowKey, L4State, Protocol, Scheduler,
     SchedulerKind, ServiceKey, ServiceSpec, TableSize,
@@ -254,10 +254,23 @@ async fn removed_backend_keeps_established_connections_and_gets_no_new_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_ends_connections_on_a_draining_backend() {
+    drain_timeout_ends_connections(TcpCopy::Buffered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_ends_spliced_connections() {
+    drain_timeout_ends_connections(TcpCopy::Splice).await;
+}
+
+async fn drain_timeout_ends_connections(tcp_copy: TcpCopy) {
     let mut backends = [tcp_backend().await, tcp_backend().await];
     // Round robin walks backends in address order.
     backends.sort();
-    let mut dp = UserspaceDataplane::new(Handle::current(), config(Duration::from_millis(200)));
+    let cfg = UserspaceConfig {
+        tcp_copy,
+        ..config(Duration::from_millis(200))
+    };
+    let mut dp = UserspaceDataplane::new(Handle::current(), cfg);
     let key = tcp_service(&mut dp);
     // Round robin: the first connection goes to backend 0, the second to 1.
     dp.apply(&L4State::default().with_service(key, spec(SchedulerKind::RoundRobin, &backends)))
@@ -306,6 +319,49 @@ async fn quiesced_backend_keeps_its_connections_past_the_drain_timeout() {
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(on0.echoes(b"not cut").await);
+}
+
+/// 4 MiB each way through the proxy, then a half-close from the client:
+/// every byte comes back in order and EOF propagates both ways.
+async fn bulk_transfer_and_half_close(tcp_copy: TcpCopy) {
+    let backends = [tcp_backend().await];
+    let cfg = UserspaceConfig {
+        tcp_copy,
+        ..config(Duration::from_secs(30))
+    };
+    let mut dp = UserspaceDataplane::new(Handle::current(), cfg);
+    let key = tcp_service(&mut dp);
+    dp.apply(&L4State::default().with_service(key, spec(SchedulerKind::Maglev, &backends)))
+        .unwrap();
+
+    let c = connect(key.socket_addr()).await;
+    let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (mut r, mut w) = c.stream.into_split();
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        // Half-close: the backend sees EOF, finishes echoing, and closes.
+        w.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::with_capacity(payload.len());
+    tokio::time::timeout(PATIENCE, r.read_to_end(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(echoed.len(), payload.len());
+    assert!(echoed == payload, "payload corrupted in transit");
+    assert!(eventually(|| dp.active_flows(&key) == Some(0)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_transfer_buffered() {
+    bulk_transfer_and_half_close(TcpCopy::Buffered).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_transfer_spliced() {
+    bulk_transfer_and_half_close(TcpCopy::Splice).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
