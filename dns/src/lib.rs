@@ -28,9 +28,12 @@ pub mod view;
 pub mod zone;
 
 pub use geo::{GeoDb, GeoHit, GeoLookup};
+/// Re-exported so callers (`edge dns explain`) can name query types without
+/// depending on hickory themselves.
+pub use hickory_proto::rr::RecordType;
 pub use metrics::DnsMetrics;
 pub use rrl::RrlConfig;
-pub use server::{Authority, DnsOptions, DnsServer, Outcome};
+pub use server::{Authority, DnsOptions, DnsServer, Outcome, ViewHandle};
 pub use steer::{Decision, SteerOptions};
 pub use view::{DnsView, SiteState};
 

@@ -544,6 +544,8 @@ impl RequestHandler for GslbHandler {
         let qtype = query.query_type();
 
         let outcome = if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // IXFR is answered like AXFR (a full transfer is a valid IXFR
+            // reply, RFC 1995 §4): we keep no zone history.
             let allowed = !udp && s.options.axfr_allow.iter().any(|n| n.contains(&src.ip()));
             match (allowed, s.authority.transfer(&qname)) {
                 (true, Some(records)) => {
@@ -565,7 +567,12 @@ impl RequestHandler for GslbHandler {
                 ecs: ecs_opt.and_then(|e| e.effective()),
             };
             let view = s.view.0.load();
-            s.authority.answer(&qname, qtype, client, &view)
+            let o = s.authority.answer(&qname, qtype, client, &view);
+            for d in &o.decisions {
+                tracing::debug!(name = %d.name, %src, ecs = ?client.ecs, chosen = ?d.chosen,
+                    scope = d.scope, fail_open = d.fail_open, "gslb decision");
+            }
+            o
         };
 
         if let (Some(e), Some(q)) = (resp_edns.as_mut(), ecs_opt) {

@@ -748,6 +748,32 @@ mod tests {
     }
 
     #[test]
+    fn answers_returns_first_n_and_aaaa_uses_v6_candidates_only() {
+        let mut dep = two_pop();
+        dep.dns.as_mut().unwrap().gslb[0].answers = 2;
+        dep.vips
+            .get_mut("ams-web")
+            .unwrap()
+            .prefixes
+            .push("2001:db8:ffff::a/128".parse().unwrap());
+        let s = Steering::new(&dep, Some(lab_geo()), SteerOptions::default()).unwrap();
+        let v = DnsView::default();
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.2.0/24"), &v).unwrap();
+        assert_eq!(d.chosen, ["nyc-web@nyc", "ams-web@ams"]);
+        assert_eq!(d.answer.len(), 2);
+        let d = s
+            .decide(&www(), RecordType::AAAA, ecs("198.18.2.0/24"), &v)
+            .unwrap();
+        assert_eq!(d.answer, vec!["2001:db8:ffff::a".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            d.steps[0].removed,
+            vec![("nyc-web@nyc".into(), "no AAAA address".into())]
+        );
+        // One candidate of the family: the answer cannot depend on the client.
+        assert_eq!(d.scope, 0);
+    }
+
+    #[test]
     fn aaaa_without_v6_candidates_is_nodata() {
         let s = Steering::new(&two_pop(), None, SteerOptions::default()).unwrap();
         let d = s

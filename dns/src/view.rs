@@ -68,10 +68,19 @@ pub struct DnsView {
     pub rtt: BTreeMap<IpNet, BTreeMap<String, u32>>,
 }
 
+/// What a site the view does not mention looks like (see [`DnsView::sites`]).
+static UNKNOWN_SITE: SiteState = SiteState {
+    up: true,
+    drained: false,
+    load: 0.0,
+    weight: DEFAULT_WEIGHT,
+    vip_up: BTreeMap::new(),
+};
+
 impl DnsView {
     /// The state of `site`, or the optimistic default.
-    pub fn site(&self, site: &str) -> SiteState {
-        self.sites.get(site).cloned().unwrap_or_default()
+    pub fn site(&self, site: &str) -> &SiteState {
+        self.sites.get(site).unwrap_or(&UNKNOWN_SITE)
     }
 
     /// Records an RTT sample for the prefix that contains `client`.
@@ -142,6 +151,33 @@ mod tests {
             client_prefix("2001:db8:1:2::9".parse().unwrap()).to_string(),
             "2001:db8:1::/48"
         );
+    }
+
+    #[test]
+    fn from_snapshot_follows_live_reports_and_drain_intent() {
+        use edge_topology::health::NodeReport;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../labs/two-pop/deployment.toml");
+        let dep = edge_topology::load(path).unwrap();
+        let mut snap = HealthSnapshot::default();
+        let report = |node: &str, site: &str, serves: bool| NodeReport {
+            node: node.into(),
+            site: site.into(),
+            vips: [(format!("{site}-web"), serves)].into_iter().collect(),
+            ..NodeReport::default()
+        };
+        snap.merge(report("ams-e1", "ams", true));
+        snap.merge(report("nyc-e1", "nyc", false));
+        snap.alive.extend(["ams-e1".to_string(), "nyc-e1".to_string()]);
+        snap.intent.drained_sites.insert("nyc".into());
+        let v = DnsView::from_snapshot(&dep, &snap);
+        assert!(v.site("ams").serves("ams-web"));
+        assert!(!v.site("ams").drained);
+        assert!(v.site("nyc").up && !v.site("nyc").serves("nyc-web"));
+        assert!(v.site("nyc").drained);
+        // A node the failure detector lost takes its site down with it.
+        snap.alive.remove("ams-e1");
+        let v = DnsView::from_snapshot(&dep, &snap);
+        assert!(!v.site("ams").up);
     }
 
     #[test]

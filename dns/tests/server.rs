@@ -426,3 +426,62 @@ async fn metrics_count_queries_by_type_and_rcode() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn edns_version_opcode_and_question_count_are_checked() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::Name;
+    let lab = start(DnsOptions::default()).await;
+
+    // EDNS version 1: BADVERS (extended rcode 16), with an OPT in the reply.
+    let mut m = hickory_proto::op::Message::from_vec(&Ask::new(WWW, RecordType::A).message(1)).unwrap();
+    if let Some(e) = m.edns.as_mut() {
+        e.set_version(1);
+    }
+    let r = udp_raw(lab.addr, &m.to_vec().unwrap()).await.unwrap();
+    // 16 is both BADVERS and BADSIG; hickory decodes it as the latter.
+    assert_eq!(u16::from(r.metadata.response_code), 16);
+    assert!(r.edns.is_some());
+
+    // A NOTIFY/UPDATE-style opcode we do not implement.
+    let mut m = Message::new(2, MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(
+        Name::from_ascii("edge.example.").unwrap(),
+        RecordType::SOA,
+    ));
+    let r = udp_raw(lab.addr, &m.to_vec().unwrap()).await.unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NotImp);
+
+    // Two questions in one message.
+    let mut m = Message::new(3, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(WWW).unwrap(), RecordType::A));
+    m.add_query(Query::query(
+        Name::from_ascii("ns1.edge.example.").unwrap(),
+        RecordType::A,
+    ));
+    let r = udp_raw(lab.addr, &m.to_vec().unwrap()).await.unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+}
+
+#[tokio::test]
+async fn garbage_never_kills_the_server() {
+    let lab = start(DnsOptions::default()).await;
+    let good = Ask::new(WWW, RecordType::A).ecs("198.18.1.0/24").message(9);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Deterministic junk: every truncation of a valid query, and the query
+    // with each byte flipped.
+    let mut inputs: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+    for i in 0..good.len() {
+        let mut b = good.clone();
+        b[i] ^= 0xff;
+        inputs.push(b);
+    }
+    for b in &inputs {
+        sock.send_to(b, lab.addr).await.unwrap();
+    }
+    // Whatever those got, a valid query still gets its answer.
+    let m = udp(lab.addr, &Ask::new(WWW, RecordType::A).ecs("198.18.1.0/24")).await;
+    assert_eq!(addrs(&m), [AMS]);
+    let m = tcp(lab.addr, &Ask::new(WWW, RecordType::A).ecs("198.18.2.0/24")).await;
+    assert_eq!(addrs(&m), [NYC]);
+}
