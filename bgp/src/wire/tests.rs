@@ -537,3 +537,127 @@ fn decode_is_total_on_mutated_messages() {
         }
     }
 }
+
+// --- Vectors captured from FRR 8.4.4 (`bgpd -Z`) on loopback -------------
+// Recorded with tcpdump during `tests/frr.rs`: FRR is AS 65000, router id
+// 198.51.100.254, hold 3; we are AS 65010.
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// FRR's OPEN: one optional parameter per capability, including hostname
+/// (73) "frr-interop" with an empty domain, graceful restart (64), LLGR
+/// (71), ADD-PATH (69), enhanced route refresh (70), extended message (6).
+const FRR_OPEN: &str = "ffffffffffffffffffffffffffffffff007a0104fde80003c63364fe5d02060104000100010206010400020001020280000202020002024600020641040000fde802020600020a45080001010100020101020f490d0b6672722d696e7465726f700002044002c0780210470e0001018000000000020180000000";
+
+#[test]
+fn frr_open_decodes() {
+    let Message::Open(o) = decode(&unhex(FRR_OPEN), &Codec::default()).unwrap() else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(o.asn(), 65000);
+    assert_eq!(o.hold_time, 3);
+    assert_eq!(o.router_id, Ipv4Addr::new(198, 51, 100, 254));
+    assert!(o.four_octet_as() && o.route_refresh());
+    assert_eq!(o.families(), [(1, 1), (2, 1)].into_iter().collect());
+    for code in [64, 69, 70, 71, 73] {
+        assert!(o.capabilities.contains(&Capability::Other(code)), "cap {code}");
+    }
+}
+
+#[test]
+fn frr_ipv4_update_golden_both_directions() {
+    // 198.51.100.0/24, ORIGIN IGP, AS_PATH [65000], NEXT_HOP 127.0.0.1,
+    // MED 0: FRR orders and flags attributes exactly as we do.
+    let bytes = unhex(
+        "ffffffffffffffffffffffffffffffff0037020000001c400101005002000602010000fde84003047f0000018004040000000018c63364",
+    );
+    let msg = Message::Update(Update {
+        attributes: Some(PathAttributes {
+            as_path: vec![AsSegment::Sequence(vec![65000])],
+            next_hop: Some(Ipv4Addr::LOCALHOST),
+            med: Some(0),
+            ..PathAttributes::default()
+        }),
+        announced: vec!["198.51.100.0/24".parse().unwrap()],
+        ..Update::default()
+    });
+    golden(&bytes, &msg, &ebgp4());
+}
+
+#[test]
+fn frr_ipv6_update_decodes_and_round_trips() {
+    // MP_REACH first (FRR's order), next hop ::ffff:127.0.0.1 (IPv4-mapped,
+    // the session runs over IPv4), 2001:db8:ff00::/48.
+    let bytes = unhex(
+        "ffffffffffffffffffffffffffffffff004c0200000035900e001c0002011000000000000000000000ffff7f000001003020010db8ff00400101005002000602010000fde880040400000000",
+    );
+    let m = decode(&bytes, &ebgp4()).unwrap();
+    let Message::Update(u) = &m else { panic!() };
+    assert_eq!(u.announced, vec!["2001:db8:ff00::/48".parse::<IpNet>().unwrap()]);
+    assert_eq!(u.ipv6_next_hop, Some(Ipv4Addr::LOCALHOST.to_ipv6_mapped()));
+    let a = u.attributes.as_ref().unwrap();
+    assert_eq!(
+        (a.as_path_flat(), a.med, a.next_hop),
+        (vec![65000], Some(0), None)
+    );
+    // We order attributes by type code, so bytes differ; the meaning must not.
+    let ours = encode(&m, &ebgp4()).unwrap();
+    assert_eq!(ours.len(), bytes.len());
+    assert_eq!(decode(&ours, &ebgp4()).unwrap(), m);
+}
+
+#[test]
+fn frr_reflected_update_and_withdraw() {
+    // FRR sending our own route back (AS_PATH 65000 65010, COMMUNITY
+    // 65000:100): decodes, then loop detection withdraws it.
+    let bytes = unhex(
+        "ffffffffffffffffffffffffffffffff003c0200000020400101005002000a02020000fde80000fdf24003047f000001c00804fde8006420cb00710a",
+    );
+    let Message::Update(mut u) = decode(&bytes, &ebgp4()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attributes.as_ref().unwrap().as_path_flat(), vec![65000, 65010]);
+    check_as_loop(&mut u, 65010);
+    assert!(u.announced.is_empty() && u.treat_as_withdraw.is_some());
+    // FRR's withdrawal of 203.0.113.10/32 is byte-identical to ours.
+    let wd = unhex("ffffffffffffffffffffffffffffffff001c02000520cb00710a0000");
+    let msg = Message::Update(Update {
+        withdrawn: vec!["203.0.113.10/32".parse().unwrap()],
+        ..Update::default()
+    });
+    golden(&wd, &msg, &ebgp4());
+}
+
+#[test]
+fn our_bytes_as_frr_accepted_them() {
+    // What we sent in the interop run (FRR installed the route): our OPEN
+    // (AS 65010, hold 3) and the UPDATE for 203.0.113.10/32.
+    let open = unhex(
+        "ffffffffffffffffffffffffffffffff00390104fdf20003c63364011c0206010400010001020601040002000102020200020641040000fdf2",
+    );
+    let msg = Message::Open(Open::new(
+        65010,
+        3,
+        Ipv4Addr::new(198, 51, 100, 1),
+        &[(1, 1), (2, 1)],
+    ));
+    golden(&open, &msg, &ebgp4());
+    let upd = unhex(
+        "ffffffffffffffffffffffffffffffff00400200000024400101005002000602010000fdf2400304c633640180040400000032d0080004fde8006420cb00710a",
+    );
+    let Message::Update(u) = decode(&upd, &ebgp4()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(encode(&Message::Update(u.clone()), &ebgp4()).unwrap(), upd);
+    assert_eq!(u.attributes.unwrap().med, Some(50));
+    // End-of-RIB for IPv6 unicast as sent.
+    assert_eq!(
+        end_of_rib(2, 1),
+        unhex("ffffffffffffffffffffffffffffffff001d0200000006800f03000201")
+    );
+}
