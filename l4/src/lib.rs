@@ -12,6 +12,33 @@
 //! - dataplanes behind [`Dataplane`]: [`userspace`] (tokio proxy, feature
 //!   `userspace`, the reference backend) and [`ipvs`] (extension point only:
 //!   not available on this kernel).
+//!
+//! How `edge` drives it: derive an [`L4State`] from config and health on
+//! every snapshot, and hand it to the dataplane, which reconciles.
+//!
+//! ```no_run
+//! use std::net::{Ipv4Addr, SocketAddr};
+//! use edge_l4::{BackendSpec, Dataplane, DataplaneKind, L4State, Protocol};
+//! use edge_l4::{SchedulerKind, ServiceKey, ServiceSpec};
+//!
+//! # fn main() -> Result<(), edge_l4::DataplaneError> {
+//! # let rt = tokio::runtime::Runtime::new().map_err(|e| edge_l4::DataplaneError::NoRuntime {
+//! #     backend: "userspace", reason: e.to_string() })?;
+//! # let _guard = rt.enter();
+//! let mut dp = edge_l4::backend(DataplaneKind::Userspace)?;
+//! let vip = ServiceKey::new(Ipv4Addr::new(203, 0, 113, 10).into(), 443, Protocol::Tcp);
+//! let backend = SocketAddr::from((Ipv4Addr::new(198, 51, 100, 7), 8443));
+//! let desired = L4State::default().with_service(
+//!     vip,
+//!     ServiceSpec::new(SchedulerKind::Maglev).with_backend(backend, BackendSpec::active(1)),
+//! );
+//! let applied = dp.apply(&desired)?; // binds 203.0.113.10:443, starts proxying
+//! assert!(dp.apply(&desired)?.is_noop()); // idempotent
+//! let drift = edge_l4::diff(&dp.observe()?, &desired); // empty unless a listener died
+//! # let _ = (applied, drift);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod hash;
 pub mod ipvs;
