@@ -54,6 +54,16 @@ impl GeoDb {
         Self::from_bytes(bytes, &path.display().to_string())
     }
 
+    /// Opens the database named by the deployment's `[dns] geoip`, if any. A
+    /// relative path is taken relative to `base` (the two-pop lab writes
+    /// `labs/geoip/lab.mmdb`, relative to the repository root).
+    pub fn for_deployment(dep: &edge_topology::Deployment, base: &Path) -> Result<Option<Self>, DnsError> {
+        match dep.dns.as_ref().and_then(|d| d.geoip.as_ref()) {
+            None => Ok(None),
+            Some(p) => Self::open(base.join(p)).map(Some),
+        }
+    }
+
     /// Reads a database already in memory; `name` is only used in errors.
     pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<Self, DnsError> {
         let reader = Reader::from_source(bytes).map_err(|e| DnsError::GeoIp {
@@ -127,6 +137,20 @@ mod tests {
         let d = distance_km((52.37, 4.90), (40.71, -74.01));
         assert!((5800.0..5900.0).contains(&d), "{d}");
         assert_eq!(distance_km((1.0, 2.0), (1.0, 2.0)), 0.0);
+    }
+
+    #[test]
+    fn deployment_names_the_lab_database() {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let dep = edge_topology::load(root.join("labs/two-pop/deployment.toml")).unwrap();
+        let db = GeoDb::for_deployment(&dep, root).unwrap().unwrap();
+        let nl = db.lookup("198.18.1.1".parse().unwrap()).hit.unwrap();
+        assert_eq!(nl.country.as_deref(), Some("NL"));
+        let err = GeoDb::for_deployment(&dep, Path::new("/nonexistent")).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/labs/geoip/lab.mmdb"),
+            "{err}"
+        );
     }
 
     #[test]

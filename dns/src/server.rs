@@ -206,6 +206,21 @@ impl Authority {
                     return out;
                 }
                 Step::Answer(rrs) => {
+                    // Glue saves the resolver a round trip for in-zone targets.
+                    for r in &rrs {
+                        let target = match &r.data {
+                            RData::NS(n) => Some(&n.0),
+                            RData::MX(mx) => Some(&mx.exchange),
+                            RData::SRV(srv) => Some(&srv.target),
+                            _ => None,
+                        };
+                        if let Some(t) = target {
+                            let t = LowerName::from(t);
+                            if let Some(z) = self.zones.find(&t) {
+                                out.additionals.extend(z.addresses_of(&t));
+                            }
+                        }
+                    }
                     out.answers.extend(rrs);
                     return out;
                 }

@@ -82,11 +82,7 @@ impl Zone {
                     RData::NS(t) => Some(LowerName::from(&t.0)),
                     _ => None,
                 })
-                .flat_map(|t| {
-                    let mut g = self.get(&t, RecordType::A);
-                    g.extend(self.get(&t, RecordType::AAAA));
-                    g
-                })
+                .flat_map(|t| self.addresses_of(&t))
                 .collect();
             return Step::Referral { ns, glue };
         }
@@ -112,6 +108,15 @@ impl Zone {
     /// Whether `name` exists in the zone (owner, empty non-terminal or GSLB).
     pub fn exists(&self, name: &LowerName) -> bool {
         self.names.contains(name)
+    }
+
+    /// Static A and AAAA records of `name`, for the additional section (glue
+    /// for NS, MX and SRV targets); GSLB names have none here on purpose:
+    /// their addresses depend on the client and belong in an answer only.
+    pub fn addresses_of(&self, name: &LowerName) -> Vec<Record> {
+        let mut out = self.get(name, RecordType::A);
+        out.extend(self.get(name, RecordType::AAAA));
+        out
     }
 
     fn get(&self, name: &LowerName, rtype: RecordType) -> Vec<Record> {
@@ -277,7 +282,14 @@ fn build_zone(z: &topo::Zone) -> Result<Zone, DnsError> {
             .or_default()
             .push(Record::from_rdata(Name::from(&owner), r.ttl, data));
     }
-    // RFC 1034 §3.6.2: a CNAME owner has no other data.
+    // RFC 1034 §3.6.2: a CNAME owner has no other data (and the apex always
+    // has SOA and NS).
+    if zone.records.contains_key(&(origin.clone(), RecordType::CNAME)) {
+        return Err(DnsError::Config {
+            what: format!("{what} apex"),
+            reason: "a CNAME cannot be at the zone apex".into(),
+        });
+    }
     for (owner, t) in zone.records.keys() {
         if *t == RecordType::CNAME
             && zone
@@ -467,5 +479,37 @@ vips = ["ams-web"]
             Step::Answer(r) => assert_eq!(r[0].data.to_string(), "10 mx1.edge.example."),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn cname_conflicts_are_config_errors() {
+        let mut dns = zone_config();
+        dns.zones[0].records.push(topo::Record {
+            name: "edge.example.".into(),
+            rtype: topo::RecordType::Cname,
+            ttl: 60,
+            value: "elsewhere.example.".into(),
+        });
+        let err = Zones::build(&dns).unwrap_err().to_string();
+        assert!(err.contains("apex"), "{err}");
+        let mut dns = zone_config();
+        dns.zones[0].records.push(topo::Record {
+            name: "alias.edge.example.".into(),
+            rtype: topo::RecordType::Txt,
+            ttl: 60,
+            value: "x".into(),
+        });
+        let err = Zones::build(&dns).unwrap_err().to_string();
+        assert!(err.contains("coexist"), "{err}");
+        // A GSLB name cannot also carry static data.
+        let mut dns = zone_config();
+        dns.zones[0].records.push(topo::Record {
+            name: "www.edge.example.".into(),
+            rtype: topo::RecordType::A,
+            ttl: 60,
+            value: "198.51.100.99".into(),
+        });
+        let err = Zones::build(&dns).unwrap_err().to_string();
+        assert!(err.contains("static records"), "{err}");
     }
 }

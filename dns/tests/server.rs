@@ -167,6 +167,17 @@ async fn refused_nxdomain_nodata_and_static_types() {
         assert!(got.contains(want), "{name} {t}: {got}");
     }
 
+    // In-zone targets of NS, MX and SRV come with their addresses.
+    for (name, t, glue) in [
+        ("edge.example.", RecordType::NS, "203.0.113.53"),
+        ("edge.example.", RecordType::MX, "203.0.113.25"),
+        ("_sip._udp.edge.example.", RecordType::SRV, "2001:db8:ffff::10"),
+    ] {
+        let m = udp(lab.addr, &Ask::new(name, t)).await;
+        let extra: Vec<String> = m.additionals.iter().map(|r| r.data.to_string()).collect();
+        assert!(extra.iter().any(|a| a == glue), "{name} {t}: {extra:?}");
+    }
+
     // CNAME into a GSLB name: the chain and the steered address.
     let m = udp(
         lab.addr,
