@@ -169,6 +169,7 @@ pub struct Speaker {
     desired: watch::Sender<Desired>,
     peers: BTreeMap<IpAddr, mpsc::Sender<PeerCmd>>,
     tasks: Vec<JoinHandle<()>>,
+    accept_task: Option<JoinHandle<()>>,
     shared: Shared,
     local_addr: Option<SocketAddr>,
 }
@@ -245,16 +246,15 @@ impl Speaker {
             tasks.push(tokio::spawn(task.run().instrument(span)));
         }
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        if let Some(l) = listener {
+        let accept_task = listener.map(|l| {
             let routes = peers.clone();
-            tasks.push(tokio::spawn(
-                accept_loop(l, routes).instrument(tracing::info_span!("bgp_listener")),
-            ));
-        }
+            tokio::spawn(accept_loop(l, routes).instrument(tracing::info_span!("bgp_listener")))
+        });
         Ok(Speaker {
             desired,
             peers,
             tasks,
+            accept_task,
             shared,
             local_addr,
         })
@@ -321,17 +321,30 @@ impl Speaker {
 
     /// Send Cease (administrative shutdown) on every session and stop all
     /// tasks. Waits up to 5 s for the NOTIFICATIONs to be written.
-    pub async fn shutdown(self) {
-        for tx in self.peers.values() {
+    pub async fn shutdown(mut self) {
+        let peers = std::mem::take(&mut self.peers);
+        for tx in peers.values() {
             let _ = tx.send(PeerCmd::Shutdown).await;
         }
-        drop(self.peers);
-        for t in self.tasks {
-            // The accept loop never ends by itself: abort it.
+        drop(peers);
+        if let Some(t) = self.accept_task.take() {
+            t.abort();
+        }
+        for t in std::mem::take(&mut self.tasks) {
             let abort = t.abort_handle();
             if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
                 abort.abort();
             }
+        }
+    }
+}
+
+impl Drop for Speaker {
+    /// Without `shutdown()` the peer tasks still send Cease (their watch
+    /// channel closes); the accept loop would live forever, so abort it.
+    fn drop(&mut self) {
+        if let Some(t) = self.accept_task.take() {
+            t.abort();
         }
     }
 }
