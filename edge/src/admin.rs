@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::controller::{self, ActiveBackend, Decision, SiteView, Verdict};
 use crate::health::HealthBus;
@@ -60,7 +60,8 @@ impl Derived {
 
 /// What the admin API reports about this node.
 pub struct NodeState {
-    pub deployment: Arc<Deployment>,
+    /// The running configuration; a reload sends a new one.
+    config: watch::Receiver<Arc<Deployment>>,
     pub node: String,
     pub site: String,
     pub started: Instant,
@@ -70,10 +71,20 @@ pub struct NodeState {
     backend_up: Family<BackendLabels, Gauge>,
     derived: Mutex<Derived>,
     bus: OnceLock<Arc<dyn HealthBus>>,
+    reload: OnceLock<mpsc::Sender<ReloadReply>>,
 }
 
+/// Where the node's main loop answers a reload request.
+pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+
 impl NodeState {
-    pub fn new(deployment: Arc<Deployment>, node: String, site: String, started: Instant) -> Self {
+    pub fn new(
+        config: watch::Receiver<Arc<Deployment>>,
+        node: String,
+        site: String,
+        started: Instant,
+    ) -> Self {
+        let deployment = config.borrow().clone();
         let mut registry = Registry::with_prefix("edge");
         let info = Family::<NodeLabels, Gauge>::default();
         info.get_or_create(&NodeLabels {
@@ -109,7 +120,7 @@ impl NodeState {
             backend_up.clone(),
         );
         NodeState {
-            deployment,
+            config,
             node,
             site,
             started,
@@ -119,7 +130,24 @@ impl NodeState {
             backend_up,
             derived: Mutex::new(Derived::default()),
             bus: OnceLock::new(),
+            reload: OnceLock::new(),
         }
+    }
+
+    /// Connects `POST /reload` to the node's main loop.
+    pub fn set_reload(&self, tx: mpsc::Sender<ReloadReply>) {
+        let _ = self.reload.set(tx);
+    }
+
+    async fn request_reload(&self) -> Result<String, String> {
+        let Some(tx) = self.reload.get() else {
+            return Err("reload is not available yet".into());
+        };
+        let (reply, rx) = oneshot::channel();
+        tx.send(reply)
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await.map_err(|_| "the node is shutting down".to_string())?
     }
 
     /// Connects the operator verbs to the health bus.
@@ -129,7 +157,7 @@ impl NodeState {
 
     /// Applies an operator intent change, after checking what it names.
     fn apply_intent(&self, op: IntentOp) -> Result<(), (StatusCode, String)> {
-        let dep = &self.deployment;
+        let dep = &*self.deployment();
         let target = match &op {
             IntentOp::Drain { target } | IntentOp::Undrain { target } => target,
             IntentOp::Weight { backend, weight } => {
@@ -197,26 +225,26 @@ impl NodeState {
         }
     }
 
-    fn status(&self) -> Status<'_> {
-        let (_, n) = self.deployment.node(&self.node).unzip();
+    /// The configuration the node runs now.
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.config.borrow().clone()
+    }
+
+    fn status<'a>(&'a self, dep: &'a Deployment) -> Status<'a> {
+        let (_, n) = dep.node(&self.node).unzip();
         let (verdicts, snapshot, pools) = match self.derived.lock() {
-            Ok(d) => (
-                d.verdicts.clone(),
-                d.snapshot.clone(),
-                d.pools(&self.deployment, &self.node),
-            ),
+            Ok(d) => (d.verdicts.clone(), d.snapshot.clone(), d.pools(dep, &self.node)),
             Err(_) => Default::default(),
         };
         let own = snapshot.reports.get(&self.node);
         Status {
             node: &self.node,
             site: &self.site,
-            deployment: &self.deployment.name,
+            deployment: &dep.name,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             router_id: n.map(|n| n.router_id.to_string()).unwrap_or_default(),
             asn: n.map(|n| n.asn).unwrap_or_default(),
-            vips: self
-                .deployment
+            vips: dep
                 .vips_of_site(&self.site)
                 .map(|v| VipStatus {
                     name: &v.name,
@@ -238,7 +266,7 @@ impl NodeState {
                 .unwrap_or_default(),
             backends: own.map(|r| r.backends.clone()).unwrap_or_default(),
             pools,
-            dns: controller::dns_view(&self.deployment, &snapshot),
+            dns: controller::dns_view(dep, &snapshot),
             bus_members: snapshot.alive.iter().cloned().collect(),
             cluster: snapshot
                 .reports
@@ -351,9 +379,15 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Result<Respons
             Err((code, msg)) => respond(code, "text/plain", format!("{msg}\n")),
         });
     }
+    if req.method() == Method::POST && req.uri().path() == "/reload" {
+        return Ok(match state.request_reload().await {
+            Ok(summary) => respond(StatusCode::OK, "text/plain", format!("ok: {summary}\n")),
+            Err(e) => respond(StatusCode::UNPROCESSABLE_ENTITY, "text/plain", format!("{e}\n")),
+        });
+    }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/status") => match serde_json::to_vec_pretty(&state.status()) {
+        (&Method::GET, "/status") => match serde_json::to_vec_pretty(&state.status(&state.deployment())) {
             Ok(body) => respond(StatusCode::OK, "application/json", body),
             Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
         },
@@ -479,6 +513,20 @@ pub mod client {
         println!("  bus members: {}", members.join(", "));
         println!("  intent: {}", v["intent"]);
         Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn reload(admin: SocketAddr) -> Result<ExitCode> {
+        let (code, resp) = request(admin, "POST", "/reload", "")?;
+        if code == 200 {
+            print!("{resp}");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!(
+                "edge: reload refused, the running configuration is unchanged:\n{}",
+                resp.trim_end()
+            );
+            Ok(ExitCode::FAILURE)
+        }
     }
 
     pub fn intent(admin: SocketAddr, op: &IntentOp) -> Result<ExitCode> {

@@ -48,6 +48,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reload a running node's topology file (same as SIGHUP); an invalid
+    /// file is refused and the running configuration stays.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Drain a site, node or backend everywhere (planned: GSHUT first).
     Drain {
         target: String,
@@ -122,6 +128,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Validate { file } => validate(&file),
         Command::Lab(cmd) => crate::lab::run(cmd),
         Command::Status { admin, json } => crate::admin::client::status(admin.admin, json),
+        Command::Reload { admin } => crate::admin::client::reload(admin.admin),
         Command::Drain { target, admin } => {
             crate::admin::client::intent(admin.admin, &IntentOp::Drain { target })
         }

@@ -70,20 +70,24 @@ fn pick_node(dep: &Deployment, wanted: Option<&str>) -> Result<String> {
 
 async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> {
     let (site, n) = dep.node(&node).context("node vanished from the topology")?;
+    let site = site.name.clone();
     let admin_addr = args.admin.unwrap_or(n.admin);
+    let (cfg_tx, cfg_rx) = watch::channel(dep.clone());
     let state = Arc::new(NodeState::new(
-        dep.clone(),
+        cfg_rx.clone(),
         node.clone(),
-        site.name.clone(),
+        site.clone(),
         Instant::now(),
     ));
     let listener = tokio::net::TcpListener::bind(admin_addr)
         .await
         .with_context(|| format!("binding the admin API on {admin_addr}"))?;
     let bound = listener.local_addr().context("admin socket address")?;
-    tracing::info!(node = %node, site = %site.name, admin = %bound, "edge node started");
+    tracing::info!(node = %node, site = %site, admin = %bound, "edge node started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    state.set_reload(reload_tx);
     let admin_task = tokio::spawn(admin::serve(listener, state.clone(), stop_rx.clone()));
 
     // Health: checkers → reporter → bus → controller. A single-node
@@ -105,34 +109,21 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     let (report_tx, report_rx) = mpsc::channel(256);
     let report = NodeReport {
         node: node.clone(),
-        site: site.name.clone(),
+        site: site.clone(),
         incarnation,
         ..Default::default()
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(run_reporter(report, bus.clone(), report_rx));
-    let (check_tx, mut check_rx) = mpsc::channel(256);
-    for (backend, (addr, check)) in check::targets(&dep, &node) {
-        tasks.spawn(check::run_checker(
-            backend,
-            addr,
-            check,
-            check_tx.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    drop(check_tx);
-    let fwd = report_tx.clone();
-    tasks.spawn(async move {
-        while let Some(t) = check_rx.recv().await {
-            if fwd.send(ReportUpdate::Backend(t)).await.is_err() {
-                return;
-            }
-        }
-    });
+    tasks.spawn(run_checks(
+        node.clone(),
+        cfg_rx.clone(),
+        report_tx.clone(),
+        stop_rx.clone(),
+    ));
     let controller_task = tokio::spawn(run_controller(
         !args.no_vip_on_lo,
-        dep.clone(),
+        cfg_rx.clone(),
         node.clone(),
         bus.watch(),
         report_tx,
@@ -140,7 +131,26 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         stop_rx.clone(),
     ));
 
-    wait_for_signal().await?;
+    let mut signals = Signals::new()?;
+    loop {
+        tokio::select! {
+            sig = signals.next() => match sig {
+                Signal::Hup => {
+                    if let Err(e) = reload(args.config.as_deref(), &node, &cfg_tx) {
+                        tracing::error!(error = %e, "reload refused; the running configuration is unchanged");
+                    }
+                }
+                Signal::Term | Signal::Int => break,
+            },
+            Some(reply) = reload_rx.recv() => {
+                let r = reload(args.config.as_deref(), &node, &cfg_tx);
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "reload refused; the running configuration is unchanged");
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     match admin_task.await {
@@ -160,6 +170,91 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     Ok(())
 }
 
+/// Loads, validates and installs a new configuration. Anything wrong with
+/// it leaves the running configuration in place and says why.
+fn reload(
+    path: Option<&std::path::Path>,
+    node: &str,
+    cfg: &watch::Sender<Arc<Deployment>>,
+) -> std::result::Result<String, String> {
+    let Some(path) = path else {
+        return Err("this node runs the embedded demo topology; there is no file to reload".into());
+    };
+    let new = edge_topology::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some((_, n)) = new.node(node) else {
+        return Err(format!(
+            "{}: node {node} is not in the new topology",
+            path.display()
+        ));
+    };
+    let old = cfg.borrow().clone();
+    if let Some((_, o)) = old.node(node)
+        && (o.admin != n.admin || o.gossip != n.gossip)
+    {
+        tracing::warn!("admin and gossip address changes take effect at the next restart");
+    }
+    let summary = new.summary().lines().next().unwrap_or_default().to_string();
+    tracing::info!(file = %path.display(), %summary, "configuration reloaded");
+    cfg.send_replace(Arc::new(new));
+    Ok(summary)
+}
+
+/// Runs the active checkers for the backends of this node's site, and
+/// restarts them when a reload changes what is checked.
+async fn run_checks(
+    node: String,
+    mut cfg: watch::Receiver<Arc<Deployment>>,
+    report_tx: mpsc::Sender<ReportUpdate>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let dep = cfg.borrow_and_update().clone();
+        let targets = check::targets(&dep, &node);
+        // Forget backends that are no longer checked (removed by a reload).
+        let keep = targets.keys().cloned().collect();
+        if report_tx.send(ReportUpdate::Retain(keep)).await.is_err() {
+            return;
+        }
+        let (set_stop_tx, set_stop_rx) = watch::channel(false);
+        let (tx, mut rx) = mpsc::channel(256);
+        let mut set = JoinSet::new();
+        for (backend, (addr, check)) in targets.clone() {
+            set.spawn(check::run_checker(
+                backend,
+                addr,
+                check,
+                tx.clone(),
+                set_stop_rx.clone(),
+            ));
+        }
+        drop(tx);
+        loop {
+            tokio::select! {
+                Some(t) = rx.recv() => {
+                    if report_tx.send(ReportUpdate::Backend(t)).await.is_err() {
+                        return;
+                    }
+                }
+                changed = cfg.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let next = check::targets(&cfg.borrow(), &node);
+                    if next != targets {
+                        break;
+                    }
+                }
+                _ = stop.changed() => {
+                    let _ = set_stop_tx.send(true);
+                    return;
+                }
+            }
+        }
+        let _ = set_stop_tx.send(true);
+        set.abort_all();
+    }
+}
+
 /// A process incarnation for the health bus: milliseconds since the epoch,
 /// so a restarted node's reports supersede its previous life's.
 fn incarnation() -> u64 {
@@ -176,7 +271,7 @@ fn incarnation() -> u64 {
 /// it did, in reverse.
 async fn run_controller(
     vip_on_lo: bool,
-    dep: Arc<Deployment>,
+    mut cfg: watch::Receiver<Arc<Deployment>>,
     node: String,
     mut snapshots: watch::Receiver<Arc<edge_topology::health::HealthSnapshot>>,
     report_tx: mpsc::Sender<ReportUpdate>,
@@ -193,6 +288,7 @@ async fn run_controller(
     };
     let mut last = None;
     loop {
+        let dep = cfg.borrow_and_update().clone();
         let snap = snapshots.borrow_and_update().clone();
         let verdicts = controller::vip_verdicts(&dep, &node, &snap);
         if last.as_ref() != Some(&verdicts) {
@@ -214,6 +310,7 @@ async fn run_controller(
         state.set_derived(verdicts, snap);
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
+            changed = cfg.changed() => if changed.is_err() { break },
             _ = stop.changed() => break,
         }
     }
@@ -222,13 +319,34 @@ async fn run_controller(
     }
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
+enum Signal {
+    Term,
+    Int,
+    Hup,
+}
+
+/// SIGTERM/SIGINT stop the node; SIGHUP reloads the configuration.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => { tracing::info!("SIGTERM"); Signal::Term }
+            _ = self.int.recv() => { tracing::info!("SIGINT"); Signal::Int }
+            _ = self.hup.recv() => { tracing::info!("SIGHUP"); Signal::Hup }
+        }
+    }
 }

@@ -221,9 +221,12 @@ fn active_checks_drive_the_vip_verdict() {
         .spawn()
         .expect("spawn");
     let _child = Killed(child);
-    let v = wait_status(admin, "demo VIP announced", Duration::from_secs(10), |v| {
-        v["vips"][0]["verdict"]["decision"] == "announce"
-    });
+    let v = wait_status(
+        admin,
+        "demo VIP announced, both checks concluded",
+        Duration::from_secs(10),
+        |v| v["vips"][0]["verdict"]["decision"] == "announce" && v["backends"]["demo-b2"].is_boolean(),
+    );
     assert_eq!(v["backends"]["demo-b1"], true, "{v:#}");
     assert_eq!(v["backends"]["demo-b2"], false, "{v:#}");
     assert_eq!(v["pools"]["demo"].as_array().map(|a| a.len()), Some(1), "{v:#}");
@@ -243,4 +246,74 @@ fn active_checks_drive_the_vip_verdict() {
 
 fn edge_topology_demo() -> String {
     std::fs::read_to_string(repo().join("topology/examples/loopback-demo.toml")).expect("demo")
+}
+
+#[test]
+fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
+    let admin = free_port();
+    let gossip = free_port();
+    let base = edge_topology_demo().replace("127.0.0.1:7946", &gossip.to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("demo.toml");
+    std::fs::write(&f, &base).expect("write");
+    let child = Command::new(EDGE)
+        .args(["run", "--no-vip-on-lo", "--config"])
+        .arg(&f)
+        .args(["--admin", &admin.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let child = Killed(child);
+    let vip_count = |v: &serde_json::Value| v["vips"].as_array().map(|a| a.len());
+    wait_status(admin, "node up", Duration::from_secs(10), |v| {
+        vip_count(v) == Some(1)
+    });
+    let reload = || {
+        Command::new(EDGE)
+            .args(["reload", "--admin", &admin.to_string()])
+            .output()
+            .expect("edge reload")
+    };
+
+    // A broken file: refused with its errors, the old config keeps running.
+    std::fs::write(&f, base.replace("sites = [\"local\"]", "sites = [\"nowhere\"]")).expect("write");
+    let out = reload();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vips.demo.sites[0]: unknown site \"nowhere\""),
+        "{err}"
+    );
+    let v = wait_status(admin, "still serving", Duration::from_secs(2), |v| {
+        vip_count(v) == Some(1)
+    });
+    assert_eq!(v["vips"][0]["name"], "demo");
+
+    // A valid change through the admin API.
+    let with_extra = format!("{base}\n[vips.extra]\nprefixes = [\"127.0.0.2/32\"]\nsites = [\"local\"]\n");
+    std::fs::write(&f, &with_extra).expect("write");
+    let out = reload();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 VIPs"));
+    wait_status(admin, "extra VIP", Duration::from_secs(5), |v| {
+        vip_count(v) == Some(2) && v["vips"][1]["verdict"]["decision"] == "announce"
+    });
+
+    // And one through SIGHUP.
+    std::fs::write(&f, &base).expect("write");
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    wait_status(
+        admin,
+        "extra VIP gone after SIGHUP",
+        Duration::from_secs(5),
+        |v| vip_count(v) == Some(1),
+    );
 }

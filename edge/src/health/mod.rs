@@ -78,6 +78,8 @@ pub enum ReportUpdate {
     Backend(check::Transition),
     /// VIP name → whether this node serves it, from the controller.
     Vips(BTreeMap<String, bool>),
+    /// Keep only these backends (a reload removed the others).
+    Retain(std::collections::BTreeSet<String>),
 }
 
 /// Owns this node's [`NodeReport`]: applies updates, bumps `seq`, publishes.
@@ -90,6 +92,11 @@ pub async fn run_reporter(
     while let Some(u) = rx.recv().await {
         let changed = match u {
             ReportUpdate::Backend(t) => report.backends.insert(t.backend, t.up) != Some(t.up),
+            ReportUpdate::Retain(keep) => {
+                let before = report.backends.len();
+                report.backends.retain(|b, _| keep.contains(b));
+                report.backends.len() != before
+            }
             ReportUpdate::Vips(v) => {
                 let changed = report.vips != v;
                 report.vips = v;
