@@ -11,7 +11,7 @@
 //!                     │ Mutex<Selector>: backends + scheduler   │◄─ swapped whole on apply
 //!                     │ Mutex<ConnTable>: id → backend, drain   │◄─ drain marks + timers
 //!                     └─────────────────────────────────────────┘
-//!   TCP: accept task ──► per-connection task: admit() → connect → copy_bidirectional
+//!   TCP: accept task ──► per-connection task: admit() → connect → copy (buffered or splice)
 //!                                              └── cut when its drain timer fires
 //!   UDP: recv task ──► flow table (client → queue) ──► relay task per flow (upstream socket)
 //!                                              └── ends on idle expiry or drain timer
