@@ -10,6 +10,7 @@
 
 pub mod health;
 pub mod model;
+pub mod outlier;
 pub mod raw;
 pub mod validate;
 
