@@ -489,7 +489,10 @@ impl RequestHandler for GslbHandler {
         mut rh: R,
     ) -> ResponseInfo {
         let s = &*self.0;
-        let src = request.src();
+        let mut src = request.src();
+        // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; steering,
+        // RRL prefixes and the AXFR allow-list must see the IPv4 address.
+        src.set_ip(src.ip().to_canonical());
         let udp = request.protocol() == Protocol::Udp;
         let meta = Metadata::response_from_request(&request.metadata);
 

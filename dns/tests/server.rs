@@ -496,3 +496,29 @@ async fn garbage_never_kills_the_server() {
     let m = tcp(lab.addr, &Ask::new(WWW, RecordType::A).ecs("198.18.2.0/24")).await;
     assert_eq!(addrs(&m), [NYC]);
 }
+
+#[tokio::test]
+async fn dual_stack_socket_sees_ipv4_clients_as_ipv4() {
+    // Where the host has no IPv6 there is no dual-stack socket to test.
+    let Ok(listener) = tokio::net::TcpListener::bind("[::]:0").await else {
+        eprintln!("SKIP: cannot bind [::]:0 (no IPv6 on this host)");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    let mut server = edge_dns::DnsServer::new(
+        &deployment(),
+        Some(lab_geo()),
+        DnsView::default(),
+        DnsOptions {
+            axfr_allow: vec!["127.0.0.0/8".parse().unwrap()],
+            ..DnsOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    server.serve_tcp(listener);
+    // The query arrives from ::ffff:127.0.0.1; the IPv4 allow-list applies.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let m = tcp(addr, &Ask::new("edge.example.", RecordType::AXFR).no_edns()).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
