@@ -208,7 +208,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
             assert!(d.tick(t + Duration::from_secs(1)).is_empty(), "still ejected");
-            t = t + Duration::from_secs(30);
+            t += Duration::from_secs(30);
             assert_eq!(d.tick(t), vec![OutlierEvent::Returned { backend: "b1".into() }]);
         }
         assert_eq!(
