@@ -181,6 +181,32 @@ mod tests {
     }
 
     #[test]
+    fn view_round_trips_through_json() {
+        // The admin API and `edge dns explain --view` exchange views as JSON;
+        // RTT keys are prefixes, which JSON maps must carry as strings.
+        let mut v = DnsView::default();
+        v.sites.insert(
+            "ams".into(),
+            SiteState {
+                drained: true,
+                load: 0.5,
+                ..SiteState::default()
+            },
+        );
+        v.set_rtt("2001:db8:1::9".parse().unwrap(), "nyc", 80_000);
+        v.set_rtt("198.18.1.9".parse().unwrap(), "ams", 1_500);
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(text.contains("\"198.18.1.0/24\""), "{text}");
+        assert_eq!(serde_json::from_str::<DnsView>(&text).unwrap(), v);
+        // Fields left out take their defaults.
+        let v: DnsView = serde_json::from_str(
+            r#"{"sites":{"nyc":{"up":false,"drained":false,"load":0,"weight":1}},"rtt":{}}"#,
+        )
+        .unwrap();
+        assert!(!v.site("nyc").up && v.site("nyc").vip_up.is_empty());
+    }
+
+    #[test]
     fn unknown_site_is_optimistic_and_vip_follows_site() {
         let mut view = DnsView::default();
         assert!(view.site("ams").serves("ams-web"));
