@@ -410,6 +410,7 @@ struct PeerTask {
     cmds: mpsc::Receiver<PeerCmd>,
     shared: Shared,
     exiting: bool,
+    rng: u64,
 }
 
 async fn read_some(conn: &mut Option<Conn>) -> io::Result<usize> {
@@ -457,7 +458,17 @@ impl PeerTask {
             passive: cfg.passive,
             families: cfg.families.clone(),
         });
+        let addr_bits: u128 = match cfg.address {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let seed = (u64::from(u32::from(sp.router_id)) << 32)
+            ^ (addr_bits as u64)
+            ^ ((addr_bits >> 64) as u64)
+            ^ u64::from(cfg.port)
+            ^ 0x9E37_79B9_7F4A_7C15;
         PeerTask {
+            rng: seed | 1,
             in_rib: AdjRibIn::new(cfg.max_prefixes),
             cfg,
             local_as: sp.local_as,
@@ -472,6 +483,19 @@ impl PeerTask {
             shared,
             exiting: false,
         }
+    }
+
+    /// `d` scaled by a factor in [0.75, 1.0] from a per-peer xorshift.
+    /// Seeded from our router id and the peer address: no clock, no OS
+    /// randomness, yet different on the two ends of a session.
+    fn jitter(&mut self, d: Duration) -> Duration {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        let frac = (x % 1024) as u32; // 0..1023
+        d.mul_f64(0.75) + d.mul_f64(0.25).mul_f64(f64::from(frac) / 1023.0)
     }
 
     fn with_shared(&self, f: impl FnOnce(&mut PeerShared)) {
@@ -663,6 +687,12 @@ impl PeerTask {
                 self.send(&m).await.err()
             }
             Output::Arm(t, d) => {
+                let d = match t {
+                    // RFC 4271 §10: jitter the retry timers (x 0.75..1.0) so
+                    // two speakers that both dial do not collide in lockstep.
+                    Timer::ConnectRetry | Timer::IdleHold | Timer::Keepalive => self.jitter(d),
+                    Timer::Hold => d,
+                };
                 self.timers.insert(t, Instant::now() + d);
                 None
             }

@@ -169,3 +169,83 @@ async fn max_prefix_limit_closes_with_cease_1() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Both sides dial and listen (the usual edge <-> router setup): the
+/// connection collision must still converge to one Established session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_active_and_listening_converge() {
+    // Bind both listeners first so each side knows the other's port.
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (pa, pb) = (la.local_addr().unwrap().port(), lb.local_addr().unwrap().port());
+    let mk = |local_as, remote_as, port, id| {
+        let mut p = fast(PeerConfig::new(LO, remote_as));
+        p.port = port;
+        SpeakerConfig {
+            local_as,
+            router_id: Ipv4Addr::new(198, 51, 100, id),
+            listen: None,
+            peers: vec![p],
+        }
+    };
+    let a = Speaker::start_with_listener(mk(65010, 65020, pb, 10), Some(la)).unwrap();
+    let b = Speaker::start_with_listener(mk(65020, 65010, pa, 20), Some(lb)).unwrap();
+    a.announce([vip4()].into_iter().collect());
+    let t = Duration::from_secs(15);
+    wait_until("both established", t, || established(&a) && established(&b)).await;
+    wait_until("route at B", t, || b.routes(LO, RibKind::Received).len() == 1).await;
+    // Stays up (no flapping between the two connections).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(established(&a) && established(&b));
+    assert_eq!(a.sessions()[0].flaps + b.sessions()[0].flaps, 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The session itself over IPv6 (::1): IPv6 routes take the socket's local
+/// address as next hop, IPv4 routes the configured one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_over_ipv6_loopback() {
+    let lo6: IpAddr = "::1".parse().unwrap();
+    let Ok(l) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        println!("skipping: no IPv6 loopback");
+        return;
+    };
+    let mut pb = fast(PeerConfig::new(lo6, 65010));
+    pb.passive = true;
+    let port = l.local_addr().unwrap().port();
+    let b = Speaker::start_with_listener(
+        SpeakerConfig {
+            local_as: 65020,
+            router_id: Ipv4Addr::new(198, 51, 100, 20),
+            listen: None,
+            peers: vec![pb],
+        },
+        Some(l),
+    )
+    .unwrap();
+    let mut pa = fast(PeerConfig::new(lo6, 65020));
+    pa.port = port;
+    pa.next_hop_v4 = Some(Ipv4Addr::new(198, 51, 100, 10));
+    let a = Speaker::start(SpeakerConfig {
+        local_as: 65010,
+        router_id: Ipv4Addr::new(198, 51, 100, 10),
+        listen: None,
+        peers: vec![pa],
+    })
+    .await
+    .unwrap();
+    a.announce([vip4(), vip6()].into_iter().collect());
+    let t = Duration::from_secs(10);
+    wait_until("routes over v6 session", t, || {
+        b.routes(lo6, RibKind::Received).len() == 2
+    })
+    .await;
+    let r = b.routes(lo6, RibKind::Received);
+    let v6 = r.iter().find(|e| e.prefix == vip6().prefix).unwrap();
+    assert_eq!(v6.next_hop, Some(lo6));
+    let v4 = r.iter().find(|e| e.prefix == vip4().prefix).unwrap();
+    assert_eq!(v4.next_hop, Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10))));
+    a.shutdown().await;
+    b.shutdown().await;
+}
