@@ -787,4 +787,139 @@ mod tests {
         assert!(d.answer.is_empty());
         assert!(d.to_string().contains("NODATA"));
     }
+
+    /// Two more sites and VIPs on top of the two-pop lab, so the chain has
+    /// real choices to make.
+    fn four_sites() -> Deployment {
+        let mut dep = two_pop();
+        for (name, lat, lon, cc, addr) in [
+            ("fra", 50.11, 8.68, *b"DE", "198.51.100.30/32"),
+            ("tyo", 35.68, 139.69, *b"JP", "198.51.100.40/32"),
+        ] {
+            let mut site = dep.sites["ams"].clone();
+            site.name = name.into();
+            site.location = edge_topology::Location {
+                lat,
+                lon,
+                country: cc,
+            };
+            dep.sites.insert(name.into(), site);
+            let mut vip = dep.vips["ams-web"].clone();
+            vip.name = format!("{name}-web");
+            vip.prefixes = vec![addr.parse().unwrap()];
+            vip.sites = vec![name.into()];
+            dep.vips.insert(vip.name.clone(), vip.clone());
+            dep.dns.as_mut().unwrap().gslb[0].vips.push(vip.name);
+        }
+        dep.dns.as_mut().unwrap().gslb[0].answers = 2;
+        dep
+    }
+
+    /// xorshift64*: a fixed-seed generator, so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn chain_invariants_hold_for_random_views() {
+        let dep = four_sites();
+        let s = Steering::new(&dep, Some(lab_geo()), SteerOptions::default()).unwrap();
+        let sites = ["ams", "nyc", "fra", "tyo"];
+        let clients = [
+            "198.18.1.0/24",
+            "198.18.2.0/24",
+            "203.0.113.0/24",
+            "198.51.100.0/24",
+            "198.18.77.0/24",
+        ];
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        for round in 0..3000 {
+            let mut v = DnsView::default();
+            for site in sites {
+                v.sites.insert(
+                    site.into(),
+                    SiteState {
+                        up: rng.below(4) != 0,
+                        drained: rng.below(5) == 0,
+                        load: rng.below(100) as f64 / 90.0,
+                        weight: rng.below(3) as u32 * 50,
+                        vip_up: [(format!("{site}-web"), rng.below(6) != 0)].into_iter().collect(),
+                    },
+                );
+            }
+            let client = clients[rng.below(clients.len() as u64) as usize];
+            if rng.below(2) == 0 {
+                for site in sites {
+                    if rng.below(2) == 0 {
+                        v.set_rtt(
+                            client.parse::<IpNet>().unwrap().addr(),
+                            site,
+                            rng.below(100_000) as u32,
+                        );
+                    }
+                }
+            }
+            let c = ecs(client);
+            let d = s.decide(&www(), RecordType::A, c, &v).unwrap();
+            let ctx = format!("round {round}: {v:?}\n{d}");
+            assert_eq!(
+                s.decide(&www(), RecordType::A, c, &v).as_ref(),
+                Some(&d),
+                "deterministic: {ctx}"
+            );
+            assert!(!d.answer.is_empty() && d.chosen.len() <= 2, "{ctx}");
+            assert!(d.scope <= 24, "{ctx}");
+            let site_of = |label: &str| label.split('@').nth(1).unwrap_or_default().to_string();
+            let serving: Vec<&str> = sites
+                .iter()
+                .copied()
+                .filter(|x| v.site(x).serves(&format!("{x}-web")))
+                .collect();
+            assert_eq!(d.fail_open, serving.is_empty(), "{ctx}");
+            if serving.is_empty() {
+                continue;
+            }
+            let chosen: Vec<String> = d.chosen.iter().map(|l| site_of(l)).collect();
+            assert!(
+                chosen.iter().all(|x| serving.contains(&x.as_str())),
+                "health: {ctx}"
+            );
+            let undrained: Vec<&str> = serving.iter().copied().filter(|x| !v.site(x).drained).collect();
+            if !undrained.is_empty() {
+                assert!(
+                    chosen.iter().all(|x| undrained.contains(&x.as_str())),
+                    "drain: {ctx}"
+                );
+            }
+            let pool = if undrained.is_empty() {
+                serving.clone()
+            } else {
+                undrained
+            };
+            let cool: Vec<&str> = pool.iter().copied().filter(|x| v.site(x).load <= 0.9).collect();
+            if !cool.is_empty() {
+                assert!(chosen.iter().all(|x| cool.contains(&x.as_str())), "load: {ctx}");
+                // The lowest measured RTT among eligible sites wins.
+                if let Some(rtts) = v.rtts_for(c.locate_by()) {
+                    if let Some(best) = cool
+                        .iter()
+                        .filter(|x| rtts.contains_key(**x))
+                        .min_by_key(|x| (rtts[**x], **x))
+                    {
+                        let best_rtt = rtts[*best];
+                        assert_eq!(rtts.get(&chosen[0]), Some(&best_rtt), "latency: {ctx}");
+                    }
+                }
+            }
+        }
+    }
 }
