@@ -909,15 +909,14 @@ mod tests {
             if !cool.is_empty() {
                 assert!(chosen.iter().all(|x| cool.contains(&x.as_str())), "load: {ctx}");
                 // The lowest measured RTT among eligible sites wins.
-                if let Some(rtts) = v.rtts_for(c.locate_by()) {
-                    if let Some(best) = cool
+                if let Some(rtts) = v.rtts_for(c.locate_by())
+                    && let Some(best) = cool
                         .iter()
                         .filter(|x| rtts.contains_key(**x))
                         .min_by_key(|x| (rtts[**x], **x))
-                    {
-                        let best_rtt = rtts[*best];
-                        assert_eq!(rtts.get(&chosen[0]), Some(&best_rtt), "latency: {ctx}");
-                    }
+                {
+                    let best_rtt = rtts[*best];
+                    assert_eq!(rtts.get(&chosen[0]), Some(&best_rtt), "latency: {ctx}");
                 }
             }
         }
