@@ -21,9 +21,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use zettabgp::prelude::{
     BgpASitem, BgpASpath, BgpASseq, BgpASset, BgpAddr, BgpAddrV4, BgpAddrV6, BgpAddrs, BgpAttrItem,
-    BgpAttrOrigin, BgpCapability, BgpCommunity, BgpCommunityList, BgpLargeCommunity, BgpLargeCommunityList,
-    BgpLocalpref, BgpMED, BgpMPUpdates, BgpMPWithdraws, BgpMessage, BgpNextHop, BgpOpenMessage, BgpOrigin,
-    BgpRouterefreshMessage, BgpSessionParams, BgpTransportMode, BgpUpdateMessage, decode_bgpitems_from,
+    BgpAttrOrigin, BgpAttrUnknown, BgpCapability, BgpCommunity, BgpCommunityList, BgpLargeCommunity,
+    BgpLargeCommunityList, BgpLocalpref, BgpMED, BgpMPUpdates, BgpMPWithdraws, BgpMessage, BgpNextHop,
+    BgpOpenMessage, BgpOrigin, BgpRouterefreshMessage, BgpSessionParams, BgpTransportMode, BgpUpdateMessage,
+    decode_bgpitems_from,
 };
 
 /// 16 octets of all ones (RFC 4271 §4.1; no authentication in the marker).
@@ -40,6 +41,8 @@ pub const GRACEFUL_SHUTDOWN: Community = Community(0xFFFF_0000);
 pub const AFI_IPV4: u16 = 1;
 pub const AFI_IPV6: u16 = 2;
 pub const SAFI_UNICAST: u8 = 1;
+
+const ATTR_AS4_PATH: u8 = 17;
 
 const TYPE_OPEN: u8 = 1;
 const TYPE_UPDATE: u8 = 2;
@@ -595,7 +598,7 @@ pub fn encode(msg: &Message, codec: &Codec) -> Result<Vec<u8>, EncodeError> {
             frame(TYPE_ROUTE_REFRESH, buf.get(..n).unwrap_or_default())
         }
         Message::Update(u) => {
-            let z = update_to_zetta(u)?;
+            let z = update_to_zetta(u, codec)?;
             let n = z.encode_to(&params, &mut buf).map_err(codec_err)?;
             frame(TYPE_UPDATE, buf.get(..n).unwrap_or_default())
         }
@@ -614,7 +617,7 @@ fn split_prefixes(v: &[IpNet]) -> (Vec<BgpAddrV4>, Vec<BgpAddrV6>) {
     (v4, v6)
 }
 
-fn update_to_zetta(u: &Update) -> Result<BgpUpdateMessage, EncodeError> {
+fn update_to_zetta(u: &Update, codec: &Codec) -> Result<BgpUpdateMessage, EncodeError> {
     let mut z = BgpUpdateMessage::new();
     let (w4, w6) = split_prefixes(&u.withdrawn);
     let (a4, a6) = split_prefixes(&u.announced);
@@ -630,16 +633,28 @@ fn update_to_zetta(u: &Update) -> Result<BgpUpdateMessage, EncodeError> {
                 Origin::Egp => BgpAttrOrigin::Egp,
                 Origin::Incomplete => BgpAttrOrigin::Incomplete,
             })));
+        // RFC 6793 §4.2.2: towards a 2-octet-only peer, ASNs that do not fit
+        // become AS_TRANS and the real path travels in AS4_PATH. (zettabgp
+        // would otherwise truncate them to 16 bits.)
+        let needs_as4 =
+            !codec.four_octet_as && attrs.as_path_flat().iter().any(|a| u16::try_from(*a).is_err());
+        let map = |a: u32| {
+            if codec.four_octet_as {
+                a
+            } else {
+                u16::try_from(a).map_or(u32::from(AS_TRANS), u32::from)
+            }
+        };
         z.attrs.push(BgpAttrItem::ASPath(BgpASpath {
             value: attrs
                 .as_path
                 .iter()
                 .map(|s| match s {
                     AsSegment::Sequence(v) => BgpASitem::Seq(BgpASseq {
-                        value: v.iter().map(|a| (*a).into()).collect(),
+                        value: v.iter().map(|a| map(*a).into()).collect(),
                     }),
                     AsSegment::Set(v) => BgpASitem::Set(BgpASset {
-                        value: v.iter().map(|a| (*a).into()).collect(),
+                        value: v.iter().map(|a| map(*a).into()).collect(),
                     }),
                 })
                 .collect(),
@@ -672,6 +687,25 @@ fn update_to_zetta(u: &Update) -> Result<BgpUpdateMessage, EncodeError> {
             z.attrs.push(BgpAttrItem::MPWithdraws(BgpMPWithdraws {
                 addrs: BgpAddrs::IPV6U(w6.clone()),
             }));
+        }
+        if needs_as4 {
+            let mut value = Vec::new();
+            for seg in &attrs.as_path {
+                let (ty, v) = match seg {
+                    AsSegment::Set(v) => (1u8, v),
+                    AsSegment::Sequence(v) => (2u8, v),
+                };
+                for chunk in v.chunks(255) {
+                    value.push(ty);
+                    value.push(chunk.len() as u8);
+                    for a in chunk {
+                        value.extend_from_slice(&a.to_be_bytes());
+                    }
+                }
+            }
+            let mut as4 = BgpAttrUnknown::new(ATTR_AS4_PATH, 0xc0);
+            as4.value = value;
+            z.attrs.push(BgpAttrItem::Unknown(as4));
         }
         if !attrs.large_communities.is_empty() {
             z.attrs
@@ -794,6 +828,73 @@ fn decode_open(body: &[u8]) -> Result<Open, DecodeError> {
     })
 }
 
+/// AS4_PATH body: segments with 4-octet ASNs. `None` if malformed.
+fn parse_as4_path(mut data: &[u8]) -> Option<Vec<AsSegment>> {
+    let mut out = Vec::new();
+    while let [ty, n, rest @ ..] = data {
+        let len = usize::from(*n) * 4;
+        if *n == 0 || rest.len() < len {
+            return None;
+        }
+        let (body, tail) = rest.split_at(len);
+        let v: Vec<u32> = body
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.push(match ty {
+            1 => AsSegment::Set(v),
+            2 => AsSegment::Sequence(v),
+            _ => return None,
+        });
+        data = tail;
+    }
+    data.is_empty().then_some(out)
+}
+
+fn path_len(p: &[AsSegment]) -> usize {
+    p.iter()
+        .map(|s| match s {
+            AsSegment::Sequence(v) => v.len(),
+            AsSegment::Set(_) => 1,
+        })
+        .sum()
+}
+
+/// RFC 6793 §4.2.3: keep the leading ASes of AS_PATH that AS4_PATH does not
+/// cover, then append AS4_PATH. A longer AS4_PATH is ignored.
+fn merge_as4_path(path: &[AsSegment], as4: &[AsSegment]) -> Vec<AsSegment> {
+    let (n, m) = (path_len(path), path_len(as4));
+    if n < m {
+        return path.to_vec();
+    }
+    let mut keep = n - m;
+    let mut out: Vec<AsSegment> = Vec::new();
+    for seg in path {
+        if keep == 0 {
+            break;
+        }
+        match seg {
+            AsSegment::Sequence(v) => {
+                let k = keep.min(v.len());
+                out.push(AsSegment::Sequence(v.iter().take(k).copied().collect()));
+                keep -= k;
+            }
+            AsSegment::Set(v) => {
+                out.push(AsSegment::Set(v.clone()));
+                keep -= 1;
+            }
+        }
+    }
+    for seg in as4 {
+        // Join adjacent sequences so [65001] + [4200000001] is one segment.
+        match (out.last_mut(), seg) {
+            (Some(AsSegment::Sequence(a)), AsSegment::Sequence(b)) => a.extend(b),
+            _ => out.push(seg.clone()),
+        }
+    }
+    out
+}
+
 /// What RFC 7606 tells us to do with one bad attribute.
 enum AttrFault {
     TreatAsWithdraw(String),
@@ -866,6 +967,7 @@ fn decode_update(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> {
     // Classic NLRI needs NEXT_HOP; MP_REACH prefixes (added below) do not.
     let has_nlri = !update.announced.is_empty();
     let mut pa = PathAttributes::default();
+    let mut as4_path: Option<Vec<AsSegment>> = None;
     let mut seen = BTreeSet::new();
     let mut fault: Option<String> = None;
     let (mut has_origin, mut has_path, mut has_nh) = (false, false, false);
@@ -897,6 +999,14 @@ fn decode_update(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> {
             }
             continue;
         }
+        if ty == ATTR_AS4_PATH {
+            // RFC 6793 §6: only meaningful from a 2-octet speaker; a
+            // malformed one is discarded (RFC 7606 §7.2 via RFC 6793 §6).
+            if !codec.four_octet_as {
+                as4_path = parse_as4_path(data);
+            }
+            continue;
+        }
         match decode_attribute(&params, codec, flags, ty, data, &mut pa, &mut update)? {
             Ok(()) => match ty {
                 1 => has_origin = true,
@@ -923,6 +1033,9 @@ fn decode_update(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> {
         } else if has_nlri && !has_nh {
             fault = Some("missing NEXT_HOP".into());
         }
+    }
+    if let Some(as4) = as4_path {
+        pa.as_path = merge_as4_path(&pa.as_path, &as4);
     }
     if !codec.ibgp {
         // LOCAL_PREF from an external peer is ignored (RFC 4271 §5.1.5).

@@ -661,3 +661,51 @@ fn our_bytes_as_frr_accepted_them() {
         unhex("ffffffffffffffffffffffffffffffff001d0200000006800f03000201")
     );
 }
+
+#[test]
+fn two_octet_peer_gets_as_trans_and_as4_path() {
+    let old = Codec {
+        four_octet_as: false,
+        ibgp: false,
+    };
+    let msg = Message::Update(Update {
+        attributes: Some(PathAttributes {
+            as_path: vec![AsSegment::Sequence(vec![4_200_000_001, 65001])],
+            next_hop: Some(Ipv4Addr::new(198, 51, 100, 1)),
+            ..PathAttributes::default()
+        }),
+        announced: vec!["203.0.113.0/24".parse().unwrap()],
+        ..Update::default()
+    });
+    let bytes = encode(&msg, &old).unwrap();
+    // AS_PATH with 2-octet ASNs: AS_TRANS then 65001.
+    let as_path = [0x50, 2, 0, 6, 2, 2, 0x5b, 0xa0, 0xfd, 0xe9];
+    assert!(bytes.windows(as_path.len()).any(|w| w == as_path), "{bytes:02x?}");
+    // AS4_PATH (17), optional transitive, with the real 4-octet ASNs.
+    let mut as4 = vec![0xc0, 17, 10, 2, 2];
+    as4.extend_from_slice(&4_200_000_001u32.to_be_bytes());
+    as4.extend_from_slice(&65001u32.to_be_bytes());
+    assert!(bytes.windows(as4.len()).any(|w| w == as4), "{bytes:02x?}");
+    // And it decodes back to the real path.
+    assert_eq!(decode(&bytes, &old).unwrap(), msg);
+    // A 4-octet session never sends AS4_PATH.
+    let new = encode(&msg, &ebgp4()).unwrap();
+    assert!(!new.windows(2).any(|w| w == [0xc0, 17]));
+}
+
+#[test]
+fn as4_path_merge_rules() {
+    let seq = |v: &[u32]| AsSegment::Sequence(v.to_vec());
+    // AS_PATH from an old speaker that prepended itself in front of a
+    // path it learned with AS_TRANS.
+    let path = vec![seq(&[65002, 23456, 65001])];
+    let as4 = vec![seq(&[4_200_000_001, 65001])];
+    assert_eq!(
+        merge_as4_path(&path, &as4),
+        vec![seq(&[65002, 4_200_000_001, 65001])]
+    );
+    // AS4_PATH longer than AS_PATH: ignored.
+    assert_eq!(merge_as4_path(&[seq(&[23456])], &as4), vec![seq(&[23456])]);
+    assert_eq!(parse_as4_path(&[2, 1, 0, 0]), None, "truncated");
+    assert_eq!(parse_as4_path(&[2, 0]), None, "zero length");
+}
