@@ -416,7 +416,10 @@ impl DnsServer {
     /// Serves TCP on a bound listener.
     pub fn serve_tcp(&mut self, listener: TcpListener) {
         let timeout = self.handler.0.options.tcp_timeout;
-        self.server.register_listener(listener, timeout, 65_535);
+        // The last argument is the per-connection queue of responses (in
+        // messages); hickory handles one connection's queries in sequence,
+        // so a short queue is plenty.
+        self.server.register_listener(listener, timeout, 32);
     }
 
     /// Publishes a new view; answers change from the next query on.
