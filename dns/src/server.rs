@@ -16,7 +16,7 @@ use edge_topology::Deployment;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, HINFO};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -563,6 +563,20 @@ impl RequestHandler for GslbHandler {
         };
         let qname = query.name().clone();
         let qtype = query.query_type();
+        if query.query_class() != DNSClass::IN {
+            // Our zones are IN only; CHAOS probes (version.bind) and the like
+            // get nothing to fingerprint.
+            return self
+                .send_error(
+                    request,
+                    rh,
+                    meta,
+                    ResponseCode::Refused,
+                    resp_edns.as_ref(),
+                    &qtype_label,
+                )
+                .await;
+        }
 
         let outcome = if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             // IXFR is answered like AXFR (a full transfer is a valid IXFR

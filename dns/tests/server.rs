@@ -463,6 +463,15 @@ async fn edns_version_opcode_and_question_count_are_checked() {
     let r = udp_raw(lab.addr, &m.to_vec().unwrap()).await.unwrap();
     assert_eq!(r.metadata.response_code, ResponseCode::NotImp);
 
+    // CHAOS class (version.bind probes): refused, nothing to fingerprint.
+    let mut m = Message::new(4, MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+    q.set_query_class(hickory_proto::rr::DNSClass::CH);
+    m.add_query(q);
+    let r = udp_raw(lab.addr, &m.to_vec().unwrap()).await.unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    assert!(r.answers.is_empty());
+
     // Two questions in one message.
     let mut m = Message::new(3, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(Name::from_ascii(WWW).unwrap(), RecordType::A));
