@@ -529,3 +529,90 @@ fn config_validation() {
     c.router_id = Ipv4Addr::UNSPECIFIED;
     assert!(c.validate().is_err());
 }
+
+/// xorshift64*, fixed seed: a reproducible "random" input sequence.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn random_input(rng: &mut Rng) -> Input {
+    let peer = peer_open(65002, 9, PEER_ID);
+    match rng.next() % 14 {
+        0 => Input::ManualStart,
+        1 => Input::ManualStop(StopReason::AdminShutdown),
+        2 => Input::TcpConnectionAcknowledged,
+        3 => Input::TcpConnectionConfirmed,
+        4 => Input::TcpConnectionFails,
+        5 | 6 => Input::Received(peer),
+        7 | 8 => Input::Received(Message::Keepalive),
+        9 => Input::Received(Message::Update(update_from(65002))),
+        10 => Input::Received(Message::Notification(Notification::cease(2))),
+        11 => Input::Malformed(DecodeError::Header(wire::HeaderError::BadMessageLength(5))),
+        12 => Input::Expired(Timer::Hold),
+        _ => Input::Expired(
+            [Timer::ConnectRetry, Timer::Keepalive, Timer::IdleHold][(rng.next() % 3) as usize],
+        ),
+    }
+}
+
+/// sozu-style: random input sequences, invariants checked after each step.
+#[test]
+fn random_input_sequences_keep_invariants() {
+    let mut rng = Rng(0x00C0_FFEE_1234_5678);
+    let mut ups = 0;
+    for _ in 0..200 {
+        let mut s = Session::new(cfg(65001, 65002));
+        let mut flaps = 0;
+        for _ in 0..200 {
+            let before = s.state();
+            let out = s.handle(now(), random_input(&mut rng));
+            let after = s.state();
+            // Established <=> negotiated parameters and a start time.
+            assert_eq!(after == State::Established, s.established_at().is_some());
+            if after >= State::OpenConfirm {
+                assert!(s.negotiated().is_some(), "{after:?} without negotiation");
+            }
+            if after == State::Idle {
+                assert!(s.negotiated().is_none());
+            }
+            // A state change is reported exactly when it happens.
+            let changes: Vec<_> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::State { from, to } => Some((*from, *to)),
+                    _ => None,
+                })
+                .collect();
+            if before == after {
+                assert!(changes.is_empty(), "{changes:?}");
+            } else {
+                assert_eq!(changes.first().map(|c| c.0), Some(before));
+                assert_eq!(changes.last().map(|c| c.1), Some(after));
+            }
+            // Up only on entering Established, Down only on leaving it.
+            let up = out.iter().any(|o| matches!(o, Output::Up(_)));
+            let down = out.iter().any(|o| matches!(o, Output::Down(_)));
+            assert_eq!(up, before != State::Established && after == State::Established);
+            assert_eq!(down, before == State::Established && after != State::Established);
+            if down {
+                flaps += 1;
+            }
+            ups += usize::from(up);
+            assert_eq!(s.flaps(), flaps);
+            // We never answer a NOTIFICATION with one.
+            if matches!(out.first(), Some(Output::Send(Message::Notification(_)))) && before == State::Idle {
+                panic!("NOTIFICATION sent from Idle");
+            }
+            // The backoff never exceeds its cap.
+            assert!(s.backoff() <= s.config().connect_retry_max);
+        }
+    }
+    // The walk must actually reach Established often enough to matter.
+    assert!(ups > 10, "only {ups} sessions came up");
+}
