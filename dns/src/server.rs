@@ -111,7 +111,7 @@ impl fmt::Display for Outcome {
         writeln!(
             f,
             "rcode {}{}, ECS scope /{}",
-            self.rcode,
+            rcode_name(self.rcode),
             if self.authoritative { " aa" } else { "" },
             self.scope
         )?;
