@@ -6,6 +6,45 @@
 //!
 //! Must never depend on `l4`, `l7`, `dns`, `labs` or netlink: it announces what
 //! it is told to announce and reports what it sees, nothing more.
+//!
+//! Modules:
+//! - [`wire`]: framing check, typed [`wire::Message`], errors that map to
+//!   NOTIFICATIONs, RFC 7606 handling of malformed UPDATEs.
+//! - [`fsm`]: the sans-IO session, `Session::handle(now, Input) -> Vec<Output>`.
+//! - [`rib`]: [`Route`], per-peer Adj-RIB-Out diffs and Adj-RIB-In.
+//! - `driver` (feature `runtime`, on by default): [`Speaker`], the tokio tasks.
+//!   `cargo check -p edge-bgp --no-default-features` builds without tokio.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), edge_bgp::SpeakerError> {
+//! use edge_bgp::{Community, PeerConfig, Route, Speaker, SpeakerConfig};
+//! use std::net::Ipv4Addr;
+//! use std::time::Duration;
+//!
+//! let mut router = PeerConfig::new("198.18.11.1".parse().unwrap(), 65000);
+//! router.hold_time = 3;
+//! let speaker = Speaker::start(SpeakerConfig {
+//!     local_as: 65010,
+//!     router_id: Ipv4Addr::new(198, 18, 11, 2),
+//!     listen: Some("198.18.11.2:179".parse().unwrap()),
+//!     peers: vec![router],
+//! })
+//! .await?;
+//! // The whole desired set each time; only the difference is sent.
+//! speaker.announce(
+//!     [Route::new("203.0.113.10/32".parse().unwrap())
+//!         .with_med(50)
+//!         .with_community(Community::new(65000, 100))]
+//!     .into_iter()
+//!     .collect(),
+//! );
+//! for s in speaker.sessions() {
+//!     println!("{} {:?} up {:?}", s.peer, s.state, s.uptime);
+//! }
+//! speaker.drain(Duration::from_secs(5)).await; // RFC 8326, then withdraw
+//! speaker.shutdown().await; // Cease to every peer
+//! # Ok(()) }
+//! ```
 
 #[cfg(feature = "runtime")]
 pub mod driver;
