@@ -22,14 +22,15 @@ use crate::DnsError;
 /// file from the same CSV gives identical bytes.
 pub const LAB_BUILD_EPOCH: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
-/// One line of the CSV: `network,country,continent,lat,lon[,city]`.
+/// One line of the CSV: `network,country,continent,lat,lon[,city]`. Empty
+/// `lat` and `lon` make a country-level record without `location`, the shape
+/// of a GeoIP2/GeoLite2 Country database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeoRow {
     pub network: IpNet,
     pub country: String,
     pub continent: String,
-    pub lat: f64,
-    pub lon: f64,
+    pub coords: Option<(f64, f64)>,
     pub city: Option<String>,
 }
 
@@ -59,17 +60,21 @@ pub fn parse_csv(text: &str) -> Result<Vec<GeoRow>, DnsError> {
         if f[2].len() != 2 || !f[2].bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(bad(format!("continent {:?} is not a two-letter code", f[2])));
         }
-        let lat: f64 = f[3].parse().map_err(|e| bad(format!("lat {:?}: {e}", f[3])))?;
-        let lon: f64 = f[4].parse().map_err(|e| bad(format!("lon {:?}: {e}", f[4])))?;
-        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-            return Err(bad(format!("coordinates {lat},{lon} out of range")));
-        }
+        let coords = if f[3].is_empty() && f[4].is_empty() {
+            None
+        } else {
+            let lat: f64 = f[3].parse().map_err(|e| bad(format!("lat {:?}: {e}", f[3])))?;
+            let lon: f64 = f[4].parse().map_err(|e| bad(format!("lon {:?}: {e}", f[4])))?;
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                return Err(bad(format!("coordinates {lat},{lon} out of range")));
+            }
+            Some((lat, lon))
+        };
         rows.push(GeoRow {
             network,
             country: f[1].to_string(),
             continent: f[2].to_string(),
-            lat,
-            lon,
+            coords,
             city: f.get(5).filter(|c| !c.is_empty()).map(|c| c.to_string()),
         });
     }
@@ -218,9 +223,11 @@ fn show(bits: u128, len: u8) -> String {
     format!("{}/{len}", IpAddr::from(bits.to_be_bytes()))
 }
 
-/// The GeoIP2-City shape: continent, country, location (and city if named).
+/// The GeoIP2-City shape: continent, country, location (and city if named);
+/// without coordinates, the GeoIP2-Country shape.
 fn encode_record(out: &mut Vec<u8>, row: &GeoRow) {
-    map_header(out, if row.city.is_some() { 4 } else { 3 });
+    let pairs = 2 + usize::from(row.city.is_some()) + usize::from(row.coords.is_some());
+    map_header(out, pairs);
     if let Some(city) = &row.city {
         string(out, "city");
         map_header(out, 1);
@@ -237,12 +244,14 @@ fn encode_record(out: &mut Vec<u8>, row: &GeoRow) {
     map_header(out, 1);
     string(out, "iso_code");
     string(out, &row.country);
-    string(out, "location");
-    map_header(out, 2);
-    string(out, "latitude");
-    double(out, row.lat);
-    string(out, "longitude");
-    double(out, row.lon);
+    if let Some((lat, lon)) = row.coords {
+        string(out, "location");
+        map_header(out, 2);
+        string(out, "latitude");
+        double(out, lat);
+        string(out, "longitude");
+        double(out, lon);
+    }
 }
 
 /// Control byte(s): 3 type bits (or 0 plus an extended type byte for types
@@ -335,8 +344,7 @@ mod tests {
             network: "203.0.113.0/24".parse().unwrap(),
             country: "DE".into(),
             continent: "EU".into(),
-            lat: 1.0,
-            lon: 2.0,
+            coords: Some((1.0, 2.0)),
             city: Some(long.clone()),
         };
         let mid = GeoRow {

@@ -628,6 +628,28 @@ mod tests {
     }
 
     #[test]
+    fn country_level_database_prefers_same_country() {
+        // A Country database has no coordinates: same country first, and
+        // otherwise nothing to rank on, so weight decides.
+        let rows = mmdb::parse_csv("198.18.1.0/24,NL,EU,,\n198.18.2.0/24,US,NA,,\n203.0.113.0/24,DE,EU,,\n")
+            .unwrap();
+        let db = GeoDb::from_bytes(mmdb::write(&rows, "t-Country", "t", 1).unwrap(), "t").unwrap();
+        assert_eq!(db.lookup("198.18.1.1".parse().unwrap()).hit.unwrap().coords, None);
+        let s = Steering::new(&two_pop(), Some(Arc::new(db)), SteerOptions::default()).unwrap();
+        let v = DnsView::default();
+        assert_eq!(answer(&s, ecs("198.18.1.0/24"), &v), ["198.51.100.10"]);
+        assert_eq!(answer(&s, ecs("198.18.2.0/24"), &v), ["198.51.100.20"]);
+        let d = s
+            .decide(&www(), RecordType::A, ecs("203.0.113.0/24"), &v)
+            .unwrap();
+        assert!(d.to_string().contains("other country"), "{d}");
+        assert!(
+            d.steps.iter().any(|t| t.note.contains("weighted tie-break")),
+            "{d}"
+        );
+    }
+
+    #[test]
     fn country_map_beats_distance() {
         let mut o = SteerOptions::default();
         o.country_sites.insert("NL".into(), vec!["nyc".into()]);
