@@ -183,9 +183,11 @@ async fn frr_receives_and_withdraws_our_route() {
     })
     .await;
     assert_eq!(entry["path"], "65010", "{entry}");
+    assert_eq!(entry["valid"], true, "{entry}");
+    assert_eq!(entry["nexthops"][0]["ip"], "198.51.100.1", "{entry}");
     assert_eq!(entry["metric"], 50, "{entry}");
     assert_eq!(entry["origin"], "IGP", "{entry}");
-    // ...and the community (only shown in the per-prefix view).
+    // ...and the community (FRR 8.4 shows it only in the per-prefix view).
     let detail = vtysh(&dir, "show bgp ipv4 unicast 203.0.113.10/32 json");
     let p = &detail["paths"][0];
     assert_eq!(p["community"]["string"], "65000:100", "{detail}");
