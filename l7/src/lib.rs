@@ -4,3 +4,9 @@
 //! retries, WebSocket and gRPC forwarding.
 //!
 //! Must never depend on `bgp`, `l4`, `dns` or `labs`.
+
+pub mod balance;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod route;

@@ -1,0 +1,259 @@
+//! Forwarding headers (X-Forwarded-*, RFC 7239 `Forwarded`, request ID) and
+//! hop-by-hop header removal. Pure functions over a `HeaderMap`.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use ipnet::IpNet;
+
+use crate::route::canonical_ip;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// RFC 9110 §7.6.1 connection-specific headers, plus the legacy ones.
+const HOP_BY_HOP: [&str; 7] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers. With `keep_upgrade` (a WebSocket handshake
+/// being relayed) `Upgrade` and `Connection: upgrade` survive, since they
+/// must reach the other side for the tunnel to be set up. `TE: trailers` is
+/// kept: gRPC servers require it and it is valid end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == UPGRADE))
+        .filter(|n| n != TE)
+        .collect();
+    for n in listed {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        if keep_upgrade && n == "upgrade" {
+            continue;
+        }
+        headers.remove(n);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    let te_trailers = headers.get_all(TE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
+    });
+    headers.remove(TE);
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    headers.remove(CONNECTION);
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Who the client is and how it reached us.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo<'a> {
+    pub addr: IpAddr,
+    pub tls: bool,
+    /// Host as the client sent it (Host header or :authority).
+    pub host: Option<&'a str>,
+    /// Our own address the request arrived on (`by=` in `Forwarded`).
+    pub local: Option<IpAddr>,
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host and (optionally) `Forwarded`.
+///
+/// A client inside `trusted` is a proxy in front of us: its forwarding
+/// headers are kept and we append our hop. Anyone else could have forged
+/// them, so they are replaced by what we saw ourselves.
+pub fn apply_forwarding(
+    headers: &mut HeaderMap,
+    client: &ClientInfo<'_>,
+    trusted: &[IpNet],
+    forwarded: bool,
+) {
+    let addr = canonical_ip(client.addr);
+    let trusted_peer = trusted.iter().any(|n| n.contains(&addr));
+    let proto = if client.tls { "https" } else { "http" };
+
+    let previous_xff = joined(headers, &X_FORWARDED_FOR);
+    let xff = match previous_xff {
+        Some(prev) if trusted_peer && !prev.is_empty() => format!("{prev}, {addr}"),
+        _ => addr.to_string(),
+    };
+    set(headers, &X_FORWARDED_FOR, &xff);
+
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
+        set(headers, &X_FORWARDED_PROTO, proto);
+    }
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
+        match client.host {
+            Some(h) => set(headers, &X_FORWARDED_HOST, h),
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+
+    if forwarded {
+        let mut element = format!("for={}", node(addr));
+        if let Some(local) = client.local {
+            element.push_str(&format!(";by={}", node(canonical_ip(local))));
+        }
+        if let Some(h) = client.host {
+            element.push_str(&format!(";host={}", quote_if_needed(h)));
+        }
+        element.push_str(&format!(";proto={proto}"));
+        let value = match joined(headers, &FORWARDED) {
+            Some(prev) if trusted_peer && !prev.is_empty() => format!("{prev}, {element}"),
+            _ => element,
+        };
+        set(headers, &FORWARDED, &value);
+    } else if !trusted_peer {
+        headers.remove(&FORWARDED);
+    }
+}
+
+/// RFC 7239 §6 node: IPv6 must be bracketed and quoted.
+fn node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+fn quote_if_needed(v: &str) -> String {
+    let token = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        v.to_string()
+    } else {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// All lines of a header joined with ", " (repeated headers are one list).
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join(", "))
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name.clone(), v);
+        }
+        // Only possible with a non-visible character smuggled in through a
+        // trusted header: drop it rather than forward garbage.
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+/// A 128-bit random request ID, hex encoded.
+pub fn new_request_id() -> String {
+    let a = crate::balance::random_u64();
+    let b = crate::balance::random_u64();
+    format!("{a:016x}{b:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn client(ip: IpAddr) -> ClientInfo<'static> {
+        ClientInfo {
+            addr: ip,
+            tls: true,
+            host: Some("www.example.net"),
+            local: None,
+        }
+    }
+
+    #[test]
+    fn untrusted_client_xff_is_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("198.18.0.1"));
+        h.insert(&FORWARDED, HeaderValue::from_static("for=198.18.0.1"));
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let ip = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20));
+        apply_forwarding(&mut h, &client(ip), &[], true);
+        assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.20");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h[&X_FORWARDED_HOST], "www.example.net");
+        assert_eq!(
+            h[&FORWARDED],
+            "for=198.51.100.20;host=www.example.net;proto=https"
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_xff_is_appended() {
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.18.0.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.18.0.2"));
+        h.insert(&FORWARDED, HeaderValue::from_static("for=198.18.0.1"));
+        let ip: IpAddr = "2001:db8::5".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["2001:db8::/32".parse().unwrap()];
+        apply_forwarding(&mut h, &client(ip), &trusted, true);
+        assert_eq!(h[&X_FORWARDED_FOR], "198.18.0.1, 198.18.0.2, 2001:db8::5");
+        assert_eq!(
+            h[&FORWARDED],
+            "for=198.18.0.1, for=\"[2001:db8::5]\";host=www.example.net;proto=https"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_removed_but_upgrade_and_te_trailers_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret, Upgrade"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(TE, HeaderValue::from_static("trailers, deflate"));
+        let mut plain = h.clone();
+        strip_hop_by_hop(&mut h, true);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key("keep-alive"));
+        assert_eq!(h[UPGRADE], "websocket");
+        assert_eq!(h[CONNECTION], "upgrade");
+        assert_eq!(h[TE], "trailers");
+        strip_hop_by_hop(&mut plain, false);
+        assert!(!plain.contains_key(UPGRADE));
+        assert!(!plain.contains_key(CONNECTION));
+    }
+
+    #[test]
+    fn request_ids_differ() {
+        let a = new_request_id();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, new_request_id());
+    }
+}
