@@ -135,7 +135,7 @@ pub struct SessionInfo {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PeerShared {
     remote_as: u32,
     state: Option<State>,
@@ -145,7 +145,9 @@ struct PeerShared {
     flaps: u64,
     last_error: Option<String>,
     advertised: Vec<RibEntry>,
-    received: Vec<RibEntry>,
+    /// Lives here (not in the peer task) so a large received table is
+    /// updated in place and only copied when someone asks for it.
+    received: AdjRibIn,
 }
 
 type Shared = Arc<Mutex<BTreeMap<IpAddr, PeerShared>>>;
@@ -237,7 +239,13 @@ impl Speaker {
                     PeerShared {
                         remote_as: p.remote_as,
                         state: Some(State::Idle),
-                        ..PeerShared::default()
+                        established_at: None,
+                        updates_in: 0,
+                        updates_out: 0,
+                        flaps: 0,
+                        last_error: None,
+                        advertised: Vec::new(),
+                        received: AdjRibIn::new(p.max_prefixes),
                     },
                 );
             }
@@ -314,7 +322,7 @@ impl Speaker {
         m.get(&peer)
             .map(|s| match kind {
                 RibKind::Advertised => s.advertised.clone(),
-                RibKind::Received => s.received.clone(),
+                RibKind::Received => rib_in_entries(&s.received),
             })
             .unwrap_or_default()
     }
@@ -404,7 +412,6 @@ struct PeerTask {
     connecting: Option<ConnectFuture>,
     timers: BTreeMap<Timer, Instant>,
     out_rib: AdjRibOut,
-    in_rib: AdjRibIn,
     ctx: Option<PeerContext>,
     desired: watch::Receiver<Desired>,
     cmds: mpsc::Receiver<PeerCmd>,
@@ -469,7 +476,6 @@ impl PeerTask {
             ^ 0x9E37_79B9_7F4A_7C15;
         PeerTask {
             rng: seed | 1,
-            in_rib: AdjRibIn::new(cfg.max_prefixes),
             cfg,
             local_as: sp.local_as,
             session,
@@ -736,7 +742,7 @@ impl PeerTask {
                 let established_at = Instant::now();
                 self.with_shared(|s| s.established_at = Some(established_at));
                 self.out_rib.clear();
-                self.in_rib.clear();
+                self.with_shared(|s| s.received.clear());
                 let r = self.sync_routes_inner().await;
                 if r.is_none() {
                     // RFC 4724 End-of-RIB per family after the initial table.
@@ -755,7 +761,6 @@ impl PeerTask {
                 warn!(?reason, "session down");
                 self.ctx = None;
                 self.out_rib.clear();
-                self.in_rib.clear();
                 let flaps = self.session.flaps();
                 let err = match &reason {
                     DownReason::NotificationReceived(n) => Some(format!("received {n}")),
@@ -778,11 +783,10 @@ impl PeerTask {
                 if let Some(why) = &u.treat_as_withdraw {
                     warn!(reason = %why, "RFC 7606 treat-as-withdraw");
                 }
-                let r = self.in_rib.apply(&u);
-                let received = rib_in_entries(&self.in_rib);
+                let mut r = Ok(());
                 self.with_shared(|s| {
                     s.updates_in += 1;
-                    s.received = received;
+                    r = s.received.apply(&u);
                 });
                 match r {
                     Ok(()) => None,
