@@ -249,3 +249,39 @@ async fn session_over_ipv6_loopback() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A few thousand routes cross in several packed UPDATEs and all arrive;
+/// changing one attribute of all of them re-sends them, and withdrawing all
+/// empties the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_routes() {
+    let b = speaker_b("127.0.0.1:0".parse().unwrap(), None).await;
+    let a = speaker_a(b.local_addr().unwrap().port()).await;
+    let routes = |med: u32| -> BTreeSet<Route> {
+        (0..5000u32)
+            .map(|i| {
+                let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
+                Route::new(format!("{ip}/32").parse().unwrap()).with_med(med)
+            })
+            .collect()
+    };
+    a.announce(routes(1));
+    let t = Duration::from_secs(20);
+    wait_until("5000 routes at B", t, || {
+        b.sessions()[0].prefixes_received == 5000
+    })
+    .await;
+    let sent = a.sessions()[0].updates_out;
+    assert!(sent >= 7, "5000 /32s need several UPDATEs, sent {sent}");
+    a.announce(routes(2));
+    wait_until("MED 2 everywhere", t, || {
+        b.routes(LO, RibKind::Received)
+            .iter()
+            .all(|r| r.attributes.med == Some(2))
+    })
+    .await;
+    a.announce(BTreeSet::new());
+    wait_until("all withdrawn", t, || b.sessions()[0].prefixes_received == 0).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
