@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::controller::{self, ActiveBackend, Decision, SiteView, Verdict};
 use crate::health::HealthBus;
+use edge_bgp::{RibEntry, RibKind, SessionInfo, Speaker, State as BgpState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
@@ -35,6 +36,99 @@ struct NodeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VipLabels {
     vip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+/// Per-peer BGP series, refreshed from the speaker at every scrape.
+#[derive(Default)]
+struct BgpMetrics {
+    established: Family<PeerLabels, Gauge>,
+    state: Family<PeerLabels, Gauge>,
+    uptime: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    prefixes_sent: Family<PeerLabels, Gauge>,
+    prefixes_received: Family<PeerLabels, Gauge>,
+    updates_in: Family<PeerLabels, Gauge>,
+    updates_out: Family<PeerLabels, Gauge>,
+    flaps: Family<PeerLabels, Gauge>,
+}
+
+impl BgpMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "bgp_session_established",
+            "1 while the BGP session is Established",
+            self.established.clone(),
+        );
+        r.register(
+            "bgp_session_state",
+            "RFC 4271 state: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established",
+            self.state.clone(),
+        );
+        r.register(
+            "bgp_session_uptime_seconds",
+            "Seconds the session has been Established",
+            self.uptime.clone(),
+        );
+        r.register(
+            "bgp_prefixes_sent",
+            "Prefixes in the peer's Adj-RIB-Out",
+            self.prefixes_sent.clone(),
+        );
+        r.register(
+            "bgp_prefixes_received",
+            "Prefixes in the peer's Adj-RIB-In",
+            self.prefixes_received.clone(),
+        );
+        r.register(
+            "bgp_updates_received",
+            "UPDATE messages received since start",
+            self.updates_in.clone(),
+        );
+        r.register(
+            "bgp_updates_sent",
+            "UPDATE messages sent since start",
+            self.updates_out.clone(),
+        );
+        r.register(
+            "bgp_session_flaps",
+            "Times the session left Established since start",
+            self.flaps.clone(),
+        );
+    }
+
+    fn refresh(&self, sessions: &[SessionInfo]) {
+        for s in sessions {
+            let l = PeerLabels {
+                peer: s.peer.to_string(),
+            };
+            let state = match s.state {
+                BgpState::Idle => 1,
+                BgpState::Connect => 2,
+                BgpState::Active => 3,
+                BgpState::OpenSent => 4,
+                BgpState::OpenConfirm => 5,
+                BgpState::Established => 6,
+            };
+            self.state.get_or_create(&l).set(state);
+            self.established
+                .get_or_create(&l)
+                .set(i64::from(s.state == BgpState::Established));
+            self.uptime
+                .get_or_create(&l)
+                .set(s.uptime.map(|u| u.as_secs_f64()).unwrap_or(0.0));
+            self.prefixes_sent.get_or_create(&l).set(s.prefixes_sent as i64);
+            self.prefixes_received
+                .get_or_create(&l)
+                .set(s.prefixes_received as i64);
+            self.updates_in.get_or_create(&l).set(s.updates_in as i64);
+            self.updates_out.get_or_create(&l).set(s.updates_out as i64);
+            self.flaps.get_or_create(&l).set(s.flaps as i64);
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +166,8 @@ pub struct NodeState {
     derived: Mutex<Derived>,
     bus: OnceLock<Arc<dyn HealthBus>>,
     reload: OnceLock<mpsc::Sender<ReloadReply>>,
+    speaker: Mutex<Option<Arc<Speaker>>>,
+    bgp: BgpMetrics,
 }
 
 /// Where the node's main loop answers a reload request.
@@ -119,7 +215,10 @@ impl NodeState {
             "1 if this node's active check sees the backend up, 0 if down",
             backend_up.clone(),
         );
+        let bgp = BgpMetrics::default();
+        bgp.register(&mut registry);
         NodeState {
+            bgp,
             config,
             node,
             site,
@@ -131,7 +230,20 @@ impl NodeState {
             derived: Mutex::new(Derived::default()),
             bus: OnceLock::new(),
             reload: OnceLock::new(),
+            speaker: Mutex::new(None),
         }
+    }
+
+    /// Connects the BGP observation endpoints to the speaker (or detaches
+    /// it at shutdown).
+    pub fn set_speaker(&self, sp: Option<Arc<Speaker>>) {
+        if let Ok(mut s) = self.speaker.lock() {
+            *s = sp;
+        }
+    }
+
+    fn speaker(&self) -> Option<Arc<Speaker>> {
+        self.speaker.lock().ok().and_then(|s| s.clone())
     }
 
     /// Connects `POST /reload` to the node's main loop.
@@ -290,6 +402,9 @@ impl NodeState {
 
     fn metrics(&self) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        if let Some(sp) = self.speaker() {
+            self.bgp.refresh(&sp.sessions());
+        }
         let mut out = String::new();
         // Encoding into a String cannot fail for want of space; an error here
         // would be a bug in a metric's encoder, reported in the body.
@@ -391,6 +506,11 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Result<Respons
             Ok(body) => respond(StatusCode::OK, "application/json", body),
             Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
         },
+        (&Method::GET, "/bgp/sessions") => {
+            let sessions = state.speaker().map(|s| s.sessions()).unwrap_or_default();
+            json(&sessions)
+        }
+        (&Method::GET, "/bgp/routes") => bgp_routes(&state, req.uri().query().unwrap_or("")),
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -399,6 +519,49 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Result<Respons
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     };
     Ok(resp)
+}
+
+fn json<T: Serialize>(v: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(v) {
+        Ok(body) => respond(StatusCode::OK, "application/json", body),
+        Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+    }
+}
+
+/// `GET /bgp/routes?peer=IP&kind=advertised|received`: every peer (or one),
+/// advertised routes by default.
+fn bgp_routes(state: &NodeState, query: &str) -> Response<Full<Bytes>> {
+    let mut peer = None;
+    let mut kind = RibKind::Advertised;
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        match kv.split_once('=') {
+            Some(("peer", v)) => match v.parse::<std::net::IpAddr>() {
+                Ok(ip) => peer = Some(ip),
+                Err(_) => return respond(StatusCode::BAD_REQUEST, "text/plain", format!("bad peer {v:?}\n")),
+            },
+            Some(("kind", "advertised")) => kind = RibKind::Advertised,
+            Some(("kind", "received")) => kind = RibKind::Received,
+            _ => {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    format!("bad query {kv:?}\n"),
+                );
+            }
+        }
+    }
+    let Some(sp) = state.speaker() else {
+        return json(&BTreeMap::<String, Vec<RibEntry>>::new());
+    };
+    let peers: Vec<std::net::IpAddr> = match peer {
+        Some(p) => vec![p],
+        None => sp.sessions().iter().map(|s| s.peer).collect(),
+    };
+    let out: BTreeMap<String, Vec<RibEntry>> = peers
+        .into_iter()
+        .map(|p| (p.to_string(), sp.routes(p, kind)))
+        .collect();
+    json(&out)
 }
 
 /// Serves the admin API until `stop` turns true.
@@ -512,6 +675,77 @@ pub mod client {
             .collect();
         println!("  bus members: {}", members.join(", "));
         println!("  intent: {}", v["intent"]);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn bgp_sessions(admin: SocketAddr, json: bool) -> Result<ExitCode> {
+        let (code, body) = request(admin, "GET", "/bgp/sessions", "")?;
+        if code != 200 {
+            bail!("admin API answered {code}: {body}");
+        }
+        if json {
+            println!("{body}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).context("sessions are not JSON")?;
+        println!(
+            "{:<28} {:>10} {:<12} {:>9} {:>6} {:>6} {:>7} {:>7} {:>5}",
+            "peer", "AS", "state", "up (s)", "sent", "rcvd", "upd in", "upd out", "flaps"
+        );
+        for s in v.as_array().into_iter().flatten() {
+            println!(
+                "{:<28} {:>10} {:<12} {:>9} {:>6} {:>6} {:>7} {:>7} {:>5}",
+                s["peer"].as_str().unwrap_or("?"),
+                s["remote_as"].to_string(),
+                s["state"].as_str().unwrap_or("?"),
+                s["uptime"]["secs"]
+                    .as_u64()
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s["prefixes_sent"].to_string(),
+                s["prefixes_received"].to_string(),
+                s["updates_in"].to_string(),
+                s["updates_out"].to_string(),
+                s["flaps"].to_string()
+            );
+            if let Some(e) = s["last_error"].as_str() {
+                println!("    last error: {e}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn bgp_routes(admin: SocketAddr, peer: Option<&str>, received: bool, json: bool) -> Result<ExitCode> {
+        let mut path = format!(
+            "/bgp/routes?kind={}",
+            if received { "received" } else { "advertised" }
+        );
+        if let Some(p) = peer {
+            path.push_str(&format!("&peer={p}"));
+        }
+        let (code, body) = request(admin, "GET", &path, "")?;
+        if code != 200 {
+            bail!("admin API answered {code}: {}", body.trim_end());
+        }
+        if json {
+            println!("{body}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).context("routes are not JSON")?;
+        for (peer, routes) in v.as_object().into_iter().flatten() {
+            println!(
+                "peer {peer} ({}):",
+                if received { "received" } else { "advertised" }
+            );
+            for r in routes.as_array().into_iter().flatten() {
+                println!(
+                    "  {:<24} next-hop {:<24} {}",
+                    r["prefix"].as_str().unwrap_or("?"),
+                    r["next_hop"].as_str().unwrap_or("-"),
+                    r["attributes"]
+                );
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 

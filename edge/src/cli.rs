@@ -48,6 +48,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// BGP sessions and routes of a running node.
+    #[command(subcommand)]
+    Bgp(BgpCommand),
     /// Reload a running node's topology file (same as SIGHUP); an invalid
     /// file is refused and the running configuration stays.
     Reload {
@@ -72,6 +75,33 @@ pub enum Command {
         weight: u32,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BgpCommand {
+    /// Every session: state, uptime, prefixes, UPDATE counts, flaps.
+    Sessions {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Routes advertised to (default) or received from the peers.
+    Routes {
+        /// Only this peer's routes.
+        #[arg(long)]
+        peer: Option<String>,
+        /// Adj-RIB-Out (what we send); the default.
+        #[arg(long, conflicts_with = "received")]
+        advertised: bool,
+        /// Adj-RIB-In (what the peers send us).
+        #[arg(long)]
+        received: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -129,6 +159,16 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Lab(cmd) => crate::lab::run(cmd),
         Command::Status { admin, json } => crate::admin::client::status(admin.admin, json),
         Command::Reload { admin } => crate::admin::client::reload(admin.admin),
+        Command::Bgp(BgpCommand::Sessions { admin, json }) => {
+            crate::admin::client::bgp_sessions(admin.admin, json)
+        }
+        Command::Bgp(BgpCommand::Routes {
+            peer,
+            received,
+            admin,
+            json,
+            ..
+        }) => crate::admin::client::bgp_routes(admin.admin, peer.as_deref(), received, json),
         Command::Drain { target, admin } => {
             crate::admin::client::intent(admin.admin, &IntentOp::Drain { target })
         }

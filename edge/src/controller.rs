@@ -9,6 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use edge_topology::health::HealthSnapshot;
+use std::time::Instant;
+
+use edge_bgp::{Community, GRACEFUL_SHUTDOWN, LargeCommunity, Route};
 use edge_topology::{Backend, Deployment};
 use ipnet::IpNet;
 use serde::Serialize;
@@ -128,13 +131,82 @@ pub fn vip_verdicts(dep: &Deployment, node: &str, view: &HealthSnapshot) -> BTre
     out
 }
 
-/// The prefixes that belong on `lo`: those of every VIP the node announces
-/// or is draining (a draining VIP still receives traffic until the routers
-/// have moved away).
-pub fn local_prefixes(dep: &Deployment, verdicts: &BTreeMap<String, Verdict>) -> BTreeSet<IpNet> {
+/// What the node tells its routers about one VIP right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Announcement {
+    Normal,
+    /// Planned drain in progress: announced with GRACEFUL_SHUTDOWN.
+    GracefulShutdown,
+    Withdrawn,
+}
+
+/// Turns verdicts into announcements: a VIP in `Drain` is announced with
+/// GRACEFUL_SHUTDOWN from the moment it entered the drain (`draining_since`)
+/// for the deployment's drain time, then withdrawn.
+pub fn announcements(
+    dep: &Deployment,
+    verdicts: &BTreeMap<String, Verdict>,
+    draining_since: &BTreeMap<String, Instant>,
+    now: Instant,
+) -> BTreeMap<String, Announcement> {
     verdicts
         .iter()
-        .filter(|(_, v)| v.decision != Decision::Withdraw)
+        .map(|(vip, v)| {
+            let a = match v.decision {
+                Decision::Announce => Announcement::Normal,
+                Decision::Withdraw => Announcement::Withdrawn,
+                Decision::Drain => match draining_since.get(vip) {
+                    Some(t) if now.saturating_duration_since(*t) >= dep.bgp.drain => Announcement::Withdrawn,
+                    _ => Announcement::GracefulShutdown,
+                },
+            };
+            (vip.clone(), a)
+        })
+        .collect()
+}
+
+/// The BGP routes for a set of announcements, with each VIP's policy.
+pub fn routes(dep: &Deployment, ann: &BTreeMap<String, Announcement>) -> BTreeSet<Route> {
+    let mut out = BTreeSet::new();
+    for (name, a) in ann {
+        let Some(vip) = dep.vips.get(name) else {
+            continue;
+        };
+        if *a == Announcement::Withdrawn {
+            continue;
+        }
+        let p = &vip.announce;
+        for prefix in &vip.prefixes {
+            let mut r = Route::new(*prefix);
+            r.prepend = p.prepend;
+            r.med = p.med;
+            r.local_pref = p.local_pref;
+            r.communities = p
+                .communities
+                .iter()
+                .map(|(a, b)| Community((u32::from(*a) << 16) | u32::from(*b)))
+                .collect();
+            if *a == Announcement::GracefulShutdown {
+                r.communities.insert(GRACEFUL_SHUTDOWN);
+            }
+            r.large_communities = p
+                .large_communities
+                .iter()
+                .map(|(g, l1, l2)| LargeCommunity(*g, *l1, *l2))
+                .collect();
+            out.insert(r);
+        }
+    }
+    out
+}
+
+/// The prefixes that belong on `lo`: those of every VIP the node announces,
+/// including while it drains (traffic still arrives until the routers have
+/// moved away).
+pub fn local_prefixes(dep: &Deployment, ann: &BTreeMap<String, Announcement>) -> BTreeSet<IpNet> {
+    ann.iter()
+        .filter(|(_, a)| **a != Announcement::Withdrawn)
         .filter_map(|(name, _)| dep.vips.get(name))
         .flat_map(|v| v.prefixes.iter().copied())
         .collect()
@@ -304,16 +376,47 @@ mod tests {
     #[test]
     fn lo_holds_announced_and_draining_vips_only() {
         let d = dep();
+        let now = Instant::now();
+        let none = BTreeMap::new();
         let v = view_with("ams-e1", "ams", &[("ams-b1", false), ("ams-b2", false)]);
-        let p: Vec<String> = local_prefixes(&d, &vip_verdicts(&d, "ams-e1", &v))
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
+        let ann = announcements(&d, &vip_verdicts(&d, "ams-e1", &v), &none, now);
+        let p: Vec<String> = local_prefixes(&d, &ann).iter().map(|p| p.to_string()).collect();
         assert_eq!(p, ["203.0.113.53/32"], "only the DNS VIP survives dead backends");
         let mut v = view_with("ams-e1", "ams", &[("ams-b1", true)]);
         v.intent.drained_nodes.insert("ams-e1".into());
-        let p = local_prefixes(&d, &vip_verdicts(&d, "ams-e1", &v));
+        let ann = announcements(&d, &vip_verdicts(&d, "ams-e1", &v), &none, now);
+        let p = local_prefixes(&d, &ann);
         assert_eq!(p.len(), 4, "draining keeps every VIP local: {p:?}");
+    }
+
+    #[test]
+    fn a_drain_announces_gshut_for_the_drain_time_then_withdraws() {
+        let d = dep();
+        let t0 = Instant::now();
+        let mut v = view_with("ams-e1", "ams", &[("ams-b1", true), ("ams-b2", true)]);
+        let verdicts = vip_verdicts(&d, "ams-e1", &v);
+        let normal = routes(&d, &announcements(&d, &verdicts, &BTreeMap::new(), t0));
+        let anycast: Vec<&Route> = normal
+            .iter()
+            .filter(|r| {
+                r.prefix.to_string().starts_with("203.0.113.10") || r.prefix.to_string().contains("ffff")
+            })
+            .collect();
+        assert_eq!(anycast.len(), 2, "v4 and v6 prefixes of the anycast VIP");
+        assert!(anycast.iter().all(|r| r.med == Some(50)
+            && r.communities.contains(&Community(65000 << 16 | 100))
+            && r.large_communities.contains(&LargeCommunity(65000, 1, 10))
+            && !r.communities.contains(&GRACEFUL_SHUTDOWN)));
+
+        v.intent.drained_nodes.insert("ams-e1".into());
+        let verdicts = vip_verdicts(&d, "ams-e1", &v);
+        let since: BTreeMap<String, Instant> = verdicts.keys().map(|k| (k.clone(), t0)).collect();
+        let during = routes(&d, &announcements(&d, &verdicts, &since, t0 + d.bgp.drain / 2));
+        assert_eq!(during.len(), normal.len(), "same prefixes while draining");
+        assert!(during.iter().all(|r| r.communities.contains(&GRACEFUL_SHUTDOWN)));
+        let after = announcements(&d, &verdicts, &since, t0 + d.bgp.drain);
+        assert!(after.values().all(|a| *a == Announcement::Withdrawn));
+        assert!(routes(&d, &after).is_empty());
     }
 
     #[test]

@@ -15,9 +15,16 @@ use edge_topology::Deployment;
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Build the lab's namespaces, links and routers (default: the embedded
-    /// two-PoP lab, labs/two-pop/deployment.toml).
-    Up(LabArgs),
+    /// Build the lab (default: the embedded two-PoP lab,
+    /// labs/two-pop/deployment.toml): namespaces, links, routers, backend
+    /// servers and one `edge run` per node.
+    Up {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Only namespaces, links and routers: no backends, no edge nodes.
+        #[arg(long)]
+        routers_only: bool,
+    },
     /// Tear the lab down: stop its processes, delete its namespaces.
     Down(LabArgs),
     /// Which namespaces and processes of the lab are alive.
@@ -45,6 +52,24 @@ pub enum LabCommand {
     },
     /// Print the lab plan derived from the topology (JSON), without building.
     Plan(LabArgs),
+    /// Run the lab's backend server (the lab starts one per backend): it
+    /// answers with its name; `POST /fail` and `/heal` flip its health.
+    Backend {
+        #[arg(long)]
+        name: String,
+        /// HTTP listener ("off" to disable).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        http: String,
+        /// TCP line-echo listener ("off" to disable).
+        #[arg(long, default_value = "0.0.0.0:9000")]
+        tcp: String,
+        /// UDP echo socket ("off" to disable).
+        #[arg(long, default_value = "0.0.0.0:9000")]
+        udp: String,
+        /// Start with a failing health endpoint.
+        #[arg(long)]
+        unhealthy: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -74,11 +99,38 @@ impl LabArgs {
 
 pub fn run(cmd: LabCommand) -> Result<ExitCode> {
     match cmd {
-        LabCommand::Up(args) => up(&args),
+        LabCommand::Up { lab, routers_only } => up(&lab, routers_only),
         LabCommand::Down(args) => down(&args),
         LabCommand::Status { lab, json } => status(&lab, json),
         LabCommand::Exec { host, lab, cmd } => exec(&lab, &host, &cmd),
         LabCommand::Routes { router, prefix, lab } => routes(&lab, &router, prefix.as_deref()),
+        LabCommand::Backend {
+            name,
+            http,
+            tcp,
+            udp,
+            unhealthy,
+        } => {
+            let addr = |s: &str| -> Result<Option<std::net::SocketAddr>> {
+                if s == "off" {
+                    Ok(None)
+                } else {
+                    Ok(Some(s.parse().with_context(|| format!("{s:?} is not ip:port"))?))
+                }
+            };
+            let args = edge_labs::backend::BackendArgs {
+                name,
+                http: addr(&http)?,
+                tcp: addr(&tcp)?,
+                udp: addr(&udp)?,
+                unhealthy,
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(edge_labs::backend::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         LabCommand::Plan(args) => {
             let spec = plan::plan(&args.deployment()?)?;
             println!("{}", serde_json::to_string_pretty(&spec)?);
@@ -100,10 +152,14 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
-fn up(args: &LabArgs) -> Result<ExitCode> {
+/// The GeoIP test database of the two-PoP lab, embedded so that `edge lab
+/// up` works from the binary alone.
+const LAB_MMDB: &[u8] = include_bytes!("../../labs/geoip/lab.mmdb");
+
+fn up(args: &LabArgs, routers_only: bool) -> Result<ExitCode> {
     require_root()?;
     let dep = args.deployment()?;
-    let spec = plan::plan(&dep)?;
+    let mut spec = plan::plan(&dep)?;
     let workdir = args.workdir(&dep);
     if edge_labs::LabState::path(&workdir).exists() {
         bail!(
@@ -111,15 +167,36 @@ fn up(args: &LabArgs) -> Result<ExitCode> {
             workdir.display()
         );
     }
+    if !routers_only {
+        let config = match &args.file {
+            // The nodes read the operator's file where it is, so its
+            // relative paths (GeoIP) resolve as they do for `edge run`.
+            Some(f) => std::fs::canonicalize(f).with_context(|| format!("resolving {}", f.display()))?,
+            // The embedded lab is written out laid out like the repository
+            // (topology next to geoip/), for its `../geoip/lab.mmdb`.
+            None => {
+                let config = workdir.join("two-pop").join("deployment.toml");
+                std::fs::create_dir_all(workdir.join("two-pop")).context("creating the lab workdir")?;
+                std::fs::create_dir_all(workdir.join("geoip")).context("creating the lab workdir")?;
+                std::fs::write(&config, edge_topology::TWO_POP).context("writing the lab topology")?;
+                std::fs::write(workdir.join("geoip").join("lab.mmdb"), LAB_MMDB)
+                    .context("writing the GeoIP db")?;
+                config
+            }
+        };
+        let edge_bin = std::env::current_exe().context("locating the edge binary")?;
+        plan::add_programs(&mut spec, &dep, &plan::Programs { edge_bin, config });
+    }
     let t0 = std::time::Instant::now();
     let lab = Lab::up(&spec, &workdir).context("building the lab")?;
     let workdir = lab.detach();
     println!(
-        "lab {} is up in {:.1}s: {} namespaces, {} routers (workdir {})",
+        "lab {} is up in {:.1}s: {} namespaces, {} routers, {} processes (workdir {})",
         spec.name,
         t0.elapsed().as_secs_f64(),
         spec.namespaces.len(),
         spec.routers.len(),
+        spec.processes.len(),
         workdir.display()
     );
     print_next_steps(&dep);

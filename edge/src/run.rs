@@ -21,7 +21,11 @@ use tokio::task::JoinSet;
 
 use crate::admin::{self, NodeState};
 use crate::cli::RunArgs;
-use crate::controller;
+use std::collections::{BTreeMap, BTreeSet};
+
+use edge_bgp::{PeerConfig, Speaker, SpeakerConfig};
+
+use crate::controller::{self, Announcement, Decision};
 use crate::health::gossip::{GossipBus, Timing};
 use crate::health::{HealthBus, LocalBus, ReportUpdate, check, run_reporter};
 use crate::kernel::LoopbackVips;
@@ -121,6 +125,16 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         report_tx.clone(),
         stop_rx.clone(),
     ));
+    let speaker = if n.peers.is_empty() {
+        None
+    } else {
+        let sp = Speaker::start(speaker_config(&dep, n))
+            .await
+            .context("starting the BGP speaker")?;
+        tracing::info!(peers = n.peers.len(), "BGP speaker started");
+        Some(Arc::new(sp))
+    };
+    state.set_speaker(speaker.clone());
     let controller_task = tokio::spawn(run_controller(
         !args.no_vip_on_lo,
         cfg_rx.clone(),
@@ -128,6 +142,7 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         bus.watch(),
         report_tx,
         state.clone(),
+        speaker.clone(),
         stop_rx.clone(),
     ));
 
@@ -166,6 +181,11 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // Last, close the BGP sessions with a Cease (the routes are withdrawn).
+    state.set_speaker(None);
+    if let Some(sp) = speaker.and_then(Arc::into_inner) {
+        sp.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -264,11 +284,13 @@ fn incarnation() -> u64 {
         .unwrap_or(1)
 }
 
-/// The controller: one task owns the derivation. On every new snapshot it
-/// recomputes the VIP verdicts (and, as the tiers land, BGP routes, the DNS
-/// view and backend sets) and pushes them to their consumers: the VIP
-/// addresses on `lo` first, then the announcements. On stop it undoes what
-/// it did, in reverse.
+/// The controller: one task owns the derivation. On every new snapshot (or
+/// reload, or drain deadline) it recomputes the VIP verdicts and pushes the
+/// results to their consumers in start-up order: VIP addresses on `lo`
+/// first, then the BGP announcements; removals go the other way round
+/// (withdraw, then take the address away). On stop it withdraws everything
+/// and removes what it added.
+#[allow(clippy::too_many_arguments)]
 async fn run_controller(
     vip_on_lo: bool,
     mut cfg: watch::Receiver<Arc<Deployment>>,
@@ -276,6 +298,7 @@ async fn run_controller(
     mut snapshots: watch::Receiver<Arc<edge_topology::health::HealthSnapshot>>,
     report_tx: mpsc::Sender<ReportUpdate>,
     state: Arc<NodeState>,
+    speaker: Option<Arc<Speaker>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut lo = match LoopbackVips::new().await {
@@ -286,36 +309,109 @@ async fn run_controller(
             None
         }
     };
-    let mut last = None;
+    let mut last_verdicts = None;
+    let mut last_ann: Option<BTreeMap<String, Announcement>> = None;
+    let mut draining_since: BTreeMap<String, std::time::Instant> = BTreeMap::new();
+    let mut local = BTreeSet::new();
     loop {
+        let now = std::time::Instant::now();
         let dep = cfg.borrow_and_update().clone();
         let snap = snapshots.borrow_and_update().clone();
         let verdicts = controller::vip_verdicts(&dep, &node, &snap);
-        if last.as_ref() != Some(&verdicts) {
-            for (vip, v) in &verdicts {
-                tracing::info!(%vip, decision = ?v.decision, reason = %v.reason, "vip verdict");
+        draining_since.retain(|vip, _| verdicts.get(vip).is_some_and(|v| v.decision == Decision::Drain));
+        for (vip, v) in &verdicts {
+            if v.decision == Decision::Drain {
+                draining_since.entry(vip.clone()).or_insert(now);
+            }
+        }
+        let ann = controller::announcements(&dep, &verdicts, &draining_since, now);
+        if last_ann.as_ref() != Some(&ann) {
+            for (vip, a) in &ann {
+                tracing::info!(%vip, announcement = ?a, reason = %verdicts[vip].reason, "vip announcement");
+            }
+            let next_local = controller::local_prefixes(&dep, &ann);
+            if let Some(lo) = &mut lo {
+                // Addresses first, so traffic the routers send is accepted.
+                let both = local.union(&next_local).copied().collect();
+                lo.reconcile(&both).await;
+            }
+            if let Some(sp) = &speaker {
+                sp.announce(controller::routes(&dep, &ann));
             }
             if let Some(lo) = &mut lo {
-                lo.reconcile(&controller::local_prefixes(&dep, &verdicts)).await;
+                lo.reconcile(&next_local).await;
             }
+            local = next_local;
+            last_ann = Some(ann);
+        }
+        if last_verdicts.as_ref() != Some(&verdicts) {
             let serves = verdicts
                 .iter()
-                .map(|(k, v)| (k.clone(), v.decision == controller::Decision::Announce))
+                .map(|(k, v)| (k.clone(), v.decision == Decision::Announce))
                 .collect();
             if report_tx.send(ReportUpdate::Vips(serves)).await.is_err() {
                 break;
             }
-            last = Some(verdicts.clone());
+            last_verdicts = Some(verdicts.clone());
         }
         state.set_derived(verdicts, snap);
+        // Wake up when the next drain ends, to withdraw.
+        let deadline = draining_since
+            .values()
+            .map(|t| *t + dep.bgp.drain)
+            .filter(|d| *d > now)
+            .min();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
             changed = cfg.changed() => if changed.is_err() { break },
+            _ = sleep => {}
             _ = stop.changed() => break,
         }
     }
+    // Shutdown in reverse: withdraw, let the UPDATEs leave, then addresses.
+    if let Some(sp) = &speaker {
+        sp.announce(BTreeSet::new());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     if let Some(lo) = &mut lo {
         lo.clear().await;
+    }
+}
+
+/// The node's BGP speaker configuration: one session per peering (one per
+/// address family), dialled from the node's address on the shared subnet.
+fn speaker_config(dep: &Deployment, n: &edge_topology::Node) -> SpeakerConfig {
+    let peers = n
+        .peers
+        .iter()
+        .map(|p| {
+            let mut pc = PeerConfig::new(p.remote, p.router_asn);
+            pc.port = dep.bgp.port;
+            pc.local_address = Some(p.local);
+            pc.hold_time = dep.bgp.hold_time;
+            pc.connect_retry = dep.bgp.connect_retry;
+            pc.max_prefixes = Some(dep.bgp.max_prefixes);
+            // The lab routers (and most operators) run one session per
+            // family: IPv4 routes over the IPv4 session, IPv6 over IPv6.
+            pc.families = if p.remote.is_ipv4() {
+                vec![(edge_bgp::wire::AFI_IPV4, edge_bgp::wire::SAFI_UNICAST)]
+            } else {
+                vec![(edge_bgp::wire::AFI_IPV6, edge_bgp::wire::SAFI_UNICAST)]
+            };
+            pc
+        })
+        .collect();
+    SpeakerConfig {
+        local_as: n.asn,
+        router_id: n.router_id,
+        listen: None,
+        peers,
     }
 }
 

@@ -14,6 +14,7 @@
 //!   inspection helpers (`exec`, `vtysh_json`, `router_routes`, `wait_route`).
 //! * [`state`]: `state.json`, so another process can find and stop a lab.
 
+pub mod backend;
 pub mod cmd;
 pub mod config;
 pub mod error;

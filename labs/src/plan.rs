@@ -400,10 +400,105 @@ mod tests {
     }
 
     #[test]
+    fn programs_start_backends_before_nodes() {
+        let dep = edge_topology::parse(edge_topology::TWO_POP).expect("valid topology");
+        let mut spec = plan(&dep).expect("plan");
+        add_programs(
+            &mut spec,
+            &dep,
+            &Programs {
+                edge_bin: "/opt/edge".into(),
+                config: "/run/lab/two-pop/deployment.toml".into(),
+            },
+        );
+        let names: Vec<&str> = spec.processes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ams-b1-srv",
+                "ams-b2-srv",
+                "nyc-b1-srv",
+                "nyc-b2-srv",
+                "ams-e1-edge",
+                "ams-e2-edge",
+                "nyc-e1-edge",
+                "nyc-e2-edge"
+            ]
+        );
+        let b1 = &spec.processes[0];
+        assert_eq!(b1.namespace, "ams-b1");
+        assert!(b1.argv.windows(2).any(|w| w == ["--http", "198.19.1.11:8080"]));
+        spec.validate().expect("still a valid spec");
+    }
+
+    #[test]
     fn an_external_router_cannot_be_emulated() {
         let text = edge_topology::TWO_POP.replace("kind = \"bird\"", "kind = \"external\"");
         let dep = edge_topology::parse(&text).expect("valid topology");
         let err = plan(&dep).expect_err("must refuse");
         assert!(err.to_string().contains("external"), "{err}");
+    }
+}
+
+/// The programs a full lab runs besides the routers.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// The `edge` binary (it also serves as the backend server:
+    /// `edge lab backend`).
+    pub edge_bin: std::path::PathBuf,
+    /// The topology file the nodes run from.
+    pub config: std::path::PathBuf,
+}
+
+/// Adds one backend server per backend and one `edge run` per node to the
+/// lab, backends first so the nodes' first health checks find them up.
+pub fn add_programs(spec: &mut LabSpec, dep: &topo::Deployment, p: &Programs) {
+    let bin = p.edge_bin.display().to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for pool in dep.pools.values() {
+        for b in &pool.backends {
+            if !seen.insert(b.name.clone()) {
+                continue;
+            }
+            spec.processes.push(crate::spec::ProcessSpec {
+                name: format!("{}-srv", b.name),
+                namespace: b.name.clone(),
+                argv: vec![
+                    bin.clone(),
+                    "lab".into(),
+                    "backend".into(),
+                    "--name".into(),
+                    b.name.clone(),
+                    "--http".into(),
+                    b.socket_addr().to_string(),
+                    "--tcp".into(),
+                    "0.0.0.0:9000".into(),
+                    "--udp".into(),
+                    "0.0.0.0:9000".into(),
+                ],
+                env: Default::default(),
+                log: None,
+                cwd: None,
+            });
+        }
+    }
+    for n in dep.nodes() {
+        spec.processes.push(crate::spec::ProcessSpec {
+            name: format!("{}-edge", n.name),
+            namespace: n.name.clone(),
+            argv: vec![
+                bin.clone(),
+                "run".into(),
+                "--log-format".into(),
+                "json".into(),
+                "--config".into(),
+                p.config.display().to_string(),
+                "--node".into(),
+                n.name.clone(),
+            ],
+            env: Default::default(),
+            log: None,
+            cwd: None,
+        });
     }
 }

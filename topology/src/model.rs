@@ -21,6 +21,17 @@ pub struct Deployment {
     pub services: BTreeMap<String, Service>,
     pub dns: Option<Dns>,
     pub bus: Bus,
+    pub bgp: Bgp,
+}
+
+/// BGP speaker settings shared by every node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Bgp {
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    pub drain: Duration,
+    pub port: u16,
+    pub max_prefixes: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -23,6 +23,24 @@ pub struct RawDeployment {
     pub services: BTreeMap<String, RawService>,
     pub dns: Option<RawDns>,
     pub bus: Option<RawBus>,
+    pub bgp: Option<RawBgp>,
+}
+
+/// How every node's BGP speaker behaves towards its routers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBgp {
+    /// Proposed hold time in seconds: 0 or 3..=65535 (default 9).
+    pub hold_time: Option<u16>,
+    /// Wait between connection attempts (default `1s`, backing off).
+    pub connect_retry: Option<String>,
+    /// How long a planned drain announces GRACEFUL_SHUTDOWN before it
+    /// withdraws (default `5s`).
+    pub drain: Option<String>,
+    /// TCP port of the routers' BGP (default 179).
+    pub port: Option<u16>,
+    /// Close a session whose peer sends more prefixes than this (default 10000).
+    pub max_prefixes: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

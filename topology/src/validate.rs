@@ -331,6 +331,7 @@ impl Validator<'_> {
         let services = self.services(&vips, &pools);
         let dns = raw.dns.as_ref().map(|d| self.dns(d, &vips, &services));
         let bus = self.bus(&sites);
+        let bgp = self.bgp();
 
         Deployment {
             name,
@@ -340,6 +341,44 @@ impl Validator<'_> {
             services,
             dns,
             bus,
+            bgp,
+        }
+    }
+
+    fn bgp(&mut self) -> Bgp {
+        let rb = self.raw.bgp.clone().unwrap_or_default();
+        let hold_time = rb.hold_time.unwrap_or(9);
+        if (1..3).contains(&hold_time) {
+            self.e.push(
+                "bgp.hold_time",
+                format!("{hold_time} s: RFC 4271 allows 0 or at least 3"),
+            );
+        }
+        let mut dur = |field: &str, v: &Option<String>, default: Duration| match v {
+            None => default,
+            Some(s) => match parse_duration(s) {
+                Ok(d) => d,
+                Err(r) => {
+                    self.e.push(format!("bgp.{field}"), r);
+                    default
+                }
+            },
+        };
+        let connect_retry = dur("connect_retry", &rb.connect_retry, Duration::from_secs(1));
+        let drain = dur("drain", &rb.drain, Duration::from_secs(5));
+        if connect_retry.is_zero() {
+            self.e.push("bgp.connect_retry", "must be greater than zero");
+        }
+        let port = rb.port.unwrap_or(179);
+        if port == 0 {
+            self.e.push("bgp.port", "port 0 is not a usable port");
+        }
+        Bgp {
+            hold_time,
+            connect_retry,
+            drain,
+            port,
+            max_prefixes: rb.max_prefixes.unwrap_or(10_000),
         }
     }
 
