@@ -60,6 +60,8 @@ pub struct PeerConfig {
     /// Next hop for IPv6 routes; default: the session's local IPv6 address.
     pub next_hop_v6: Option<Ipv6Addr>,
     pub families: Vec<(u16, u8)>,
+    /// See [`SessionConfig::enforce_first_as`] (default on).
+    pub enforce_first_as: bool,
 }
 
 impl PeerConfig {
@@ -80,6 +82,7 @@ impl PeerConfig {
                 (wire::AFI_IPV4, wire::SAFI_UNICAST),
                 (wire::AFI_IPV6, wire::SAFI_UNICAST),
             ],
+            enforce_first_as: true,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Speaker {
                 connect_retry_max: p.connect_retry_max,
                 passive: p.passive,
                 families: p.families.clone(),
+                enforce_first_as: p.enforce_first_as,
             };
             sc.validate().map_err(|source| SpeakerError::Config {
                 peer: p.address,
@@ -464,6 +468,7 @@ impl PeerTask {
             connect_retry_max: cfg.connect_retry_max,
             passive: cfg.passive,
             families: cfg.families.clone(),
+            enforce_first_as: cfg.enforce_first_as,
         });
         let addr_bits: u128 = match cfg.address {
             IpAddr::V4(a) => u128::from(u32::from(a)),

@@ -167,6 +167,10 @@ pub struct SessionConfig {
     /// Never dial; wait for the peer to connect.
     pub passive: bool,
     pub families: Vec<(u16, u8)>,
+    /// eBGP: treat routes whose AS_PATH does not start with the peer's AS as
+    /// withdrawn (RFC 4271 §6.3). Turn off towards route servers, which do
+    /// not prepend themselves.
+    pub enforce_first_as: bool,
 }
 
 impl SessionConfig {
@@ -183,6 +187,7 @@ impl SessionConfig {
                 (wire::AFI_IPV4, wire::SAFI_UNICAST),
                 (wire::AFI_IPV6, wire::SAFI_UNICAST),
             ],
+            enforce_first_as: true,
         }
     }
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -551,7 +556,7 @@ impl Session {
             // Event 27 UpdateMsg
             (S::Established, I::Received(Message::Update(mut u))) => {
                 self.arm_hold(&mut out);
-                if !self.ibgp() {
+                if !self.ibgp() && self.config.enforce_first_as {
                     wire::check_first_as(&mut u, self.config.peer_as);
                 }
                 wire::check_as_loop(&mut u, self.config.local_as);

@@ -363,6 +363,18 @@ fn established_ebgp_update_with_foreign_first_as_is_withdrawn() {
 }
 
 #[test]
+fn first_as_check_can_be_disabled_for_route_servers() {
+    let mut c = cfg(65001, 65002);
+    c.enforce_first_as = false;
+    let mut s = at(State::Established, c);
+    let out = s.handle(now(), Input::Received(Message::Update(update_from(65099))));
+    let Some(Output::Received(u)) = out.last() else {
+        panic!()
+    };
+    assert_eq!(u.announced.len(), 1);
+}
+
+#[test]
 fn established_update_looping_through_our_as_is_ignored() {
     let mut s = at(State::Established, cfg(65001, 65002));
     let mut u = update_from(65002);
