@@ -98,3 +98,67 @@ pub fn repo_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
 }
+
+/// A lab built from a topology text the way `edge lab up --file` builds it:
+/// routers, backends and one `edge run` per node. The lab (and so every
+/// namespace and process) goes away when the returned value is dropped.
+pub struct TopologyLab {
+    pub lab: edge_labs::Lab,
+    pub deployment: edge_topology::Deployment,
+    /// Holds the topology file and the lab workdir.
+    pub dir: tempfile::TempDir,
+}
+
+impl TopologyLab {
+    pub fn up(topology: &str) -> TopologyLab {
+        let deployment = match edge_topology::parse(topology) {
+            Ok(d) => d,
+            Err(e) => panic!("test topology is invalid:\n{e}"),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("deployment.toml");
+        std::fs::write(&config, topology).expect("write topology");
+        let mut spec = edge_labs::plan::plan(&deployment).expect("lab plan");
+        let edge_bin = edge_bin();
+        assert!(
+            edge_bin.exists(),
+            "{} is missing: run `cargo build --workspace --bins` before the tests",
+            edge_bin.display()
+        );
+        edge_labs::plan::add_programs(
+            &mut spec,
+            &deployment,
+            &edge_labs::plan::Programs { edge_bin, config },
+        );
+        let lab = match edge_labs::Lab::up(&spec, &dir.path().join("work")) {
+            Ok(l) => l,
+            Err(e) => panic!("lab up failed: {e}"),
+        };
+        TopologyLab { lab, deployment, dir }
+    }
+
+    /// Runs `edge ARGS` inside a node's namespace (CLI against its admin API).
+    pub fn edge(&self, node: &str, args: &[&str]) -> std::process::Output {
+        let bin = edge_bin().display().to_string();
+        let mut argv = vec![bin.as_str()];
+        argv.extend_from_slice(args);
+        self.lab.exec(node, &argv).expect("edge cli in the lab")
+    }
+
+    /// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`;
+    /// panics with `what` and the last value `last` produced otherwise.
+    pub fn wait<T>(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+        let t0 = std::time::Instant::now();
+        loop {
+            match f() {
+                Ok(v) => return v,
+                Err(last) => {
+                    if t0.elapsed() > timeout {
+                        panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
