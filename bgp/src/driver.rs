@@ -37,7 +37,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::fsm::{DownReason, Input, Output, Session, SessionConfig, State, StopReason, Timer};
 use crate::rib::{self, AdjRibIn, AdjRibOut, PeerContext, Route};
-use crate::wire::{self, Codec, Frame, Message, PathAttributes};
+use crate::wire::{self, Codec, Frame, Message, Notification, PathAttributes};
 
 /// One configured neighbor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -403,6 +403,7 @@ struct Conn {
 enum Event {
     Cmd(Option<PeerCmd>),
     Read(io::Result<usize>),
+    CandidateRead(io::Result<usize>),
     Connected(io::Result<TcpStream>),
     Timer(Timer),
     Desired(bool),
@@ -413,6 +414,9 @@ struct PeerTask {
     local_as: u32,
     session: Session,
     conn: Option<Conn>,
+    /// A second connection from the peer during OpenSent/OpenConfirm,
+    /// waiting for its OPEN so the collision can be resolved (§6.8).
+    candidate: Option<Conn>,
     connecting: Option<ConnectFuture>,
     timers: BTreeMap<Timer, Instant>,
     out_rib: AdjRibOut,
@@ -485,6 +489,7 @@ impl PeerTask {
             local_as: sp.local_as,
             session,
             conn: None,
+            candidate: None,
             connecting: None,
             timers: BTreeMap::new(),
             out_rib: AdjRibOut::new(),
@@ -526,6 +531,7 @@ impl PeerTask {
         tokio::select! {
             cmd = self.cmds.recv() => Event::Cmd(cmd),
             r = read_some(&mut self.conn) => Event::Read(r),
+            r = read_some(&mut self.candidate) => Event::CandidateRead(r),
             r = connect_done(&mut self.connecting) => Event::Connected(r),
             t = sleep_until(deadline) => Event::Timer(t),
             r = self.desired.changed() => Event::Desired(r.is_ok()),
@@ -548,6 +554,11 @@ impl PeerTask {
                     self.step(Input::TcpConnectionFails).await;
                 }
                 Event::Read(Ok(_)) => self.drain_frames().await,
+                Event::CandidateRead(Ok(n)) if n > 0 => self.candidate_frames().await,
+                Event::CandidateRead(_) => {
+                    debug!("colliding connection closed");
+                    self.candidate = None;
+                }
                 Event::Read(Err(e)) => {
                     debug!(error = %e, "read failed");
                     self.step(Input::TcpConnectionFails).await;
@@ -605,8 +616,88 @@ impl PeerTask {
                 });
                 self.step(Input::TcpConnectionConfirmed).await;
             }
-            other => debug!(?other, "refusing second connection"),
+            State::OpenSent | State::OpenConfirm if self.candidate.is_none() => {
+                // §6.8: we can only pick a connection once we know the
+                // peer's BGP identifier, so run OPEN on this one as well.
+                let mut conn = Conn {
+                    stream,
+                    buf: Vec::with_capacity(8192),
+                };
+                let open = self.session.open_message();
+                match wire::encode(&open, &Codec::default()) {
+                    Ok(b) if conn.stream.write_all(&b).await.is_ok() => {
+                        self.candidate = Some(conn);
+                    }
+                    _ => debug!("colliding connection failed"),
+                }
+            }
+            other => {
+                // Established (or a collision already pending): the
+                // existing connection wins.
+                debug!(?other, "refusing second connection");
+                let mut conn = Conn {
+                    stream,
+                    buf: Vec::new(),
+                };
+                Self::cease_collision(&mut conn).await;
+            }
         }
+    }
+
+    /// Close a connection with Cease / Connection Collision Resolution.
+    async fn cease_collision(conn: &mut Conn) {
+        let n = Message::Notification(Notification::cease(7));
+        if let Ok(b) = wire::encode(&n, &Codec::default()) {
+            let _ = conn.stream.write_all(&b).await;
+        }
+        let _ = conn.stream.shutdown().await;
+    }
+
+    /// Wait for the colliding connection's OPEN, then keep the connection
+    /// initiated by the speaker with the higher BGP identifier (§6.8).
+    async fn candidate_frames(&mut self) {
+        let Some(c) = self.candidate.as_mut() else {
+            return;
+        };
+        let open = match wire::check_frame(&c.buf) {
+            Ok(Frame::NeedMore) => return,
+            Ok(Frame::Complete(n)) => {
+                let frame: Vec<u8> = c.buf.drain(..n).collect();
+                match wire::decode(&frame, &Codec::default()) {
+                    Ok(Message::Open(o)) => o,
+                    _ => {
+                        self.candidate = None;
+                        return;
+                    }
+                }
+            }
+            Err(_) => {
+                self.candidate = None;
+                return;
+            }
+        };
+        let Some(mut cand) = self.candidate.take() else {
+            return;
+        };
+        let state = self.session.state();
+        let ours = u32::from(self.session.config().router_id);
+        let theirs = u32::from(open.router_id);
+        let main_alive = matches!(state, State::OpenSent | State::OpenConfirm);
+        if state == State::Established || state == State::Idle || (main_alive && ours > theirs) {
+            info!(%open.router_id, "collision: keeping the existing connection");
+            Self::cease_collision(&mut cand).await;
+            return;
+        }
+        info!(%open.router_id, "collision: switching to the peer's connection");
+        if let Some(mut old) = self.conn.take() {
+            Self::cease_collision(&mut old).await;
+        }
+        self.connecting = None;
+        self.conn = Some(cand);
+        self.step(Input::ConnectionReplaced).await;
+        self.step(Input::Received(Message::Open(open))).await;
+        // Bytes that followed the OPEN (its KEEPALIVE) are already buffered.
+        self.drain_frames().await;
     }
 
     /// Decode every complete frame in the buffer and feed it to the FSM.
@@ -721,6 +812,9 @@ impl PeerTask {
             }
             Output::State { from, to } => {
                 info!(?from, ?to, "state change");
+                if to == State::Idle {
+                    self.candidate = None;
+                }
                 self.with_shared(|s| s.state = Some(to));
                 None
             }

@@ -92,6 +92,10 @@ pub enum Input {
     Malformed(DecodeError),
     /// Events 9, 10, 11 and the IdleHold (automatic start, Event 3).
     Expired(Timer),
+    /// Connection collision (§6.8) resolved by the driver in favour of a
+    /// new connection on which it has already sent [`Session::open_message`]:
+    /// continue in OpenSent on that connection, waiting for its OPEN.
+    ConnectionReplaced,
 }
 
 /// What was negotiated in the OPEN exchange.
@@ -286,6 +290,11 @@ impl Session {
             .min(self.config.connect_retry_max)
     }
 
+    /// Our OPEN, for a connection the driver sets up itself (collisions).
+    pub fn open_message(&self) -> Message {
+        self.our_open()
+    }
+
     fn our_open(&self) -> Message {
         Message::Open(Open::new(
             self.config.local_as,
@@ -437,6 +446,17 @@ impl Session {
             (_, I::ManualStart) => {}
             // A stale IdleHold expiry outside Idle is meaningless.
             (_, I::Expired(Timer::IdleHold)) => {}
+
+            // Collision resolved for a new connection that already carries
+            // our OPEN: forget what the old one negotiated.
+            (S::Connect | S::Active | S::OpenSent | S::OpenConfirm, I::ConnectionReplaced) => {
+                self.negotiated = None;
+                out.push(Output::Disarm(Timer::ConnectRetry));
+                out.push(Output::Disarm(Timer::Keepalive));
+                out.push(Output::Arm(Timer::Hold, OPEN_HOLD));
+                self.goto(S::OpenSent, &mut out);
+            }
+            (S::Established, I::ConnectionReplaced) => {}
 
             // --- Event 2 ManualStop -------------------------------------
             (S::Connect | S::Active, I::ManualStop(r)) => {

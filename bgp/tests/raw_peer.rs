@@ -152,3 +152,82 @@ async fn unacceptable_hold_time_and_shutdown_cease() {
     let n = notification(&mut sock, &mut buf).await;
     assert_eq!((n.code, n.subcode), (6, 2));
 }
+
+/// Connection collision (RFC 4271 §6.8): the speaker (id 198.51.100.10)
+/// dials us and we dial it back. The connection opened by the speaker with
+/// the higher BGP identifier survives; the other gets Cease/7.
+async fn collision(peer_id: Ipv4Addr) -> (Notification, bool) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut peer = PeerConfig::new(LO, 65020);
+    peer.port = l.local_addr().unwrap().port();
+    peer.hold_time = 30;
+    peer.connect_retry_max = Duration::from_secs(60);
+    let s = Speaker::start(SpeakerConfig {
+        local_as: 65010,
+        router_id: Ipv4Addr::new(198, 51, 100, 10),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        peers: vec![peer],
+    })
+    .await
+    .unwrap();
+    // Connection 1: the speaker dials us and sends its OPEN.
+    let (mut c1, _) = l.accept().await.unwrap();
+    let mut b1 = Vec::new();
+    assert!(matches!(read_msg(&mut c1, &mut b1).await, Some(Message::Open(_))));
+    // Connection 2: we dial the speaker; it must answer with its OPEN too.
+    let mut c2 = TcpStream::connect(s.local_addr().unwrap()).await.unwrap();
+    let mut b2 = Vec::new();
+    assert!(matches!(read_msg(&mut c2, &mut b2).await, Some(Message::Open(_))));
+    let open = Message::Open(Open::new(65020, 30, peer_id, &[(1, 1)]));
+    send(&mut c2, &open).await;
+    send(&mut c2, &Message::Keepalive).await;
+    // Connection 1 is answered only after the collision is settled:
+    // answering it first could bring it to Established, after which the
+    // existing connection always wins.
+    let higher = u32::from(peer_id) > u32::from(Ipv4Addr::new(198, 51, 100, 10));
+    let (loser, winner, wbuf) = if higher {
+        (&mut c1, &mut c2, &mut b2)
+    } else {
+        (&mut c2, &mut c1, &mut b1)
+    };
+    let mut lbuf = Vec::new();
+    let n = notification(loser, &mut lbuf).await;
+    if !higher {
+        send(winner, &open).await;
+        send(winner, &Message::Keepalive).await;
+    }
+    // The winner carries on to Established.
+    let mut up = false;
+    for _ in 0..4 {
+        match read_msg(winner, wbuf).await {
+            Some(Message::Keepalive) => {
+                up = tokio::time::timeout(Duration::from_secs(5), async {
+                    while s.sessions()[0].state != State::Established {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+                .await
+                .is_ok();
+                break;
+            }
+            Some(Message::Notification(n)) => panic!("winner got {n}"),
+            _ => {}
+        }
+    }
+    s.shutdown().await;
+    (n, up)
+}
+
+#[tokio::test]
+async fn collision_peer_with_higher_id_wins() {
+    let (n, up) = collision(Ipv4Addr::new(198, 51, 100, 20)).await;
+    assert_eq!((n.code, n.subcode), (6, 7));
+    assert!(up, "session on the peer's connection");
+}
+
+#[tokio::test]
+async fn collision_peer_with_lower_id_loses() {
+    let (n, up) = collision(Ipv4Addr::new(198, 51, 100, 5)).await;
+    assert_eq!((n.code, n.subcode), (6, 7));
+    assert!(up, "session on our connection");
+}

@@ -511,6 +511,32 @@ fn ibgp_session_is_flagged_and_skips_first_as_check() {
 }
 
 #[test]
+fn connection_replaced_restarts_open_exchange_without_resending_open() {
+    let mut s = at(State::OpenConfirm, cfg(65001, 65002));
+    let out = s.handle(now(), Input::ConnectionReplaced);
+    assert!(sends(&out).is_empty(), "driver already sent our OPEN");
+    assert_eq!(armed(&out, Timer::Hold), Some(Duration::from_secs(240)));
+    assert!(out.contains(&Output::Disarm(Timer::Keepalive)));
+    assert_eq!(s.state(), State::OpenSent);
+    assert!(s.negotiated().is_none());
+    // The new connection's OPEN then proceeds normally.
+    s.handle(now(), Input::Received(peer_open(65002, 90, PEER_ID)));
+    assert_eq!(s.state(), State::OpenConfirm);
+    // From Active (our connection already closed by the peer) as well.
+    let mut s = Session::new(cfg(65001, 65002));
+    s.handle(now(), Input::ManualStart);
+    s.handle(now(), Input::TcpConnectionFails);
+    s.handle(now(), Input::ConnectionReplaced);
+    assert_eq!(s.state(), State::OpenSent);
+    // Ignored when Established or Idle.
+    let mut s = at(State::Established, cfg(65001, 65002));
+    assert!(s.handle(now(), Input::ConnectionReplaced).is_empty());
+    assert_eq!(s.state(), State::Established);
+    let mut s = Session::new(cfg(65001, 65002));
+    assert!(s.handle(now(), Input::ConnectionReplaced).is_empty());
+}
+
+#[test]
 fn second_connection_while_up_is_ignored() {
     let mut s = at(State::OpenSent, cfg(65001, 65002));
     assert!(s.handle(now(), Input::TcpConnectionConfirmed).is_empty());
@@ -555,7 +581,8 @@ impl Rng {
 
 fn random_input(rng: &mut Rng) -> Input {
     let peer = peer_open(65002, 9, PEER_ID);
-    match rng.next() % 14 {
+    match rng.next() % 15 {
+        14 => Input::ConnectionReplaced,
         0 => Input::ManualStart,
         1 => Input::ManualStop(StopReason::AdminShutdown),
         2 => Input::TcpConnectionAcknowledged,
