@@ -6,9 +6,11 @@
 //! unit-tested by feeding inputs (see `fsm/tests.rs`).
 //!
 //! Simplifications against the full RFC FSM, each deliberate:
-//! - One TCP connection per session. Connection collisions (§6.8) are
-//!   resolved by the driver before the FSM sees a second connection: an
-//!   incoming connection is only handed over in Idle/Connect/Active.
+//! - The FSM tracks one TCP connection. Connection collisions (§6.8) are
+//!   resolved in the driver: it runs the OPEN exchange on the second
+//!   connection, compares BGP identifiers, closes the loser with Cease/7 and,
+//!   if the new connection wins, tells the FSM with
+//!   [`Input::ConnectionReplaced`].
 //! - No DelayOpen, no DampPeerOscillations options. Instead of
 //!   AllowAutomaticStart being a knob, every stop that was not a ManualStop
 //!   schedules an AutomaticStart (Event 3) with exponential backoff through
