@@ -926,6 +926,15 @@ impl PeerTask {
         let ctx = self.ctx.clone()?;
         let desired = self.desired.borrow_and_update().clone();
         let adv = rib::advertisements(&desired.routes, &ctx, desired.draining);
+        let prefixes: BTreeSet<IpNet> = desired.routes.iter().map(|r| r.prefix.trunc()).collect();
+        if adv.len() < prefixes.len() {
+            // Family not negotiated, or no next hop of that family (an IPv6
+            // route on an IPv4 session needs `next_hop_v6`).
+            debug!(
+                skipped = prefixes.len() - adv.len(),
+                "routes not advertised to this peer"
+            );
+        }
         let codec: Codec = self.session.codec();
         let updates = match self.out_rib.diff(&adv, &codec) {
             Ok(u) => u,
