@@ -168,6 +168,7 @@ pub struct NodeState {
     reload: OnceLock<mpsc::Sender<ReloadReply>>,
     speaker: Mutex<Option<Arc<Speaker>>>,
     bgp: BgpMetrics,
+    dns: OnceLock<crate::dns::Explainer>,
 }
 
 /// Where the node's main loop answers a reload request.
@@ -176,12 +177,12 @@ pub type ReloadReply = oneshot::Sender<Result<String, String>>;
 impl NodeState {
     pub fn new(
         config: watch::Receiver<Arc<Deployment>>,
+        mut registry: Registry,
         node: String,
         site: String,
         started: Instant,
     ) -> Self {
         let deployment = config.borrow().clone();
-        let mut registry = Registry::with_prefix("edge");
         let info = Family::<NodeLabels, Gauge>::default();
         info.get_or_create(&NodeLabels {
             node: node.clone(),
@@ -231,7 +232,12 @@ impl NodeState {
             bus: OnceLock::new(),
             reload: OnceLock::new(),
             speaker: Mutex::new(None),
+            dns: OnceLock::new(),
         }
+    }
+
+    pub fn set_dns(&self, e: crate::dns::Explainer) {
+        let _ = self.dns.set(e);
     }
 
     /// Connects the BGP observation endpoints to the speaker (or detaches
@@ -511,6 +517,17 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Result<Respons
             json(&sessions)
         }
         (&Method::GET, "/bgp/routes") => bgp_routes(&state, req.uri().query().unwrap_or("")),
+        (&Method::GET, "/dns/explain") => match state.dns.get() {
+            None => respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "this node runs no DNS server\n",
+            ),
+            Some(e) => match e.explain_query(req.uri().query().unwrap_or("")) {
+                Ok(text) => respond(StatusCode::OK, "text/plain", text),
+                Err(msg) => respond(StatusCode::BAD_REQUEST, "text/plain", format!("{msg}\n")),
+            },
+        },
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -746,6 +763,15 @@ pub mod client {
                 );
             }
         }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn dns_explain(admin: SocketAddr, query: &str) -> Result<ExitCode> {
+        let (code, body) = request(admin, "GET", &format!("/dns/explain?{query}"), "")?;
+        if code != 200 {
+            bail!("{}", body.trim_end());
+        }
+        print!("{body}");
         Ok(ExitCode::SUCCESS)
     }
 

@@ -48,6 +48,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running node's DNS server why it answers what it answers.
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// BGP sessions and routes of a running node.
     #[command(subcommand)]
     Bgp(BgpCommand),
@@ -73,6 +76,27 @@ pub enum Command {
     Weight {
         backend: String,
         weight: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// The GSLB decision trace for a query, against the live health view:
+    /// candidates, what each filter removed and why, the answer.
+    Explain {
+        /// The query name (e.g. www.edge.example.).
+        name: String,
+        /// Query type.
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// The resolver's address the query comes from.
+        #[arg(long)]
+        client: std::net::IpAddr,
+        /// An EDNS Client Subnet the resolver sends (e.g. 198.18.2.0/24).
+        #[arg(long)]
+        ecs: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -135,9 +159,10 @@ pub struct RunArgs {
 
 pub fn init_tracing(format: LogFormat, verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // hickory logs every request at info; keep it to warnings.
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "info,hickory_server=warn,hickory_proto=warn",
+        1 => "debug,hickory_server=info,hickory_proto=info",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -159,6 +184,19 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Lab(cmd) => crate::lab::run(cmd),
         Command::Status { admin, json } => crate::admin::client::status(admin.admin, json),
         Command::Reload { admin } => crate::admin::client::reload(admin.admin),
+        Command::Dns(DnsCommand::Explain {
+            name,
+            qtype,
+            client,
+            ecs,
+            admin,
+        }) => {
+            let mut q = format!("name={name}&type={qtype}&client={client}");
+            if let Some(e) = ecs {
+                q.push_str(&format!("&ecs={e}"));
+            }
+            crate::admin::client::dns_explain(admin.admin, &q)
+        }
         Command::Bgp(BgpCommand::Sessions { admin, json }) => {
             crate::admin::client::bgp_sessions(admin.admin, json)
         }

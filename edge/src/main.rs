@@ -9,6 +9,7 @@
 mod admin;
 mod cli;
 mod controller;
+mod dns;
 mod health;
 mod kernel;
 mod lab;

@@ -77,12 +77,25 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     let site = site.name.clone();
     let admin_addr = args.admin.unwrap_or(n.admin);
     let (cfg_tx, cfg_rx) = watch::channel(dep.clone());
+    let mut registry = prometheus_client::registry::Registry::with_prefix("edge");
+    // Relative paths in the topology (GeoIP) are relative to its file.
+    let base_dir = args
+        .config
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let dns = crate::dns::start(&dep, &base_dir, &mut registry).await?;
     let state = Arc::new(NodeState::new(
         cfg_rx.clone(),
+        registry,
         node.clone(),
         site.clone(),
         Instant::now(),
     ));
+    if let Some(d) = &dns {
+        state.set_dns(d.explainer());
+    }
     let listener = tokio::net::TcpListener::bind(admin_addr)
         .await
         .with_context(|| format!("binding the admin API on {admin_addr}"))?;
@@ -142,7 +155,10 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         bus.watch(),
         report_tx,
         state.clone(),
-        speaker.clone(),
+        Consumers {
+            speaker: speaker.clone(),
+            dns_view: dns.as_ref().map(|d| d.view_handle()),
+        },
         stop_rx.clone(),
     ));
 
@@ -181,6 +197,9 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    if let Some(mut d) = dns {
+        d.shutdown().await;
+    }
     // Last, close the BGP sessions with a Cease (the routes are withdrawn).
     state.set_speaker(None);
     if let Some(sp) = speaker.and_then(Arc::into_inner) {
@@ -290,6 +309,12 @@ fn incarnation() -> u64 {
 /// first, then the BGP announcements; removals go the other way round
 /// (withdraw, then take the address away). On stop it withdraws everything
 /// and removes what it added.
+/// Where the controller pushes what it derives.
+struct Consumers {
+    speaker: Option<Arc<Speaker>>,
+    dns_view: Option<edge_dns::ViewHandle>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_controller(
     vip_on_lo: bool,
@@ -298,9 +323,10 @@ async fn run_controller(
     mut snapshots: watch::Receiver<Arc<edge_topology::health::HealthSnapshot>>,
     report_tx: mpsc::Sender<ReportUpdate>,
     state: Arc<NodeState>,
-    speaker: Option<Arc<Speaker>>,
+    consumers: Consumers,
     mut stop: watch::Receiver<bool>,
 ) {
+    let speaker = consumers.speaker;
     let mut lo = match LoopbackVips::new().await {
         Ok(_) if !vip_on_lo => None,
         Ok(lo) => Some(lo),
@@ -353,6 +379,9 @@ async fn run_controller(
                 break;
             }
             last_verdicts = Some(verdicts.clone());
+        }
+        if let Some(v) = &consumers.dns_view {
+            v.set(edge_dns::DnsView::from_snapshot(&dep, &snap));
         }
         state.set_derived(verdicts, snap);
         // Wake up when the next drain ends, to withdraw.

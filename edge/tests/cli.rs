@@ -208,7 +208,8 @@ fn active_checks_drive_the_vip_verdict() {
             "interval = \"1s\", timeout = \"500ms\"",
             "interval = \"100ms\", timeout = \"100ms\"",
         )
-        .replace("127.0.0.1:7946", &gossip.to_string());
+        .replace("127.0.0.1:7946", &gossip.to_string())
+        .replace("port = 5353", &format!("port = {}", free_port().port()));
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("demo.toml");
     std::fs::write(&f, cfg).expect("write");
@@ -252,7 +253,9 @@ fn edge_topology_demo() -> String {
 fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
     let admin = free_port();
     let gossip = free_port();
-    let base = edge_topology_demo().replace("127.0.0.1:7946", &gossip.to_string());
+    let base = edge_topology_demo()
+        .replace("127.0.0.1:7946", &gossip.to_string())
+        .replace("port = 5353", &format!("port = {}", free_port().port()));
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("demo.toml");
     std::fs::write(&f, &base).expect("write");

@@ -1,0 +1,143 @@
+//! Runs the GSLB DNS server (`edge-dns`) on the node's DNS VIP addresses.
+//!
+//! One UDP socket and one TCP listener per address of the DNS VIP (hickory
+//! replies from the socket's own address, so no wildcard), bound with
+//! `IP_FREEBIND`: the VIP reaches `lo` only once the controller decides to
+//! serve it, and the sockets must exist before that.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use edge_dns::{Authority, DnsOptions, DnsServer, DnsView, GeoDb, RecordType, ViewHandle};
+use edge_topology::Deployment;
+use prometheus_client::registry::Registry;
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub struct Dns {
+    server: DnsServer,
+    explainer: Explainer,
+}
+
+/// Explains queries with the same code the server answers with, against
+/// the view the server currently serves.
+#[derive(Clone)]
+pub struct Explainer {
+    authority: Arc<Authority>,
+    view: ViewHandle,
+}
+
+impl Explainer {
+    /// `name=..&type=..&client=..[&ecs=..]` → the decision trace.
+    pub fn explain_query(&self, query: &str) -> Result<String, String> {
+        let (mut name, mut qtype, mut client, mut ecs) = (None, "A".to_string(), None, None);
+        for kv in query.split('&').filter(|s| !s.is_empty()) {
+            match kv.split_once('=') {
+                Some(("name", v)) => name = Some(v.to_string()),
+                Some(("type", v)) => qtype = v.to_ascii_uppercase(),
+                Some(("client", v)) => {
+                    client = Some(
+                        v.parse::<IpAddr>()
+                            .map_err(|_| format!("client {v:?} is not an address"))?,
+                    )
+                }
+                Some(("ecs", v)) => {
+                    ecs = Some(
+                        v.parse::<ipnet::IpNet>()
+                            .map_err(|_| format!("ecs {v:?} is not a subnet"))?,
+                    )
+                }
+                _ => return Err(format!("unexpected query part {kv:?}")),
+            }
+        }
+        let name = name.ok_or("name is required")?;
+        let client = client.ok_or("client is required")?;
+        let qtype: RecordType = qtype
+            .parse()
+            .map_err(|_| format!("unknown query type {qtype:?}"))?;
+        let view = self.view.get();
+        self.authority
+            .explain(&name, qtype, client, ecs, &view)
+            .map(|o| o.to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Dns {
+    pub fn view_handle(&self) -> ViewHandle {
+        self.server.view_handle()
+    }
+
+    pub fn explainer(&self) -> Explainer {
+        self.explainer.clone()
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Err(e) = self.server.shutdown().await {
+            tracing::warn!(error = %e, "DNS server shutdown");
+        }
+    }
+}
+
+fn bind(addr: SocketAddr, ty: Type) -> Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let proto = if ty == Type::DGRAM {
+        Protocol::UDP
+    } else {
+        Protocol::TCP
+    };
+    let s = Socket::new(domain, ty, Some(proto))?;
+    if ty == Type::STREAM {
+        // Restarts must not wait for TIME_WAIT; for UDP it would let two
+        // servers share the port silently, so not there.
+        s.set_reuse_address(true)?;
+    }
+    if addr.is_ipv4() {
+        s.set_freebind_v4(true)?;
+    } else {
+        s.set_freebind_v6(true)?;
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    if ty == Type::STREAM {
+        s.listen(1024)?;
+    }
+    Ok(s)
+}
+
+/// Starts the DNS server if the topology has a `[dns]` section with a VIP.
+pub async fn start(dep: &Deployment, base_dir: &Path, registry: &mut Registry) -> Result<Option<Dns>> {
+    let Some(cfg) = &dep.dns else {
+        return Ok(None);
+    };
+    let Some(vip) = cfg.vip.as_ref().and_then(|v| dep.vips.get(v)) else {
+        tracing::info!("no DNS VIP configured: the DNS server does not run");
+        return Ok(None);
+    };
+    let geo = GeoDb::for_deployment(dep, base_dir).context("opening the GeoIP database")?;
+    let explain_geo = GeoDb::for_deployment(dep, base_dir).context("opening the GeoIP database")?;
+    let options = DnsOptions::default();
+    let authority = Authority::new(dep, explain_geo.map(Arc::new), options.steer.clone())
+        .context("building the DNS zones")?;
+    let mut server = DnsServer::new(dep, geo, DnsView::default(), options, Some(registry))
+        .context("building the DNS server")?;
+    for prefix in &vip.prefixes {
+        let addr = SocketAddr::new(prefix.addr(), cfg.port);
+        let udp = bind(addr, Type::DGRAM).with_context(|| format!("binding DNS udp/{addr}"))?;
+        let tcp = bind(addr, Type::STREAM).with_context(|| format!("binding DNS tcp/{addr}"))?;
+        server.serve_udp(tokio::net::UdpSocket::from_std(udp.into())?);
+        server.serve_tcp(tokio::net::TcpListener::from_std(tcp.into())?);
+        tracing::info!(%addr, "DNS server listening");
+    }
+    let explainer = Explainer {
+        authority: Arc::new(authority),
+        view: server.view_handle(),
+    };
+    Ok(Some(Dns { server, explainer }))
+}
