@@ -6,7 +6,26 @@
 //! Must never depend on `bgp`, `l4`, `dns` or `labs`.
 
 pub mod balance;
+pub mod body;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod metrics;
+pub mod proxy;
+pub mod ratelimit;
 pub mod route;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+pub use config::{
+    Backend, Balance, CertConfig, ClientCert, ForwardingConfig, HashKey, Limits, ListenerConfig, ListenerTls,
+    PemSource, PoolConfig, ProxyConfig, RateLimitConfig, RetryConfig, StickyConfig, UpstreamProtocol,
+    UpstreamTls,
+};
+pub use error::{ConfigError, ErrorSource, ProxyError, ProxyErrorKind};
+pub use proxy::{PassiveEvent, PassiveKind};
+pub use route::{Action, HeaderEdits, Match, Pattern, RouteRule};
+pub use server::{Proxy, ServeError};
+pub use upstream::Upstreams;

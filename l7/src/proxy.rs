@@ -1,0 +1,756 @@
+//! The request path: rate limit, route, forwarding headers, backend
+//! selection with persistence, retries, upgrades, metrics and access log.
+//!
+//! ```text
+//!  client ─► limits ─► RouteTable ─► action ─┬─ deny / redirect ─► response
+//!                                            └─ pool ─► PoolView (ArcSwap load)
+//!                                                 ├─ sticky cookie / Selector
+//!                                                 ├─ hyper client (pooled) ──► backend
+//!                                                 ├─ retry elsewhere (budget)
+//!                                                 └─ 101 ─► byte tunnel task
+//! ```
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, LOCATION, SET_COOKIE, UPGRADE,
+};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
+use ring::hmac;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::balance::{BackendStats, PickCtx, stable_hash, thread_rng};
+use crate::body::{self, Guarded, Limited, ProxyBody};
+use crate::client::{UpstreamClient, is_connect_timeout};
+use crate::config::{Balance, HashKey, Limits, PoolConfig, UpstreamProtocol};
+use crate::error::ProxyErrorKind;
+use crate::forward::{ClientInfo, apply_forwarding, new_request_id, strip_hop_by_hop};
+use crate::metrics::{LatencyLabels, Metrics, PoolLabels, RequestLabels, UpstreamErrorLabels, status_class};
+use crate::ratelimit::RateLimiter;
+use crate::route::{
+    Action, CompiledRule, RequestInfo, RouteTable, canonical_ip, cookie, normalize_host, normalize_path,
+};
+use crate::tls::SniResolver;
+use crate::upstream::{MemberKey, PoolView, RetryBudget, Upstreams};
+
+/// A backend failure seen on the request path, for the node's outlier
+/// detection. Sent best-effort: if the consumer lags, events are dropped
+/// (and counted) rather than slowing requests down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveEvent {
+    pub pool: String,
+    pub backend: String,
+    pub address: SocketAddr,
+    pub kind: PassiveKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassiveKind {
+    ConnectFailure,
+    ConnectTimeout,
+    /// Connection broke after the request was sent.
+    Reset,
+    /// No response headers within the pool's request timeout.
+    Timeout,
+    /// A 5xx response.
+    ServerError(u16),
+}
+
+impl PassiveKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PassiveKind::ConnectFailure => "connect_failure",
+            PassiveKind::ConnectTimeout => "connect_timeout",
+            PassiveKind::Reset => "reset",
+            PassiveKind::Timeout => "timeout",
+            PassiveKind::ServerError(_) => "5xx",
+        }
+    }
+}
+
+pub(crate) struct PoolRuntime {
+    pub config: PoolConfig,
+    pub client: Arc<UpstreamClient>,
+    pub budget: RetryBudget,
+    pub sticky_key: Option<hmac::Key>,
+}
+
+pub(crate) struct TlsRuntime {
+    pub resolver: Arc<SniResolver>,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub handshake_timeout: Duration,
+}
+
+pub(crate) struct ListenerRuntime {
+    pub name: String,
+    pub routes: ArcSwap<RouteTable>,
+    pub tls: Option<TlsRuntime>,
+}
+
+pub(crate) struct Shared {
+    pub listeners: HashMap<String, Arc<ListenerRuntime>>,
+    pub pools: HashMap<String, Arc<PoolRuntime>>,
+    pub upstreams: ArcSwap<Upstreams>,
+    /// Serializes backend-set pushes and owns the per-backend counters
+    /// carried from view to view. Only the control path takes it.
+    pub control: Mutex<HashMap<String, HashMap<MemberKey, Arc<BackendStats>>>>,
+    pub limits: Limits,
+    pub trusted: Vec<IpNet>,
+    pub forwarded: bool,
+    pub request_id: HeaderName,
+    pub rate: Option<RateLimiter>,
+    pub metrics: Metrics,
+    pub health: mpsc::Sender<PassiveEvent>,
+    pub drain: Duration,
+}
+
+pub(crate) struct ConnCtx {
+    pub listener: Arc<ListenerRuntime>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// What the access log and metrics need to know about one request.
+#[derive(Default)]
+struct Outcome {
+    route: String,
+    pool: String,
+    backend: String,
+    attempts: u32,
+    error: Option<&'static str>,
+}
+
+/// Decrements a backend's in-flight count when dropped.
+struct InFlight(Arc<BackendStats>);
+
+impl InFlight {
+    fn new(stats: &Arc<BackendStats>) -> Self {
+        stats.begin();
+        InFlight(stats.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let rid = req
+        .headers()
+        .get(&shared.request_id)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let rid_value = HeaderValue::from_str(&rid).ok();
+    if let Some(v) = &rid_value {
+        req.headers_mut().insert(shared.request_id.clone(), v.clone());
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let host = host_of(&req).unwrap_or_default();
+    let mut out = Outcome::default();
+
+    let mut resp = dispatch(&shared, &conn, req, &mut out).await;
+
+    if let Some(v) = rid_value {
+        resp.headers_mut().insert(shared.request_id.clone(), v);
+    }
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            listener: conn.listener.name.clone(),
+            route: out.route.clone(),
+            pool: out.pool.clone(),
+            backend: out.backend.clone(),
+            status: status_class(status),
+        })
+        .inc();
+    shared
+        .metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            listener: conn.listener.name.clone(),
+            pool: out.pool.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "edge_l7::access",
+        listener = %conn.listener.name,
+        request_id = %rid,
+        client = %conn.peer,
+        tls = conn.tls,
+        method = %method,
+        host = %host,
+        path = %path,
+        status,
+        route = %out.route,
+        pool = %out.pool,
+        backend = %out.backend,
+        attempts = out.attempts,
+        error = out.error.unwrap_or(""),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(resp)
+}
+
+/// Host as the client sent it: the Host header (HTTP/1) or :authority (h2).
+fn host_of<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+fn status_response(status: StatusCode) -> Response<ProxyBody> {
+    let mut r = Response::new(body::full(format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn status_or(code: u16, fallback: StatusCode) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(fallback)
+}
+
+async fn dispatch(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnCtx>,
+    req: Request<Incoming>,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    let client_ip = conn.peer.ip();
+    if let Some(rl) = &shared.rate
+        && !rl.check(client_ip, Instant::now())
+    {
+        shared
+            .metrics
+            .rate_limited
+            .get_or_create(&crate::metrics::ListenerLabels {
+                listener: conn.listener.name.clone(),
+            })
+            .inc();
+        out.error = Some("rate_limited");
+        let mut r = status_response(StatusCode::TOO_MANY_REQUESTS);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let declared_len = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > shared.limits.max_body_bytes) {
+        out.error = Some(ProxyErrorKind::BodyTooLarge.as_str());
+        return status_response(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    let raw_host = host_of(&req);
+    let host = raw_host.as_deref().map(normalize_host).unwrap_or_default();
+    let path = normalize_path(req.uri().path());
+    let table = conn.listener.routes.load_full();
+    let info = RequestInfo {
+        method: req.method(),
+        host: &host,
+        path: &path,
+        headers: req.headers(),
+        client: client_ip,
+        tls: conn.tls,
+    };
+    let Some(rule) = table.evaluate(&info) else {
+        out.error = Some("no_route");
+        return status_response(StatusCode::NOT_FOUND);
+    };
+    out.route = rule.name.clone();
+
+    let mut resp = match &rule.action {
+        Action::Deny { status } => {
+            out.error = Some("denied");
+            status_response(status_or(*status, StatusCode::FORBIDDEN))
+        }
+        Action::Redirect { status, location } => {
+            let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+            let loc = location
+                .replace("{host}", &host)
+                .replace("{path}", req.uri().path())
+                .replace("{query}", &query);
+            redirect(status_or(*status, StatusCode::FOUND), &loc)
+        }
+        Action::RedirectHttps { status, port } => {
+            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let port = port
+                .filter(|p| *p != 443)
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            redirect(
+                status_or(*status, StatusCode::MOVED_PERMANENTLY),
+                &format!("https://{host}{port}{pq}"),
+            )
+        }
+        Action::Pool(pool) => {
+            out.pool = pool.clone();
+            forward(shared, conn, rule, pool, req, raw_host, out).await
+        }
+    };
+    rule.response_headers.apply(resp.headers_mut());
+    resp
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
+    let mut r = status_response(status);
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            r.headers_mut().insert(LOCATION, v);
+            r
+        }
+        // Only reachable with a Host header full of odd bytes.
+        Err(_) => status_response(StatusCode::BAD_REQUEST),
+    }
+}
+
+fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(UPGRADE)
+        && req
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn report(shared: &Shared, pool: &str, view: &PoolView, idx: usize, kind: PassiveKind) {
+    let b = &view.members[idx].backend;
+    shared
+        .metrics
+        .upstream_errors
+        .get_or_create(&UpstreamErrorLabels {
+            pool: pool.to_string(),
+            backend: b.name.clone(),
+            kind: kind.as_str().to_string(),
+        })
+        .inc();
+    tracing::debug!(pool, backend = %b.name, address = %b.address, kind = kind.as_str(), "passive health event");
+    let ev = PassiveEvent {
+        pool: pool.to_string(),
+        backend: b.name.clone(),
+        address: b.address,
+        kind,
+    };
+    if let Err(mpsc::error::TrySendError::Full(_)) = shared.health.try_send(ev) {
+        shared.metrics.passive_events_dropped.inc();
+    }
+}
+
+/// Whether hyper's error came from our side of the request body (the client
+/// aborted, or the body limit tripped) rather than from the backend.
+fn is_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_user()
+        {
+            return true;
+        }
+        if e.is::<body::BodyTooLarge>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn hash_key(
+    balance: &Balance,
+    headers: &http::HeaderMap,
+    path_and_query: &str,
+    client: IpAddr,
+) -> Option<u64> {
+    match balance {
+        Balance::ConsistentHash { key } => match key {
+            HashKey::Uri => Some(stable_hash(path_and_query.as_bytes(), 0)),
+            HashKey::Header(name) => headers.get(name.as_str()).map(|v| stable_hash(v.as_bytes(), 0)),
+            HashKey::Cookie(name) => cookie(headers, name).map(|v| stable_hash(v.as_bytes(), 0)),
+        },
+        Balance::SourceIpHash => Some(match canonical_ip(client) {
+            IpAddr::V4(a) => stable_hash(&a.octets(), 0),
+            IpAddr::V6(a) => stable_hash(&a.octets(), 0),
+        }),
+        _ => None,
+    }
+}
+
+async fn forward(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnCtx>,
+    rule: &CompiledRule,
+    pool_name: &str,
+    mut req: Request<Incoming>,
+    raw_host: Option<String>,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
+    let (Some(pool), Some(view)) = (
+        shared.pools.get(pool_name),
+        shared.upstreams.load().pool(pool_name).cloned(),
+    ) else {
+        out.error = Some(ProxyErrorKind::NoBackend.as_str());
+        return status_response(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let is_upgrade = is_upgrade_request(&req);
+    if is_upgrade && pool.client.protocol == UpstreamProtocol::Http2 {
+        // RFC 8441 extended CONNECT towards backends is not implemented.
+        out.error = Some(ProxyErrorKind::UpgradeUnsupported.as_str());
+        return status_response(StatusCode::BAD_GATEWAY);
+    }
+    let downstream_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers, is_upgrade);
+    apply_forwarding(
+        &mut headers,
+        &ClientInfo {
+            addr: conn.peer.ip(),
+            tls: conn.tls,
+            host: raw_host.as_deref(),
+            local: Some(conn.local.ip()),
+        },
+        &shared.trusted,
+        shared.forwarded,
+    );
+    rule.request_headers.apply(&mut headers);
+    if !headers.contains_key(HOST)
+        && let Some(v) = raw_host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        headers.insert(HOST, v);
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let method = parts.method;
+    let cfg = &pool.config;
+    let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
+    let max_body = shared.limits.max_body_bytes;
+    let tripped = Arc::new(AtomicBool::new(false));
+
+    // A body is replayable (so the request can be retried) when it is empty
+    // or small enough to buffer; larger bodies stream through once.
+    let (mut streaming, replay): (Option<ProxyBody>, Option<Bytes>) = if body.is_end_stream() {
+        (None, Some(Bytes::new()))
+    } else if cfg.retry.attempts > 0
+        && !is_upgrade
+        && body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= cfg.retry.buffer_bytes as u64 && n <= max_body)
+    {
+        match tokio::time::timeout(request_timeout, body.collect()).await {
+            Ok(Ok(c)) => (None, Some(c.to_bytes())),
+            Ok(Err(_)) => {
+                out.error = Some(ProxyErrorKind::DownstreamBody.as_str());
+                return status_response(StatusCode::BAD_REQUEST);
+            }
+            Err(_) => {
+                out.error = Some(ProxyErrorKind::DownstreamBody.as_str());
+                return status_response(StatusCode::REQUEST_TIMEOUT);
+            }
+        }
+    } else {
+        (
+            Some(Limited::new(body, max_body, tripped.clone()).boxed_unsync()),
+            None,
+        )
+    };
+
+    let hash = hash_key(&cfg.balance, &headers, &path_and_query, conn.peer.ip());
+    let sticky_cookie = cfg
+        .sticky
+        .as_ref()
+        .and_then(|s| cookie(&headers, &s.cookie))
+        .map(str::to_string);
+    let pinned = sticky_cookie.as_deref().and_then(|c| view.pinned(c));
+    let idempotent = idempotent(&method);
+    let max_attempts = 1 + cfg.retry.attempts;
+    let slow_start = Duration::from_millis(cfg.slow_start_ms);
+    let version = match pool.client.protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::Http2 => Version::HTTP_2,
+    };
+    let mut rng = thread_rng();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_err = ProxyErrorKind::NoBackend;
+    pool.budget.deposit();
+    // A retry needs attempts left and budget; checked only once a retry is
+    // actually wanted so that healthy traffic does not drain the budget.
+    let may_retry = |attempt: u32| {
+        let ok = attempt + 1 < max_attempts && pool.budget.try_withdraw();
+        if ok {
+            shared
+                .metrics
+                .retries
+                .get_or_create(&PoolLabels {
+                    pool: pool_name.to_string(),
+                })
+                .inc();
+        }
+        ok
+    };
+
+    for attempt in 0..max_attempts {
+        let now = Instant::now();
+        let idx = match (attempt, pinned) {
+            (0, Some(p)) => Some(p),
+            _ => view.pick(
+                &PickCtx {
+                    hash,
+                    exclude: &tried,
+                    now,
+                    slow_start,
+                },
+                &mut rng,
+            ),
+        };
+        let Some(idx) = idx else {
+            if attempt == 0 {
+                last_err = ProxyErrorKind::NoBackend;
+            }
+            break;
+        };
+        tried.push(idx);
+        let member = &view.members[idx];
+        out.backend = member.backend.name.clone();
+        out.attempts = attempt + 1;
+        let Ok(uri) = format!(
+            "{}://{}{}",
+            pool.client.scheme, member.backend.address, path_and_query
+        )
+        .parse::<Uri>() else {
+            out.error = Some("bad_uri");
+            return status_response(StatusCode::BAD_REQUEST);
+        };
+        let body = match (&replay, streaming.take()) {
+            (Some(b), _) => body::full(b.clone()),
+            (None, Some(s)) => s,
+            // The streamed body went to a backend already: nothing to resend.
+            (None, None) => break,
+        };
+        let mut up = Request::new(body);
+        *up.method_mut() = method.clone();
+        *up.uri_mut() = uri;
+        *up.version_mut() = version;
+        *up.headers_mut() = headers.clone();
+
+        let in_flight = InFlight::new(&member.stats);
+        let sent_at = Instant::now();
+        let result = tokio::time::timeout(request_timeout, pool.client.client.request(up)).await;
+        let mut resp = match result {
+            Err(_) => {
+                report(shared, pool_name, &view, idx, PassiveKind::Timeout);
+                last_err = ProxyErrorKind::RequestTimeout;
+                if idempotent && replay.is_some() && may_retry(attempt) {
+                    continue;
+                }
+                break;
+            }
+            Ok(Err(e)) => {
+                if tripped.load(Ordering::Relaxed) {
+                    last_err = ProxyErrorKind::BodyTooLarge;
+                    break;
+                }
+                if is_body_error(&e) {
+                    last_err = ProxyErrorKind::DownstreamBody;
+                    break;
+                }
+                let kind = if e.is_connect() {
+                    if is_connect_timeout(&e) {
+                        report(shared, pool_name, &view, idx, PassiveKind::ConnectTimeout);
+                        ProxyErrorKind::ConnectTimeout
+                    } else {
+                        report(shared, pool_name, &view, idx, PassiveKind::ConnectFailure);
+                        ProxyErrorKind::ConnectFailed
+                    }
+                } else {
+                    report(shared, pool_name, &view, idx, PassiveKind::Reset);
+                    ProxyErrorKind::UpstreamReset
+                };
+                tracing::debug!(pool = pool_name, backend = %member.backend.name, error = %e, "upstream error");
+                last_err = kind;
+                // Never sent: safe to resend anything we still hold. Sent and
+                // broken: only idempotent requests.
+                if replay.is_some() && (kind.before_send() || idempotent) && may_retry(attempt) {
+                    continue;
+                }
+                break;
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        member.stats.observe_rtt(sent_at.elapsed(), Instant::now());
+        let status = resp.status();
+        if status.is_server_error() {
+            report(
+                shared,
+                pool_name,
+                &view,
+                idx,
+                PassiveKind::ServerError(status.as_u16()),
+            );
+        }
+        if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE)
+            && idempotent
+            && replay.is_some()
+            && may_retry(attempt)
+        {
+            continue;
+        }
+
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(down) = downstream_upgrade else {
+                out.error = Some("unexpected_101");
+                return status_response(StatusCode::BAD_GATEWAY);
+            };
+            let up_upgrade = hyper::upgrade::on(&mut resp);
+            let idle = Duration::from_millis(cfg.tunnel_idle_timeout_ms);
+            let backend = member.backend.name.clone();
+            tokio::spawn(async move {
+                tunnel(down, up_upgrade, idle, in_flight, backend).await;
+            });
+            let (mut rparts, _) = resp.into_parts();
+            strip_hop_by_hop(&mut rparts.headers, true);
+            rparts.version = Version::HTTP_11;
+            return Response::from_parts(rparts, body::empty());
+        }
+
+        let (mut rparts, rbody) = resp.into_parts();
+        strip_hop_by_hop(&mut rparts.headers, false);
+        rparts.version = Version::HTTP_11;
+        if let Some(s) = &cfg.sticky
+            && pinned != Some(idx)
+        {
+            // (Re-)pin: first visit, or the pinned backend is gone.
+            let mut c = format!(
+                "{}={}; Path=/; HttpOnly; SameSite=Lax",
+                s.cookie,
+                view.cookie_id(idx)
+            );
+            if conn.tls {
+                c.push_str("; Secure");
+            }
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                rparts.headers.append(SET_COOKIE, v);
+            }
+        }
+        let body = Guarded::new(rbody.map_err(body::BoxError::from), in_flight).boxed_unsync();
+        return Response::from_parts(rparts, body);
+    }
+
+    out.error = Some(last_err.as_str());
+    status_response(match last_err {
+        ProxyErrorKind::RequestTimeout | ProxyErrorKind::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ProxyErrorKind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+        ProxyErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ProxyErrorKind::DownstreamBody => StatusCode::BAD_REQUEST,
+        _ => StatusCode::BAD_GATEWAY,
+    })
+}
+
+/// Relays bytes between the upgraded client and backend connections until
+/// both sides close, either side errors, or nothing moves for `idle`.
+async fn tunnel(
+    down: hyper::upgrade::OnUpgrade,
+    up: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    _in_flight: InFlight,
+    backend: String,
+) {
+    let (d, u) = match tokio::try_join!(down, up) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(%backend, error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let (dr, dw) = tokio::io::split(TokioIo::new(d));
+    let (ur, uw) = tokio::io::split(TokioIo::new(u));
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let pumps = async { tokio::try_join!(pump(dr, uw, &last, start), pump(ur, dw, &last, start)) };
+    let watchdog = async {
+        loop {
+            let quiet = start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    };
+    tokio::select! {
+        r = pumps => if let Err(e) = r {
+            tracing::debug!(%backend, error = %e, "tunnel closed with error");
+        },
+        _ = watchdog => tracing::debug!(%backend, "tunnel idle timeout"),
+    }
+}
+
+async fn pump<R, W>(mut r: R, mut w: W, last: &AtomicU64, start: Instant) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            // Half-close: pass the EOF on, keep the other direction going.
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).await?;
+        w.flush().await?;
+        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
