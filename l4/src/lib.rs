@@ -43,10 +43,17 @@
 pub mod hash;
 pub mod ipvs;
 pub mod maglev;
+#[cfg(all(feature = "netns", target_os = "linux"))]
+pub mod netns;
+#[cfg(feature = "nftables")]
+pub mod nftables;
 pub mod sched;
 pub mod state;
+pub mod table;
 #[cfg(feature = "userspace")]
 pub mod userspace;
+#[cfg(all(feature = "xdp", target_os = "linux"))]
+pub mod xdp;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -55,6 +62,7 @@ pub use hash::{FlowKey, Protocol, flow_hash, source_hash};
 pub use maglev::{DEFAULT_TABLE_SIZE, MaglevError, MaglevTable, TableSize};
 pub use sched::{Scheduler, SchedulerError, SchedulerKind, WeightedBackend};
 pub use state::{BackendSpec, BackendState, Change, L4State, ServiceKey, ServiceSpec, StateError, diff};
+pub use table::ServiceTable;
 
 /// A desired-state reconciler (cilium's reconcilers, katran's `KatranLb`).
 ///
@@ -100,6 +108,21 @@ pub enum DataplaneError {
     Unavailable { backend: &'static str, reason: String },
     #[error("{backend} dataplane needs a tokio runtime: {reason}")]
     NoRuntime { backend: &'static str, reason: String },
+    /// The desired state asks for something this dataplane cannot do (a
+    /// scheduler other than Maglev in the kernel, a port rewrite under DSR).
+    #[error("{backend} dataplane cannot run service {service}: {reason}")]
+    Unsupported {
+        backend: &'static str,
+        service: ServiceKey,
+        reason: String,
+    },
+    /// The kernel (or the tool that talks to it) refused a change.
+    #[error("{backend} dataplane: {context}: {reason}")]
+    Kernel {
+        backend: &'static str,
+        context: String,
+        reason: String,
+    },
     /// Some services could not be brought to the desired state; the others
     /// were. `applied` lists what did change.
     #[error("{} service(s) not applied, first: {}", failed.len(), failed.first().map_or(String::new(), ToString::to_string))]
