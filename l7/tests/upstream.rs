@@ -1,0 +1,275 @@
+//! Backend selection through the proxy: persistence, retries, passive
+//! health, ejection and backups, over loopback sockets.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use edge_l7::*;
+use http::Request;
+use http_body_util::Full;
+
+fn sticky_pool(name: &str, backends: &[&TestBackend]) -> PoolConfig {
+    let mut p = pool(name, backends);
+    p.balance = Balance::RoundRobin;
+    p.sticky = Some(StickyConfig {
+        cookie: "EDGE_SRV".into(),
+        secret: Some("shared-secret".into()),
+    });
+    p
+}
+
+fn cookie_from(r: &Reply) -> Option<String> {
+    r.headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn sticky_cookie_pins_and_repins_after_backend_dies() {
+    let b = [backend("b0").await, backend("b1").await, backend("b2").await];
+    let cfg = config(
+        vec![listener("web", vec![to_pool("p")])],
+        vec![sticky_pool("p", &[&b[0], &b[1], &b[2]])],
+    );
+    let mut run = start(cfg).await;
+    let c = client();
+    let url = run.url("web", "/");
+
+    let first = get(&c, &url, &[]).await;
+    let cookie = cookie_from(&first).expect("first response sets the cookie");
+    let set = first.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(!set.contains("Secure"), "no Secure flag in clear HTTP: {set}");
+    assert!(!cookie.contains("127.0.0.1"), "cookie must be opaque: {cookie}");
+    let pinned = first.backend();
+    // Round robin would rotate; the cookie keeps us on one backend.
+    for _ in 0..6 {
+        let r = get(&c, &url, &[("cookie", cookie.as_str())]).await;
+        assert_eq!(r.backend(), pinned);
+        assert!(cookie_from(&r).is_none(), "no re-pin while the backend is up");
+    }
+
+    let dead = b.iter().find(|x| x.name == pinned).unwrap();
+    dead.kill();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = get(&c, &url, &[("cookie", cookie.as_str())]).await;
+    assert_eq!(r.status, 200);
+    let moved = r.backend();
+    assert_ne!(moved, pinned);
+    let new_cookie = cookie_from(&r).expect("re-pinned with a new cookie");
+    assert_ne!(new_cookie, cookie);
+    for _ in 0..4 {
+        assert_eq!(
+            get(&c, &url, &[("cookie", new_cookie.as_str())]).await.backend(),
+            moved
+        );
+    }
+    // The failure was reported to passive health.
+    let ev = tokio::time::timeout(Duration::from_secs(5), run.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.backend, pinned);
+    assert_eq!(ev.pool, "p");
+    assert!(
+        matches!(ev.kind, PassiveKind::ConnectFailure | PassiveKind::Reset),
+        "{ev:?}"
+    );
+
+    // Once the controller ejects it, the old cookie re-pins without a
+    // failed attempt.
+    let members: Vec<Backend> = b.iter().map(|x| x.backend().healthy(x.name != pinned)).collect();
+    run.proxy.set_backends("p", members).unwrap();
+    let r = get(&c, &url, &[("cookie", cookie.as_str())]).await;
+    assert_ne!(r.backend(), pinned);
+    assert!(cookie_from(&r).is_some());
+}
+
+#[tokio::test]
+async fn sticky_cookie_is_secure_over_tls_listener() {
+    use hyper_util::rt::TokioIo;
+    let b = backend("b0").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["www.example.net"]);
+    let mut l = listener("tls", vec![to_pool("p")]);
+    l.tls = Some(ListenerTls {
+        certs: vec![leaf.cert_config(&["www.example.net"])],
+        handshake_timeout_ms: 5_000,
+    });
+    let run = start(config(vec![l], vec![sticky_pool("p", &[&b])])).await;
+    let tcp = tokio::net::TcpStream::connect(run.addr("tls")).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(tls_client(&pki.ca_pem, &[b"http/1.1"]))
+        .connect("www.example.net".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            Request::get("/")
+                .header("host", "www.example.net")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let set = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.contains("Secure") && set.contains("HttpOnly"), "{set}");
+}
+
+#[tokio::test]
+async fn retries_land_on_another_backend() {
+    let bad = backend_status("bad", 503).await;
+    let good = backend("good").await;
+    let mut p = pool("p", &[&bad, &good]);
+    p.balance = Balance::RoundRobin;
+    p.retry.attempts = 1;
+    let mut run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    for _ in 0..4 {
+        let r = get(&c, &run.url("web", "/"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.backend(), "good");
+    }
+    assert!(
+        run.metrics().contains("l7_retries_total{pool=\"p\"} 2"),
+        "{}",
+        run.metrics()
+    );
+    let ev = run.events.recv().await.unwrap();
+    assert_eq!(ev.kind, PassiveKind::ServerError(503));
+    assert_eq!(ev.backend, "bad");
+
+    // POST is not idempotent: a 503 is passed through, never resent.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let req = Request::post(run.url("web", "/"))
+            .body(Full::new(Bytes::from_static(b"x")))
+            .unwrap();
+        statuses.push(send(&c, req).await.status.as_u16());
+    }
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn connect_failure_is_retried_and_reported() {
+    // A port that was just bound and released: connecting is refused.
+    let dead_addr = {
+        let l = tokio::net::TcpListener::bind(LOCAL).await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let good = backend("good").await;
+    let mut p = PoolConfig::new("p", vec![Backend::new("dead", dead_addr), good.backend()]);
+    p.balance = Balance::RoundRobin;
+    p.retry.attempts = 1;
+    let mut run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    // POST with a small body: never reached the dead backend, so it may be
+    // resent even though POST is not idempotent.
+    for _ in 0..2 {
+        let req = Request::post(run.url("web", "/"))
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let r = send(&c, req).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.backend(), "good");
+        assert_eq!(r.json()["body_len"], 7);
+    }
+    let ev = run.events.recv().await.unwrap();
+    assert_eq!(ev.backend, "dead");
+    assert_eq!(ev.address, dead_addr);
+    assert_eq!(ev.kind, PassiveKind::ConnectFailure);
+    assert!(
+        run.metrics()
+            .contains("l7_upstream_errors_total{pool=\"p\",backend=\"dead\",kind=\"connect_failure\"} 1")
+    );
+
+    // Without retries the client sees 502.
+    let mut p = PoolConfig::new("p", vec![Backend::new("dead", dead_addr)]);
+    p.retry.attempts = 0;
+    let run2 = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    assert_eq!(get(&c, &run2.url("web", "/"), &[]).await.status, 502);
+}
+
+#[tokio::test]
+async fn ejected_backends_are_excluded_and_backups_take_over() {
+    let a = backend("a").await;
+    let b = backend("b").await;
+    let spare = backend("spare").await;
+    let mut p = PoolConfig::new("p", vec![a.backend(), b.backend(), spare.backend().backup()]);
+    p.balance = Balance::RoundRobin;
+    let run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    let url = run.url("web", "/");
+    let mut seen = HashSet::new();
+    for _ in 0..6 {
+        seen.insert(get(&c, &url, &[]).await.backend());
+    }
+    assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string()]));
+
+    run.proxy
+        .set_backends(
+            "p",
+            vec![a.backend().healthy(false), b.backend(), spare.backend().backup()],
+        )
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(get(&c, &url, &[]).await.backend(), "b");
+    }
+    run.proxy
+        .set_backends(
+            "p",
+            vec![
+                a.backend().healthy(false),
+                b.backend().healthy(false),
+                spare.backend().backup(),
+            ],
+        )
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(&c, &url, &[]).await.backend(), "spare");
+    }
+    run.proxy
+        .set_backends(
+            "p",
+            vec![
+                a.backend().healthy(false),
+                b.backend().healthy(false),
+                spare.backend().backup().healthy(false),
+            ],
+        )
+        .unwrap();
+    assert_eq!(get(&c, &url, &[]).await.status, 503);
+    assert!(run.proxy.set_backends("nope", vec![]).is_err());
+}
+
+#[tokio::test]
+async fn consistent_hash_on_header_sticks_per_key() {
+    let bs = [backend("h0").await, backend("h1").await, backend("h2").await];
+    let mut p = pool("p", &[&bs[0], &bs[1], &bs[2]]);
+    p.balance = Balance::ConsistentHash {
+        key: HashKey::Header("x-user".into()),
+    };
+    let run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    let url = run.url("web", "/");
+    let mut used = HashSet::new();
+    for user in 0..30 {
+        let u = format!("user-{user}");
+        let first = get(&c, &url, &[("x-user", u.as_str())]).await.backend();
+        for _ in 0..2 {
+            assert_eq!(get(&c, &url, &[("x-user", u.as_str())]).await.backend(), first);
+        }
+        used.insert(first);
+    }
+    assert!(used.len() >= 2, "30 keys all hashed to {used:?}");
+}
