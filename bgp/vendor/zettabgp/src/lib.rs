@@ -67,7 +67,7 @@
 //!  Ok(sck) => sck,
 //!  Err(e) => {eprintln!("Unable to connect to BGP neighbor: {}",e);return;}
 //! };
-//! let params=BgpSessionParams::new(64512,180,BgpTransportMode::IPv4,std::net::Ipv4Addr::new(1,1,1,1),vec![BgpCapability::SafiIPv4u].into_iter().collect());
+//! let params=BgpSessionParams::new(64512,180,BgpTransportMode::IPv4,std::net::Ipv4Addr::new(198,51,100,1),vec![BgpCapability::SafiIPv4u].into_iter().collect());
 //! let mut buf = [0 as u8; 32768];
 //! let mut open_my = params.open_message();
 //! let open_sz = open_my.encode_to(&params, &mut buf[19..]).unwrap();
@@ -1020,7 +1020,7 @@ mod tests {
             64512,
             180,
             BgpTransportMode::IPv4,
-            std::net::Ipv4Addr::new(1, 1, 1, 1),
+            std::net::Ipv4Addr::new(198, 51, 100, 1),
             vec![
                 BgpCapability::SafiIPv4u,
                 BgpCapability::CapAddPath(vec![

@@ -1485,7 +1485,7 @@ mod tests {
     fn test_fs3_parse() {
         let ds4 = BgpFlowSpec::<BgpAddrV4>::new(vec![
             BgpFlowSpecItem::<BgpAddrV4>::PrefixDst(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(188, 128, 45, 219),
+                std::net::Ipv4Addr::new(203, 0, 113, 219),
                 32,
             )),
             BgpFlowSpecItem::<BgpAddrV4>::Proto(FSOperVec::new(vec![FSOperValItem::new(
@@ -1499,7 +1499,7 @@ mod tests {
         ]);
         assert_eq!(
             ds4,
-            "  dst 188.128.45.219/32 && proto ( =17) && portsrc (=0 =17 =19) "
+            "  dst 203.0.113.219/32 && proto ( =17) && portsrc (=0 =17 =19) "
                 .parse::<BgpFlowSpec<BgpAddrV4>>()
                 .unwrap()
         );
@@ -1510,7 +1510,7 @@ mod tests {
             BgpFlowSpecItem::<FS6>::PrefixDst(FS6::new(
                 0,
                 BgpAddrV6::new(
-                    std::net::Ipv6Addr::new(0x2a02, 0xdead, 0xb00b, 0, 0, 0, 0, 1),
+                    std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xb00b, 0, 0, 0, 0, 1),
                     128,
                 ),
             )),
@@ -1525,7 +1525,7 @@ mod tests {
         ]);
         assert_eq!(
             ds6,
-            "  dst 2a02:dead:b00b::1/128 && proto ( =17) && portsrc (=0 =17 =19) "
+            "  dst 2001:db8:b00b::1/128 && proto ( =17) && portsrc (=0 =17 =19) "
                 .parse::<BgpFlowSpec<FS6>>()
                 .unwrap()
         );
@@ -1536,7 +1536,7 @@ mod tests {
             BgpFlowSpecItem::<FS6>::PrefixDst(FS6::new(
                 8,
                 BgpAddrV6::new(
-                    std::net::Ipv6Addr::new(0x2a02, 0xdead, 0xbeef, 0xb00b, 0, 0, 0, 1),
+                    std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xbeef, 0xb00b, 0, 0, 0, 1),
                     128,
                 ),
             )),
@@ -1551,7 +1551,7 @@ mod tests {
         ]);
         assert_eq!(
             ds6,
-            "  dst 2a02:dead:beef:b00b::1/128(offset=8) && proto ( =17) && portsrc (=0 =17 =19) "
+            "  dst 2001:db8:beef:b00b::1/128(offset=8) && proto ( =17) && portsrc (=0 =17 =19) "
                 .parse::<BgpFlowSpec<FS6>>()
                 .unwrap()
         );

@@ -37,7 +37,7 @@ impl BgpAddrV4 {
     /// use zettabgp::prelude::BgpAddrV4;
     /// use std::net::Ipv4Addr;
     ///
-    /// let pfx = BgpAddrV4::new(Ipv4Addr::new(192,168,0,0),16);
+    /// let pfx = BgpAddrV4::new(Ipv4Addr::new(198,18,0,0),16);
     /// ```
     pub fn new(address: Ipv4Addr, prefix_len: u8) -> BgpAddrV4 {
         BgpAddrV4 {
@@ -53,7 +53,7 @@ impl BgpAddrV4 {
     /// use zettabgp::prelude::BgpAddrV4;
     /// use std::net::Ipv4Addr;
     ///
-    /// assert!(BgpAddrV4::new(Ipv4Addr::new(192,168,0,0),16).in_subnet(&Ipv4Addr::new(192,168,0,1)))
+    /// assert!(BgpAddrV4::new(Ipv4Addr::new(198,18,0,0),16).in_subnet(&Ipv4Addr::new(198,18,0,1)))
     /// ```
     pub fn in_subnet(&self, a: &Ipv4Addr) -> bool {
         if self.prefixlen == 0 {
@@ -72,7 +72,7 @@ impl BgpAddrV4 {
     /// use std::net::Ipv4Addr;
     /// use zettabgp::prelude::BgpAddrV4;
     ///
-    /// assert_eq!(BgpAddrV4::new(Ipv4Addr::new(192,168,120,130),16).range_first() , Ipv4Addr::new(192,168,0,0) );
+    /// assert_eq!(BgpAddrV4::new(Ipv4Addr::new(198,18,120,130),16).range_first() , Ipv4Addr::new(198,18,0,0) );
     /// ```
     pub fn range_first(&self) -> Ipv4Addr {
         let lv = self.norm_subnet_u32();
@@ -88,7 +88,7 @@ impl BgpAddrV4 {
     /// use std::net::Ipv4Addr;
     /// use zettabgp::prelude::BgpAddrV4;
     ///
-    /// assert_eq!(BgpAddrV4::new(Ipv4Addr::new(192,168,120,130),16).range_last() , Ipv4Addr::new(192,168,255,255) );
+    /// assert_eq!(BgpAddrV4::new(Ipv4Addr::new(198,18,120,130),16).range_last() , Ipv4Addr::new(198,18,255,255) );
     /// ```
     pub fn range_last(&self) -> std::net::Ipv4Addr {
         if self.prefixlen < 1 {
@@ -110,7 +110,7 @@ impl BgpAddrV4 {
     /// use std::net::Ipv4Addr;
     /// use zettabgp::prelude::BgpAddrV4;
     ///
-    /// assert!(BgpAddrV4::new(Ipv4Addr::new(192,168,0,0),16).contains(&BgpAddrV4::new(Ipv4Addr::new(192,168,0,0),24)));
+    /// assert!(BgpAddrV4::new(Ipv4Addr::new(198,18,0,0),16).contains(&BgpAddrV4::new(Ipv4Addr::new(198,18,0,0),24)));
     /// ```
     pub fn contains(&self, a: &BgpAddrV4) -> bool {
         if self.prefixlen < 1 {
@@ -252,31 +252,31 @@ mod tests {
     #[test]
     fn test_ipv4_parse() {
         assert_eq!(
-            "10.0.0.0".parse::<BgpAddrV4>(),
-            Ok(BgpAddrV4::new(Ipv4Addr::new(10, 0, 0, 0), 32))
+            "198.18.0.0".parse::<BgpAddrV4>(),
+            Ok(BgpAddrV4::new(Ipv4Addr::new(198, 18, 0, 0), 32))
         );
         assert_eq!(
-            "10.0.0.0/8".parse::<BgpAddrV4>(),
-            Ok(BgpAddrV4::new(Ipv4Addr::new(10, 0, 0, 0), 8))
+            "198.18.0.0/8".parse::<BgpAddrV4>(),
+            Ok(BgpAddrV4::new(Ipv4Addr::new(198, 18, 0, 0), 8))
         );
     }
 
     #[test]
     fn test_ipv4_in_subnet() {
-        assert!(BgpAddrV4::new(Ipv4Addr::new(192, 168, 0, 0), 16)
-            .in_subnet(&Ipv4Addr::new(192, 168, 0, 1)));
-        assert!(BgpAddrV4::new(Ipv4Addr::new(192, 168, 0, 0), 16)
-            .contains(&BgpAddrV4::new(Ipv4Addr::new(192, 168, 0, 0), 24)));
+        assert!(BgpAddrV4::new(Ipv4Addr::new(198, 18, 0, 0), 16)
+            .in_subnet(&Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(BgpAddrV4::new(Ipv4Addr::new(198, 18, 0, 0), 16)
+            .contains(&BgpAddrV4::new(Ipv4Addr::new(198, 18, 0, 0), 24)));
     }
     #[test]
     fn test_ipv4_ranges() {
         assert_eq!(
-            BgpAddrV4::new(Ipv4Addr::new(192, 168, 120, 130), 16).range_first(),
-            Ipv4Addr::new(192, 168, 0, 0)
+            BgpAddrV4::new(Ipv4Addr::new(198, 18, 120, 130), 16).range_first(),
+            Ipv4Addr::new(198, 18, 0, 0)
         );
         assert_eq!(
-            BgpAddrV4::new(Ipv4Addr::new(192, 168, 120, 130), 16).range_last(),
-            Ipv4Addr::new(192, 168, 255, 255)
+            BgpAddrV4::new(Ipv4Addr::new(198, 18, 120, 130), 16).range_last(),
+            Ipv4Addr::new(198, 18, 255, 255)
         );
     }
 }

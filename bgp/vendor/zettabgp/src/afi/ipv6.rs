@@ -36,7 +36,7 @@ impl BgpAddrV6 {
     /// use std::net::Ipv6Addr;
     /// use zettabgp::prelude::BgpAddrV6;
     ///
-    /// let pfx = BgpAddrV6::new(Ipv6Addr::new(0x2a02,0,0,0,0,0,0,0),32);
+    /// let pfx = BgpAddrV6::new(Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,0),32);
     /// ```
     pub fn new(address: Ipv6Addr, prefix_len: u8) -> BgpAddrV6 {
         BgpAddrV6 {
@@ -49,7 +49,7 @@ impl BgpAddrV6 {
     /// use std::net::Ipv6Addr;
     /// use zettabgp::prelude::BgpAddrV6;
     ///
-    /// assert!(BgpAddrV6::new(Ipv6Addr::new(0x2a02,0,0,0,0,0,0,0),32).contains(&BgpAddrV6::new(Ipv6Addr::new(0x2a02,0,0,0,0,0,0,1),128)));
+    /// assert!(BgpAddrV6::new(Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,0),32).contains(&BgpAddrV6::new(Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,1),128)));
     /// ```
     pub fn contains(&self, a: &BgpAddrV6) -> bool {
         if self.prefixlen < 1 {
@@ -72,7 +72,7 @@ impl BgpAddrV6 {
     /// use zettabgp::prelude::BgpAddrV6;
     /// use std::net::Ipv6Addr;
     ///
-    /// assert!(BgpAddrV6::new(Ipv6Addr::new(0x2a02,0,0,0,0,0,0,0),32).in_subnet(&Ipv6Addr::new(0x2a02,0,0,0,0,0,0,1)));
+    /// assert!(BgpAddrV6::new(Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,0),32).in_subnet(&Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,1)));
     /// ```
     pub fn in_subnet(&self, a: &std::net::Ipv6Addr) -> bool {
         if self.prefixlen > 127 {
@@ -89,7 +89,7 @@ impl BgpAddrV6 {
     /// use std::net::Ipv6Addr;
     /// use zettabgp::prelude::BgpAddrV6;
     ///
-    /// assert_eq!(BgpAddrV6::new(Ipv6Addr::new(0x2a02,0,0,0,0,0,0,0x100),32).range_first() , Ipv6Addr::new(0x2a02,0,0,0,0,0,0,0) );
+    /// assert_eq!(BgpAddrV6::new(Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,0x100),32).range_first() , Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,0) );
     /// ```
     pub fn range_first(&self) -> std::net::Ipv6Addr {
         let lv = self.norm_subnet_u128();
@@ -109,7 +109,7 @@ impl BgpAddrV6 {
     /// use std::net::Ipv6Addr;
     /// use zettabgp::prelude::BgpAddrV6;
     ///
-    /// assert_eq!(BgpAddrV6::new(Ipv6Addr::new(0x2a02,0,0,0,0,0,0,0x100),112).range_last() , Ipv6Addr::new(0x2a02,0,0,0,0,0,0,0xffff) );
+    /// assert_eq!(BgpAddrV6::new(Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,0x100),112).range_last() , Ipv6Addr::new(0x2001,0xdb8,0,0,0,0,0,0xffff) );
     /// ```
     pub fn range_last(&self) -> std::net::Ipv6Addr {
         if self.prefixlen < 1 {
@@ -256,16 +256,16 @@ mod tests {
     #[test]
     fn test_ipv6_parse() {
         assert_eq!(
-            "2a02::/32".parse::<BgpAddrV6>(),
+            "2001:db8::/32".parse::<BgpAddrV6>(),
             Ok(BgpAddrV6::new(
-                Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0),
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
                 32
             ))
         );
         assert_eq!(
-            "2a02::1".parse::<BgpAddrV6>(),
+            "2001:db8::1".parse::<BgpAddrV6>(),
             Ok(BgpAddrV6::new(
-                Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 1),
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
                 128
             ))
         );
@@ -274,28 +274,28 @@ mod tests {
     #[test]
     fn test_ipv6_in_subnet() {
         assert!(
-            BgpAddrV6::new(Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0), 32)
-                .in_subnet(&Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 1))
+            BgpAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32)
+                .in_subnet(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
         );
         assert!(
-            !BgpAddrV6::new(Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0), 32)
-                .in_subnet(&Ipv6Addr::new(0x2a01, 0, 0, 0, 0, 0, 0, 1))
+            !BgpAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 48)
+                .in_subnet(&Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1))
         );
         assert!(
-            BgpAddrV6::new(Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0), 32).contains(
-                &BgpAddrV6::new(Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0), 33)
+            BgpAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32).contains(
+                &BgpAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 33)
             )
         );
     }
     #[test]
     fn test_ipv6_ranges() {
         assert_eq!(
-            BgpAddrV6::new(Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0), 120).range_first(),
-            Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0)
+            BgpAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 120).range_first(),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)
         );
         assert_eq!(
-            BgpAddrV6::new(Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0), 120).range_last(),
-            Ipv6Addr::new(0x2a02, 0, 0, 0, 0, 0, 0, 0xff)
+            BgpAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 120).range_last(),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xff)
         );
     }
 }

@@ -37,7 +37,7 @@ impl BgpMdtV4 {
     /// use zettabgp::prelude::{BgpAddrV4,BgpMdtV4};
     /// use std::net::Ipv4Addr;
     ///
-    /// let pfx = BgpMdtV4::new(BgpAddrV4::new(Ipv4Addr::new(192,168,0,0),16),Ipv4Addr::new(224,0,0,0));
+    /// let pfx = BgpMdtV4::new(BgpAddrV4::new(Ipv4Addr::new(198,18,0,0),16),Ipv4Addr::new(224,0,0,0));
     /// ```
     pub fn new(addr: BgpAddrV4, group: Ipv4Addr) -> BgpMdtV4 {
         BgpMdtV4 { addr, group }

@@ -1607,8 +1607,8 @@ mod tests {
 
     #[test]
     fn test_cmp_ipv4() {
-        assert!(std::net::Ipv4Addr::new(10, 6, 7, 8) == std::net::Ipv4Addr::new(10, 6, 7, 8));
-        assert!(std::net::Ipv4Addr::new(10, 0, 0, 1) < std::net::Ipv4Addr::new(11, 0, 0, 1));
+        assert!(std::net::Ipv4Addr::new(198, 18, 7, 8) == std::net::Ipv4Addr::new(198, 18, 7, 8));
+        assert!(std::net::Ipv4Addr::new(198, 18, 0, 1) < std::net::Ipv4Addr::new(198, 19, 0, 1));
     }
     #[test]
     fn test_cmp_rd() {
@@ -1619,16 +1619,16 @@ mod tests {
     #[test]
     fn test_cmp_bgpv4() {
         assert!(
-            BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
-                == BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+            BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
+                == BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
         );
         assert!(
-            BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 30)
-                < BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+            BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30)
+                < BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
         );
         assert!(
-            BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 30)
-                > BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 6, 0), 32)
+            BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30)
+                > BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 6, 0), 32)
         );
     }
     #[test]
@@ -1636,81 +1636,81 @@ mod tests {
         assert!(
             WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 1),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
             ) == WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 1),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
             )
         );
         assert!(
             WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 1),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
             ) != WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 2),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
             )
         );
         assert!(
             WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 1),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 30)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30)
             ) < WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 1),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
             )
         );
         assert!(
             WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 1),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 30)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30)
             ) > WithRd::<BgpAddrV4>::new(
                 BgpRD::new(1, 1),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 6, 0), 32)
+                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 6, 0), 32)
             )
         );
     }
     #[test]
     fn test_cmp_bgpv4lb() {
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32))
                 == Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                    std::net::Ipv4Addr::new(10, 6, 7, 0),
+                    std::net::Ipv4Addr::new(198, 18, 7, 0),
                     32
                 ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 30))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30))
                 < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                    std::net::Ipv4Addr::new(10, 6, 7, 0),
+                    std::net::Ipv4Addr::new(198, 18, 7, 0),
                     32
                 ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 30))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30))
                 > Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                    std::net::Ipv4Addr::new(10, 6, 6, 0),
+                    std::net::Ipv4Addr::new(198, 18, 6, 0),
                     32
                 ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32))
                 == Labeled::<BgpAddrV4>::new(
                     MplsLabels::fromvec(vec![1, 2, 3, 4]),
-                    BgpAddrV4::new(std::net::Ipv4Addr::new(10, 6, 7, 0), 32)
+                    BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
                 )
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), 32))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 1), 32))
                 < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                    std::net::Ipv4Addr::new(11, 0, 0, 1),
+                    std::net::Ipv4Addr::new(198, 19, 0, 1),
                     32
                 ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 0), 24))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 0), 24))
                 < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                    std::net::Ipv4Addr::new(11, 0, 0, 1),
+                    std::net::Ipv4Addr::new(198, 19, 0, 1),
                     32
                 ))
         );
@@ -1723,12 +1723,12 @@ mod tests {
     }
     #[test]
     fn test_rd_type1() {
-        let rdt = BgpRD::from_ipv4_aan(Ipv4Addr::new(1, 2, 3, 4), 5);
+        let rdt = BgpRD::from_ipv4_aan(Ipv4Addr::new(198, 51, 100, 4), 5);
         assert_eq!(
             rdt,
             BgpRD {
-                rdh: 0x00010102,
-                rdl: 0x03040005
+                rdh: 0x0001c633,
+                rdl: 0x64040005
             }
         );
         assert_eq!(rdt.rdtype(), 1);
@@ -1749,10 +1749,10 @@ mod tests {
     fn test_rd_parse() {
         assert_eq!("1:2".parse::<BgpRD>().unwrap(), BgpRD { rdh: 1, rdl: 2 });
         assert_eq!(
-            "1.2.3.4:5".parse::<BgpRD>().unwrap(),
+            "198.51.100.4:5".parse::<BgpRD>().unwrap(),
             BgpRD {
-                rdh: 0x00010102,
-                rdl: 0x03040005
+                rdh: 0x0001c633,
+                rdl: 0x64040005
             }
         );
         assert_eq!(

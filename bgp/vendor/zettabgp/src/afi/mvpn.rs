@@ -13,7 +13,7 @@ use crate::afi::*;
 use serde::{Deserialize, Serialize};
 
 /// BGP MVPN type 1 - Intra AS I-PMSI AD
-/// for example 1:10.255.170.100:1:10.255.170.100
+/// for example 1:198.18.170.100:1:198.18.170.100
 #[derive(Clone, Hash, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[cfg_attr(feature = "serialization", derive(Serialize, Deserialize))]
 pub struct BgpMVPN1 {
@@ -55,7 +55,7 @@ impl BgpAddrItem<BgpMVPN1> for BgpMVPN1 {
     }
 }
 /// BGP MVPN type 2 - Inter AS I-PMSI AD
-/// for example 2:10.255.170.100:1:65000
+/// for example 2:198.18.170.100:1:65000
 #[derive(Clone, Hash, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[cfg_attr(feature = "serialization", derive(Serialize, Deserialize))]
 pub struct BgpMVPN2 {
@@ -88,7 +88,7 @@ impl BgpAddrItem<BgpMVPN2> for BgpMVPN2 {
     }
 }
 /// BGP MVPN type 3 - S-PMSI AD
-/// for example 3:10.255.170.100:1:32:192.168.194.2:32:224.1.2.3:10.255.170.100
+/// for example 3:198.18.170.100:1:32:198.18.194.2:32:198.51.100.3:198.18.170.100
 #[derive(Clone, Hash, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[cfg_attr(feature = "serialization", derive(Serialize, Deserialize))]
 pub struct BgpMVPN3 {
@@ -151,7 +151,7 @@ impl BgpAddrItem<BgpMVPN3> for BgpMVPN3 {
     }
 }
 /// BGP MVPN type 4 - Leaf AD
-/// for example 4:3:10.255.170.100:1:32:192.168.194.2:32:224.1.2.3:10.255.170.100:10.255.170.98
+/// for example 4:3:198.18.170.100:1:32:198.18.194.2:32:198.51.100.3:198.18.170.100:198.18.170.98
 #[derive(Clone, Hash, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[cfg_attr(feature = "serialization", derive(Serialize, Deserialize))]
 pub struct BgpMVPN4 {
@@ -193,7 +193,7 @@ impl BgpAddrItem<BgpMVPN4> for BgpMVPN4 {
     }
 }
 /// BGP MVPN type 5 - Source Active AD
-/// for example 5:10.255.170.100:1:32:192.168.194.2:32:224.1.2.3
+/// for example 5:198.18.170.100:1:32:198.18.194.2:32:198.51.100.3
 #[derive(Clone, Hash, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[cfg_attr(feature = "serialization", derive(Serialize, Deserialize))]
 pub struct BgpMVPN5 {
@@ -245,8 +245,8 @@ impl BgpAddrItem<BgpMVPN5> for BgpMVPN5 {
     }
 }
 /// BGP MVPN type 6 - Shared Tree Join or type 7 - Source Tree Join
-/// for example 6:10.255.170.100:1:65000:32:10.12.53.12:32:224.1.2.3
-///   7:10.255.170.100:1:65000:32:192.168.194.2:32:224.1.2.3
+/// for example 6:198.18.170.100:1:65000:32:198.18.53.12:32:198.51.100.3
+///   7:198.18.170.100:1:65000:32:198.18.194.2:32:198.51.100.3
 #[derive(Clone, Hash, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[cfg_attr(feature = "serialization", derive(Serialize, Deserialize))]
 pub struct BgpMVPN67 {
@@ -306,13 +306,13 @@ impl BgpAddrItem<BgpMVPN67> for BgpMVPN67 {
 #[derive(Clone, Hash, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[cfg_attr(feature = "serialization", derive(Serialize, Deserialize))]
 pub enum BgpMVPN {
-    T1(BgpMVPN1),  //Intra AS I-PMSI AD  1:10.255.170.100:1:10.255.170.100
-    T2(BgpMVPN2),  //Inter AS I-PMSI AD  2:10.255.170.100:1:65000
-    T3(BgpMVPN3), //S-PMSI AD           3:10.255.170.100:1:32:192.168.194.2:32:224.1.2.3:10.255.170.100
-    T4(BgpMVPN4), //Leaf AD             4:3:10.255.170.100:1:32:192.168.194.2:32:224.1.2.3:10.255.170.100:10.255.170.98
-    T5(BgpMVPN5), //Source Active AD    5:10.255.170.100:1:32:192.168.194.2:32:224.1.2.3
-    T6(BgpMVPN67), //Shared Tree Join    6:10.255.170.100:1:65000:32:10.12.53.12:32:224.1.2.3
-    T7(BgpMVPN67), //Source Tree Join    7:10.255.170.100:1:65000:32:192.168.194.2:32:224.1.2.3
+    T1(BgpMVPN1),  //Intra AS I-PMSI AD  1:198.18.170.100:1:198.18.170.100
+    T2(BgpMVPN2),  //Inter AS I-PMSI AD  2:198.18.170.100:1:65000
+    T3(BgpMVPN3), //S-PMSI AD           3:198.18.170.100:1:32:198.18.194.2:32:198.51.100.3:198.18.170.100
+    T4(BgpMVPN4), //Leaf AD             4:3:198.18.170.100:1:32:198.18.194.2:32:198.51.100.3:198.18.170.100:198.18.170.98
+    T5(BgpMVPN5), //Source Active AD    5:198.18.170.100:1:32:198.18.194.2:32:198.51.100.3
+    T6(BgpMVPN67), //Shared Tree Join    6:198.18.170.100:1:65000:32:198.18.53.12:32:198.51.100.3
+    T7(BgpMVPN67), //Source Tree Join    7:198.18.170.100:1:65000:32:198.18.194.2:32:198.51.100.3
 }
 impl std::fmt::Display for BgpMVPN {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {

@@ -142,12 +142,12 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps.clone(),
         );
         let msg = BgpOpenMessage {
             as_num: 200,
-            router_id: "10.0.0.1".parse().unwrap(),
+            router_id: "198.18.0.1".parse().unwrap(),
             caps,
             hold_time: 180,
         };
@@ -188,12 +188,12 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps.clone(),
         );
         let msg = BgpOpenMessage {
             as_num: 200,
-            router_id: "10.0.0.1".parse().unwrap(),
+            router_id: "198.18.0.1".parse().unwrap(),
             caps,
             hold_time: 180,
         };
@@ -251,12 +251,12 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps.clone(),
         );
         let mut msg = BgpOpenMessage {
             as_num: 200,
-            router_id: "10.0.0.1".parse().unwrap(),
+            router_id: "198.18.0.1".parse().unwrap(),
             caps,
             hold_time: 180,
         };
@@ -287,12 +287,12 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps.clone(),
         );
         let msg = BgpOpenMessage {
             as_num: 200,
-            router_id: "10.0.0.1".parse().unwrap(),
+            router_id: "198.18.0.1".parse().unwrap(),
             caps,
             hold_time: 180,
         };
@@ -324,7 +324,7 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps,
         );
 
@@ -349,12 +349,12 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps.clone(),
         );
         let msg = BgpOpenMessage {
             as_num: 200,
-            router_id: "10.0.0.1".parse().unwrap(),
+            router_id: "198.18.0.1".parse().unwrap(),
             caps,
             hold_time: 180,
         };
@@ -389,12 +389,12 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps.clone(),
         );
         let msg = BgpOpenMessage {
             as_num: 200,
-            router_id: "10.0.0.1".parse().unwrap(),
+            router_id: "198.18.0.1".parse().unwrap(),
             caps,
             hold_time: 180,
         };
@@ -419,12 +419,12 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             caps.clone(),
         );
         let msg = BgpOpenMessage {
             as_num: 200,
-            router_id: "10.0.0.1".parse().unwrap(),
+            router_id: "198.18.0.1".parse().unwrap(),
             caps,
             hold_time: 180,
         };

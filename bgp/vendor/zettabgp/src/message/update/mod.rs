@@ -305,12 +305,13 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             vec![],
         );
         let mut withdraws: Vec<BgpAddrV4> = vec![];
         let mut addr = [0_u8; 4];
-        addr[0] = 10;
+        addr[0] = 198;
+        addr[1] = 18;
         for i in 1..10 {
             addr[3] = i;
             withdraws.push(BgpAddrV4::new(addr.into(), 32));
@@ -351,12 +352,13 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             vec![],
         );
         let mut withdraws: Vec<BgpAddrV4> = vec![];
         let mut addr = [0_u8; 4];
-        addr[0] = 10;
+        addr[0] = 198;
+        addr[1] = 18;
         for i in 1..10 {
             addr[3] = i;
             withdraws.push(BgpAddrV4::new(addr.into(), 32));
@@ -401,12 +403,13 @@ mod tests {
             65001,
             30,
             BgpTransportMode::IPv4,
-            "10.0.0.1".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
             vec![],
         );
         let mut withdraws: Vec<BgpAddrV4> = vec![];
         let mut addr = [0_u8; 4];
-        addr[0] = 10;
+        addr[0] = 198;
+        addr[1] = 18;
         for i in 1..10 {
             addr[3] = i;
             withdraws.push(BgpAddrV4::new(addr.into(), 32));
