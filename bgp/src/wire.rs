@@ -135,6 +135,32 @@ impl DecodeError {
     }
 }
 
+// Errors that always have a NOTIFICATION convert straight into it (holo
+// style `NotificationMsg::from(error)`).
+impl From<HeaderError> for Notification {
+    fn from(e: HeaderError) -> Self {
+        DecodeError::Header(e)
+            .notification()
+            .unwrap_or_else(|| Notification::new(1, 0))
+    }
+}
+
+impl From<OpenError> for Notification {
+    fn from(e: OpenError) -> Self {
+        DecodeError::Open(e)
+            .notification()
+            .unwrap_or_else(|| Notification::new(2, 0))
+    }
+}
+
+impl From<UpdateError> for Notification {
+    fn from(e: UpdateError) -> Self {
+        DecodeError::Update(e)
+            .notification()
+            .unwrap_or_else(|| Notification::new(3, 0))
+    }
+}
+
 /// Errors building a message to send. These are bugs or impossible requests
 /// on our side, never caused by the peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

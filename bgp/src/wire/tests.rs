@@ -709,3 +709,28 @@ fn as4_path_merge_rules() {
     assert_eq!(parse_as4_path(&[2, 1, 0, 0]), None, "truncated");
     assert_eq!(parse_as4_path(&[2, 0]), None, "zero length");
 }
+
+#[test]
+fn typed_errors_convert_into_notifications() {
+    assert_eq!(
+        Notification::from(HeaderError::BadMessageType(7)),
+        Notification {
+            code: 1,
+            subcode: 3,
+            data: vec![7]
+        }
+    );
+    assert_eq!(
+        Notification::from(OpenError::UnsupportedOptionalParameter(1)),
+        Notification::new(2, 4)
+    );
+    assert_eq!(
+        Notification::from(UpdateError::UnrecognizedWellKnown(99)),
+        Notification {
+            code: 3,
+            subcode: 2,
+            data: vec![99]
+        }
+    );
+    assert_eq!(Notification::new(4, 0).to_string(), "Hold Timer Expired (4/0)");
+}
