@@ -12,7 +12,8 @@ use edge_topology::health::HealthSnapshot;
 use std::time::Instant;
 
 use edge_bgp::{Community, GRACEFUL_SHUTDOWN, LargeCommunity, Route};
-use edge_topology::{Backend, Deployment};
+use edge_l4::{BackendSpec, L4State, Protocol as L4Protocol, SchedulerKind, ServiceKey, ServiceSpec};
+use edge_topology::{Backend, Deployment, L4Algorithm};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -283,6 +284,69 @@ pub fn backend_set(dep: &Deployment, node: &str, pool: &str, view: &HealthSnapsh
         .collect()
 }
 
+/// The addresses a service listens on: the host addresses of its VIP's
+/// prefixes (a wider prefix names a range, not one listener).
+pub fn listen_addrs(vip: &edge_topology::Vip) -> Vec<std::net::IpAddr> {
+    vip.prefixes
+        .iter()
+        .filter(|p| p.prefix_len() == p.max_prefix_len())
+        .map(|p| p.addr())
+        .collect()
+}
+
+fn scheduler(a: L4Algorithm) -> SchedulerKind {
+    match a {
+        L4Algorithm::Maglev => SchedulerKind::Maglev,
+        L4Algorithm::Rr => SchedulerKind::RoundRobin,
+        L4Algorithm::Wrr => SchedulerKind::WeightedRoundRobin,
+        L4Algorithm::Lc => SchedulerKind::LeastConnections,
+        L4Algorithm::Wlc => SchedulerKind::WeightedLeastConnections,
+        L4Algorithm::Sh => SchedulerKind::SourceHash,
+    }
+}
+
+/// The L4 desired state of this node: every L4 listener of every service on
+/// a VIP of its site, with the pool's backends at the site that are up.
+/// Backups appear only when no primary is up; drained backends keep their
+/// flows but take no new ones.
+pub fn l4_state(dep: &Deployment, node: &str, view: &HealthSnapshot) -> L4State {
+    let mut state = L4State::default();
+    let Some((site, _)) = dep.node(node) else {
+        return state;
+    };
+    for svc in dep.services.values() {
+        let Some(vip) = dep.vips.get(&svc.vip) else {
+            continue;
+        };
+        if !vip.sites.contains(&site.name) {
+            continue;
+        }
+        let set = backend_set(dep, node, &svc.pool, view);
+        let primaries_up = set.iter().any(|b| !b.backup && !b.draining);
+        for l in &svc.l4 {
+            let proto = match l.protocol {
+                edge_topology::Protocol::Tcp => L4Protocol::Tcp,
+                edge_topology::Protocol::Udp => L4Protocol::Udp,
+            };
+            for ip in listen_addrs(vip) {
+                let mut spec = ServiceSpec::new(scheduler(l.algorithm));
+                for b in set.iter().filter(|b| b.backup != primaries_up) {
+                    let addr =
+                        std::net::SocketAddr::new(b.addr.ip(), l.backend_port.unwrap_or(b.addr.port()));
+                    let bs = if b.draining {
+                        BackendSpec::draining(b.weight)
+                    } else {
+                        BackendSpec::active(b.weight)
+                    };
+                    spec = spec.with_backend(addr, bs);
+                }
+                state = state.with_service(ServiceKey::new(ip, l.port, proto), spec);
+            }
+        }
+    }
+    state
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +497,38 @@ mod tests {
         assert!(
             set.iter()
                 .all(|b| b.addr.ip().to_string().starts_with("198.19.1."))
+        );
+    }
+
+    #[test]
+    fn l4_state_lists_listeners_with_backends_that_are_up() {
+        let d = dep();
+        let mut v = view_with("ams-e1", "ams", &[("ams-b1", true), ("ams-b2", false)]);
+        let st = l4_state(&d, "ams-e1", &v);
+        let keys: Vec<String> = st
+            .services
+            .keys()
+            .map(|k| format!("{:?} {}", k.protocol, k.socket_addr()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "Tcp 203.0.113.10:9000",
+                "Udp 203.0.113.10:9000",
+                "Tcp [2001:db8:ffff::10]:9000",
+                "Udp [2001:db8:ffff::10]:9000"
+            ]
+        );
+        for spec in st.services.values() {
+            let b: Vec<String> = spec.backends.keys().map(|a| a.to_string()).collect();
+            assert_eq!(b, ["198.19.1.11:9000"], "backend_port 9000, only the healthy one");
+        }
+        v.intent.drained_backends.insert("ams-b1".into());
+        let st = l4_state(&d, "ams-e1", &v);
+        let spec = st.services.values().next().expect("a service");
+        assert!(
+            spec.backends.values().all(|b| !b.takes_new_flows()),
+            "drained: no new flows"
         );
     }
 

@@ -13,7 +13,9 @@ use anyhow::{Context, Result};
 use edge_dns::{Authority, DnsOptions, DnsServer, DnsView, GeoDb, RecordType, ViewHandle};
 use edge_topology::Deployment;
 use prometheus_client::registry::Registry;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Type;
+
+use crate::sockets::bind;
 
 pub struct Dns {
     server: DnsServer,
@@ -78,37 +80,6 @@ impl Dns {
             tracing::warn!(error = %e, "DNS server shutdown");
         }
     }
-}
-
-fn bind(addr: SocketAddr, ty: Type) -> Result<Socket> {
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let proto = if ty == Type::DGRAM {
-        Protocol::UDP
-    } else {
-        Protocol::TCP
-    };
-    let s = Socket::new(domain, ty, Some(proto))?;
-    if ty == Type::STREAM {
-        // Restarts must not wait for TIME_WAIT; for UDP it would let two
-        // servers share the port silently, so not there.
-        s.set_reuse_address(true)?;
-    }
-    if addr.is_ipv4() {
-        s.set_freebind_v4(true)?;
-    } else {
-        s.set_freebind_v6(true)?;
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    if ty == Type::STREAM {
-        s.listen(1024)?;
-    }
-    Ok(s)
 }
 
 /// Starts the DNS server if the topology has a `[dns]` section with a VIP.

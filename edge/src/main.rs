@@ -12,8 +12,10 @@ mod controller;
 mod dns;
 mod health;
 mod kernel;
+mod l4;
 mod lab;
 mod run;
+mod sockets;
 
 use std::process::ExitCode;
 

@@ -148,6 +148,8 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         Some(Arc::new(sp))
     };
     state.set_speaker(speaker.clone());
+    // Dataplane first; the controller announces only after programming it.
+    let l4 = crate::l4::start(&dep, &node)?;
     let controller_task = tokio::spawn(run_controller(
         !args.no_vip_on_lo,
         cfg_rx.clone(),
@@ -158,6 +160,7 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         Consumers {
             speaker: speaker.clone(),
             dns_view: dns.as_ref().map(|d| d.view_handle()),
+            l4,
         },
         stop_rx.clone(),
     ));
@@ -313,6 +316,7 @@ fn incarnation() -> u64 {
 struct Consumers {
     speaker: Option<Arc<Speaker>>,
     dns_view: Option<edge_dns::ViewHandle>,
+    l4: Option<Box<dyn edge_l4::Dataplane>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -327,6 +331,8 @@ async fn run_controller(
     mut stop: watch::Receiver<bool>,
 ) {
     let speaker = consumers.speaker;
+    let mut l4 = consumers.l4;
+    let mut last_l4 = None;
     let mut lo = match LoopbackVips::new().await {
         Ok(_) if !vip_on_lo => None,
         Ok(lo) => Some(lo),
@@ -348,6 +354,26 @@ async fn run_controller(
         for (vip, v) in &verdicts {
             if v.decision == Decision::Drain {
                 draining_since.entry(vip.clone()).or_insert(now);
+            }
+        }
+        // Program the dataplane before anything is announced.
+        if let Some(dp) = &mut l4 {
+            let desired = controller::l4_state(&dep, &node, &snap);
+            if last_l4.as_ref() != Some(&desired) {
+                match dp.apply(&desired) {
+                    Ok(applied) => {
+                        if !applied.is_noop() {
+                            tracing::info!(
+                                changes = applied.changes.len(),
+                                dataplane = dp.name(),
+                                "L4 state applied"
+                            );
+                        }
+                        last_l4 = Some(desired);
+                    }
+                    // Left unrecorded so the next event retries it.
+                    Err(e) => tracing::error!(error = %e, dataplane = dp.name(), "L4 apply failed"),
+                }
             }
         }
         let ann = controller::announcements(&dep, &verdicts, &draining_since, now);

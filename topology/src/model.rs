@@ -230,6 +230,8 @@ pub struct L4Listener {
     pub port: u16,
     pub algorithm: L4Algorithm,
     pub dataplane: DataplaneKind,
+    /// Port on the backends; `None` = each backend's own port.
+    pub backend_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -208,6 +208,8 @@ pub struct RawL4 {
     pub algorithm: Option<String>,
     /// `userspace` (default), `xdp`, `nftables` or `ipvs`.
     pub dataplane: Option<String>,
+    /// Port on the backends (default: each backend's own port).
+    pub backend_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

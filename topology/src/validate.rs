@@ -905,11 +905,16 @@ impl Validator<'_> {
                     }
                 };
                 self.socket(&mut sockets, &lp, &rs.vip, protocol, l.port);
+                if l.backend_port == Some(0) {
+                    self.e
+                        .push(format!("{lp}.backend_port"), "port 0 is not a usable port");
+                }
                 l4.push(L4Listener {
                     protocol,
                     port: l.port,
                     algorithm,
                     dataplane,
+                    backend_port: l.backend_port,
                 });
             }
             let mut l7 = Vec::new();
