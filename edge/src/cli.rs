@@ -155,6 +155,10 @@ pub struct RunArgs {
     /// addresses, or several nodes share one network namespace).
     #[arg(long)]
     pub no_vip_on_lo: bool,
+    /// Control plane only (health, bus, BGP): bind no L4, L7 or DNS
+    /// listeners, for several nodes sharing one network namespace.
+    #[arg(long)]
+    pub no_listeners: bool,
 }
 
 pub fn init_tracing(format: LogFormat, verbose: u8) {

@@ -85,7 +85,11 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         .and_then(|p| p.parent())
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| std::path::PathBuf::from("."));
-    let dns = crate::dns::start(&dep, &base_dir, &mut registry).await?;
+    let dns = if args.no_listeners {
+        None
+    } else {
+        crate::dns::start(&dep, &base_dir, &mut registry).await?
+    };
     let state = Arc::new(NodeState::new(
         cfg_rx.clone(),
         registry,
@@ -149,7 +153,11 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     };
     state.set_speaker(speaker.clone());
     // Dataplane first; the controller announces only after programming it.
-    let l4 = crate::l4::start(&dep, &node)?;
+    let l4 = if args.no_listeners {
+        None
+    } else {
+        crate::l4::start(&dep, &node)?
+    };
     let controller_task = tokio::spawn(run_controller(
         !args.no_vip_on_lo,
         cfg_rx.clone(),

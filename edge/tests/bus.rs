@@ -109,7 +109,14 @@ impl Cluster {
             let child = Command::new(EDGE)
                 // Three nodes share the test's network namespace: none may
                 // touch its `lo`.
-                .args(["run", "--no-vip-on-lo", "--node", n.name, "--config"])
+                .args([
+                    "run",
+                    "--no-vip-on-lo",
+                    "--no-listeners",
+                    "--node",
+                    n.name,
+                    "--config",
+                ])
                 .arg(&file)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

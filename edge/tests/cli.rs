@@ -214,7 +214,7 @@ fn active_checks_drive_the_vip_verdict() {
     let f = dir.path().join("demo.toml");
     std::fs::write(&f, cfg).expect("write");
     let child = Command::new(EDGE)
-        .args(["run", "--no-vip-on-lo", "--config"])
+        .args(["run", "--no-vip-on-lo", "--no-listeners", "--config"])
         .arg(&f)
         .args(["--admin", &admin.to_string()])
         .stdout(Stdio::null())
@@ -260,7 +260,7 @@ fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
     let f = dir.path().join("demo.toml");
     std::fs::write(&f, &base).expect("write");
     let child = Command::new(EDGE)
-        .args(["run", "--no-vip-on-lo", "--config"])
+        .args(["run", "--no-vip-on-lo", "--no-listeners", "--config"])
         .arg(&f)
         .args(["--admin", &admin.to_string()])
         .stdout(Stdio::null())
