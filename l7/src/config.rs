@@ -517,3 +517,91 @@ fn invalid(field: impl Into<String>, reason: &str) -> ConfigError {
         reason: reason.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{Action, RouteRule};
+
+    const EXAMPLE: &str = include_str!("../examples/l7.toml");
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let cfg: ProxyConfig = toml::from_str(EXAMPLE).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.listeners.len(), 2);
+        let api = cfg.pools.iter().find(|p| p.name == "api").unwrap();
+        assert_eq!(api.balance, Balance::PeakEwma);
+        assert!(api.backends[2].backup);
+        let stat = cfg.pools.iter().find(|p| p.name == "static").unwrap();
+        assert_eq!(stat.balance, Balance::ConsistentHash { key: HashKey::Uri });
+        let grpc = cfg.pools.iter().find(|p| p.name == "grpc").unwrap();
+        assert_eq!(grpc.protocol, UpstreamProtocol::Http2);
+        let def = cfg.pools.iter().find(|p| p.name == "default").unwrap();
+        assert!(!def.backends[1].healthy);
+        assert!(cfg.listeners[1].tls.as_ref().unwrap().certs.len() == 2);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let bad = EXAMPLE.replace("drain_timeout_ms", "drain_timeout");
+        assert!(toml::from_str::<ProxyConfig>(&bad).is_err());
+        let bad = EXAMPLE.replace("slow_start_ms", "slowstart_ms");
+        assert!(toml::from_str::<ProxyConfig>(&bad).is_err());
+        let bad = EXAMPLE.replace("algorithm = \"peak_ewma\"", "algorithm = \"fastest\"");
+        assert!(toml::from_str::<ProxyConfig>(&bad).is_err());
+        let bad = EXAMPLE.replace("^/v1/(users|orders)$", "^/v1/(users");
+        assert!(
+            toml::from_str::<ProxyConfig>(&bad).is_err(),
+            "bad regex must fail at parse"
+        );
+    }
+
+    fn minimal() -> ProxyConfig {
+        ProxyConfig {
+            listeners: vec![ListenerConfig {
+                name: "l".into(),
+                tls: None,
+                routes: vec![RouteRule::new("r", vec![], Action::Pool("p".into()))],
+            }],
+            pools: vec![PoolConfig::new("p", vec![])],
+            limits: Limits::default(),
+            forwarding: ForwardingConfig::default(),
+            rate_limit: None,
+            drain_timeout_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn validation_catches_what_serde_cannot() {
+        minimal().validate().unwrap();
+        let mut c = minimal();
+        c.pools.push(PoolConfig::new("p", vec![]));
+        assert!(matches!(c.validate(), Err(ConfigError::Duplicate { .. })));
+        let mut c = minimal();
+        c.listeners[0].routes[0].action = Action::Pool("missing".into());
+        assert!(matches!(c.validate(), Err(ConfigError::UnknownPool { .. })));
+        let mut c = minimal();
+        c.limits.max_header_bytes = 4096;
+        assert!(c.validate().is_err(), "hyper would panic below 8192");
+        let mut c = minimal();
+        c.pools[0].sticky = Some(StickyConfig {
+            cookie: "bad name".into(),
+            secret: None,
+        });
+        assert!(c.validate().is_err());
+        let mut c = minimal();
+        c.rate_limit = Some(RateLimitConfig {
+            requests_per_second: f64::NAN,
+            burst: 1,
+            max_clients: 1,
+        });
+        assert!(c.validate().is_err());
+        let mut c = minimal();
+        c.listeners[0].tls = Some(ListenerTls {
+            certs: vec![],
+            handshake_timeout_ms: 1,
+        });
+        assert!(c.validate().is_err());
+    }
+}

@@ -588,6 +588,9 @@ async fn forward(
         let result = tokio::time::timeout(request_timeout, pool.client.client.request(up)).await;
         let mut resp = match result {
             Err(_) => {
+                // A timeout is the slowest possible answer: let it raise the
+                // EWMA so peak-EWMA steers away from this backend.
+                member.stats.observe_rtt(sent_at.elapsed(), Instant::now());
                 report(shared, pool_name, &view, idx, PassiveKind::Timeout);
                 last_err = ProxyErrorKind::RequestTimeout;
                 if idempotent && replay.is_some() && may_retry(attempt) {

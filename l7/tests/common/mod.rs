@@ -35,6 +35,8 @@ pub const LOCAL: &str = "127.0.0.1:0";
 pub enum Mode {
     /// JSON echo of what it received, with this status.
     Echo(u16),
+    /// Echo with 200 after sleeping this many milliseconds.
+    Slow(u64),
 }
 
 /// A backend on 127.0.0.1; `kill` stops the listener and every open
@@ -150,7 +152,13 @@ async fn handler(
         Ok(b) => b.to_bytes().len() as i64,
         Err(_) => -1,
     };
-    let Mode::Echo(status) = mode;
+    let status = match mode {
+        Mode::Echo(s) => s,
+        Mode::Slow(ms) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            200
+        }
+    };
     let json = serde_json::json!({
         "backend": *name,
         "method": method,
