@@ -41,6 +41,8 @@
 //! ```
 
 pub mod hash;
+#[cfg(feature = "userspace")]
+pub mod hosted;
 pub mod ipvs;
 pub mod maglev;
 #[cfg(all(feature = "netns", target_os = "linux"))]
@@ -141,6 +143,12 @@ pub enum DataplaneKind {
     Userspace,
     /// Linux IPVS over netlink. Extension point only, see [`ipvs`].
     Ipvs,
+    /// nftables DNAT through a Maglev map (feature `nftables`), see
+    /// `nftables`.
+    Nftables,
+    /// XDP with L2 DSR (feature `xdp`). Needs the interfaces to attach to,
+    /// so it is built with `xdp::XdpDataplane::new`, not [`backend`].
+    Xdp,
 }
 
 /// Builds the dataplane `kind` with its default settings.
@@ -167,5 +175,22 @@ pub fn backend(kind: DataplaneKind) -> Result<Box<dyn Dataplane>, DataplaneError
             reason: "edge-l4 was built without the `userspace` feature".into(),
         }),
         DataplaneKind::Ipvs => Err(ipvs::unavailable()),
+        #[cfg(feature = "nftables")]
+        DataplaneKind::Nftables => Ok(Box::new(nftables::NftDataplane::new(
+            nftables::NftConfig::default(),
+        ))),
+        #[cfg(not(feature = "nftables"))]
+        DataplaneKind::Nftables => Err(DataplaneError::Unavailable {
+            backend: "nftables",
+            reason: "edge-l4 was built without the `nftables` feature".into(),
+        }),
+        DataplaneKind::Xdp => Err(DataplaneError::Unavailable {
+            backend: "xdp",
+            reason: if cfg!(feature = "xdp") {
+                "needs the interfaces to attach to: build it with xdp::XdpDataplane::new(XdpConfig)".into()
+            } else {
+                "edge-l4 was built without the `xdp` feature (needs clang-14 to build)".into()
+            },
+        }),
     }
 }
