@@ -115,8 +115,17 @@ impl TopologyLab {
             Ok(d) => d,
             Err(e) => panic!("test topology is invalid:\n{e}"),
         };
+        // Laid out like the repository (topology/ next to geoip/), so the
+        // two-PoP file's `../geoip/lab.mmdb` resolves.
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("deployment.toml");
+        std::fs::create_dir_all(dir.path().join("topology")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("geoip")).expect("mkdir");
+        std::fs::copy(
+            repo_root().join("labs/geoip/lab.mmdb"),
+            dir.path().join("geoip/lab.mmdb"),
+        )
+        .expect("copy the lab GeoIP database");
+        let config = dir.path().join("topology/deployment.toml");
         std::fs::write(&config, topology).expect("write topology");
         let mut spec = edge_labs::plan::plan(&deployment).expect("lab plan");
         let edge_bin = edge_bin();

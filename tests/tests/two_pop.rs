@@ -1,0 +1,221 @@
+//! The default two-PoP lab end to end (real FRR at ams, real BIRD at nyc,
+//! four `edge` nodes, four backends, two clients): DNS steering with ECS,
+//! PoP failure and heal (BGP and DNS), and an FRR restart. Each scenario
+//! prints what it measured.
+
+use std::time::{Duration, Instant};
+
+use edge_labs::{IpNet, RouteExpect};
+use edge_tests::{TopologyLab, lab_ready, repo_root};
+
+fn vip() -> IpNet {
+    "203.0.113.10/32".parse().expect("prefix")
+}
+
+fn dig(t: &TopologyLab, client: &str, extra: &[&str]) -> Result<String, String> {
+    let mut argv = vec!["dig", "+tries=1", "+time=1", "@203.0.113.53", "www.edge.example"];
+    argv.extend_from_slice(extra);
+    let out = t.lab.exec(client, &argv).map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+}
+
+fn answer(t: &TopologyLab, client: &str, extra: &[&str]) -> Result<String, String> {
+    let text = dig(t, client, extra)?;
+    text.lines()
+        .find(|l| l.starts_with("www.edge.example.") && l.contains("\tA\t"))
+        .and_then(|l| l.split_whitespace().last())
+        .map(String::from)
+        .ok_or(text)
+}
+
+fn backend(t: &TopologyLab, ip: &str, verb: &str) {
+    let out = t
+        .lab
+        .exec(
+            "ams-e1",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "-X",
+                "POST",
+                &format!("http://{ip}:8080/{verb}"),
+            ],
+        )
+        .expect("curl");
+    assert!(out.status.success(), "{verb} {ip}");
+}
+
+fn gateways(t: &TopologyLab) -> Result<Vec<String>, String> {
+    match t.lab.kernel_route("ams-r1", vip()) {
+        Ok(Some(r)) => Ok(r.gateways.iter().map(|g| g.to_string()).collect()),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[test]
+fn two_pop_steering_pop_failure_and_router_restart() {
+    if !lab_ready(
+        "two_pop",
+        &[
+            "ip",
+            "vtysh",
+            "bird",
+            "birdc",
+            "dig",
+            "curl",
+            "/usr/lib/frr/bgpd",
+            "/usr/lib/frr/zebra",
+        ],
+    ) {
+        return;
+    }
+    let text = std::fs::read_to_string(repo_root().join("labs/two-pop/deployment.toml"))
+        .expect("two-pop topology")
+        .replace(
+            "name = \"two-pop\"",
+            &format!("name = \"tp{}\"", std::process::id() % 100_000),
+        );
+    let t0 = Instant::now();
+    let t = TopologyLab::up(&text);
+
+    // Everything converges: ECMP at ams over both ams nodes.
+    t.lab
+        .wait_route("ams-r1", vip(), RouteExpect::Ecmp(2), Duration::from_secs(30))
+        .expect("anycast ECMP at ams");
+    t.lab
+        .wait_route("nyc-r1", vip(), RouteExpect::Ecmp(2), Duration::from_secs(30))
+        .expect("anycast ECMP at nyc");
+    eprintln!("lab converged (ECMP at both PoPs) {:?} after start", t0.elapsed());
+
+    // 1. Steering: each client gets its own PoP; ECS of the other region
+    // moves the answer and its scope is echoed.
+    // Both PoPs must be seen healthy on the bus before steering is by
+    // geography; wait for the answer that proves it.
+    let full = TopologyLab::wait(
+        "ECS answer from the other region",
+        Duration::from_secs(20),
+        || {
+            let d = dig(&t, "ams-c1", &["+subnet=198.18.2.0/24"])?;
+            if d.contains("198.51.100.20") {
+                Ok(d)
+            } else {
+                Err(d)
+            }
+        },
+    );
+    eprintln!("DNS steering ready {:?} after start", t0.elapsed());
+    let ams = answer(&t, "ams-c1", &[]).expect("dig at ams");
+    assert_eq!(ams, "198.51.100.10");
+    let nyc = answer(&t, "nyc-c1", &[]).expect("dig at nyc");
+    assert_eq!(nyc, "198.51.100.20");
+    assert!(full.contains("198.51.100.20"), "{full}");
+    assert!(
+        full.contains("CLIENT-SUBNET: 198.18.2.0/24/24"),
+        "scope echoed: {full}"
+    );
+    let full = dig(&t, "nyc-c1", &["+subnet=198.18.1.0/24"]).expect("dig");
+    assert!(
+        full.contains("198.51.100.10") && full.contains("CLIENT-SUBNET: 198.18.1.0/24/24"),
+        "{full}"
+    );
+    eprintln!("steering: ams-c1 → {ams}, nyc-c1 → {nyc}, ECS flips the answer with scope /24");
+
+    // 3. PoP failure: both ams backends fail their checks.
+    backend(&t, "198.19.1.11", "fail");
+    backend(&t, "198.19.1.12", "fail");
+    let f0 = Instant::now();
+    TopologyLab::wait(
+        "ams-r1 to reach the VIP via nyc only",
+        Duration::from_secs(10),
+        || {
+            let g = gateways(&t)?;
+            if g == ["198.18.100.2"] {
+                Ok(())
+            } else {
+                Err(format!("{g:?}"))
+            }
+        },
+    );
+    let bgp_failover = f0.elapsed();
+    TopologyLab::wait("DNS at ams to answer nyc", Duration::from_secs(10), || {
+        let a = answer(&t, "ams-c1", &[])?;
+        if a == "198.51.100.20" { Ok(()) } else { Err(a) }
+    });
+    let dns_failover = f0.elapsed();
+    eprintln!(
+        "PoP failure: ams-r1 routes the VIP via nyc after {bgp_failover:?}; DNS at ams answers nyc after {dns_failover:?}"
+    );
+    assert!(bgp_failover < Duration::from_secs(2), "{bgp_failover:?}");
+    assert!(dns_failover < Duration::from_secs(3), "{dns_failover:?}");
+
+    backend(&t, "198.19.1.11", "heal");
+    backend(&t, "198.19.1.12", "heal");
+    let h0 = Instant::now();
+    t.lab
+        .wait_route("ams-r1", vip(), RouteExpect::Ecmp(2), Duration::from_secs(10))
+        .expect("ECMP back at ams");
+    TopologyLab::wait("DNS at ams back to ams", Duration::from_secs(10), || {
+        let a = answer(&t, "ams-c1", &[])?;
+        if a == "198.51.100.10" { Ok(()) } else { Err(a) }
+    });
+    eprintln!("heal: routes and DNS back at ams after {:?}", h0.elapsed());
+
+    // 5. FRR at ams restarts; the edge nodes reconnect on their own.
+    let procs = t.lab.state().processes.clone();
+    let daemons: Vec<_> = procs
+        .iter()
+        .filter(|p| p.name == "ams-r1/zebra" || p.name == "ams-r1/bgpd")
+        .cloned()
+        .collect();
+    assert_eq!(daemons.len(), 2, "{procs:?}");
+    for d in daemons.iter().rev() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &d.pid.to_string()])
+            .status();
+    }
+    TopologyLab::wait("FRR to exit", Duration::from_secs(10), || {
+        // The lab spawned them, so they stay zombies until it reaps them.
+        let alive: Vec<u32> = daemons
+            .iter()
+            .map(|d| d.pid)
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map(|st| !st.contains(") Z "))
+                    .unwrap_or(false)
+            })
+            .collect();
+        if alive.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{alive:?}"))
+        }
+    });
+    let r0 = Instant::now();
+    for d in &daemons {
+        // Same command line, same namespace; the lab's teardown stops
+        // whatever runs in its namespaces.
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &d.kernel_ns])
+            .args(&d.argv)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("restart FRR daemon");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    t.lab
+        .wait_route("ams-r1", vip(), RouteExpect::Ecmp(2), Duration::from_secs(30))
+        .expect("routes back after the FRR restart");
+    eprintln!(
+        "FRR restart: sessions re-established and ECMP back {:?} after the daemons restarted",
+        r0.elapsed()
+    );
+    eprintln!("two-PoP scenarios took {:?} in all", t0.elapsed());
+}
