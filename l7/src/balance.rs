@@ -211,9 +211,12 @@ impl Selector {
         };
         let maglev = match algorithm {
             Balance::ConsistentHash { .. } | Balance::SourceIpHash => {
-                let keys: Vec<String> = candidates
+                let keys: Vec<(String, u32)> = candidates
                     .iter()
-                    .map(|&i| format!("{}/{}", members[i].backend.name, members[i].backend.address))
+                    .map(|&i| {
+                        let b = &members[i].backend;
+                        (format!("{}/{}", b.name, b.address), b.weight.max(1))
+                    })
                     .collect();
                 maglev_table(&keys)
             }
@@ -387,10 +390,12 @@ fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Maglev lookup table (Eisenbud et al., NSDI '16, §3.4) over `keys`.
-/// Size is a prime about 100× the member count so that each backend's
-/// share is within ~1 % of ideal.
-pub fn maglev_table(keys: &[String]) -> Vec<usize> {
+/// Maglev lookup table (Eisenbud et al., NSDI '16, §3.4) over weighted
+/// `keys`. Size is a prime about 100× the member count so that each
+/// backend's share is within ~1 % of ideal. Weights follow the usual
+/// weighted-Maglev extension: in each pass a backend earns `w / w_max` of a
+/// turn and claims its next preferred slot once it holds a whole turn.
+pub fn maglev_table(keys: &[(String, u32)]) -> Vec<usize> {
     const PRIMES: [usize; 9] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];
     let n = keys.len();
     if n == 0 {
@@ -403,17 +408,25 @@ pub fn maglev_table(keys: &[String]) -> Vec<usize> {
         .unwrap_or(PRIMES[PRIMES.len() - 1]);
     let perms: Vec<(usize, usize)> = keys
         .iter()
-        .map(|k| {
+        .map(|(k, _)| {
             let offset = (stable_hash(k.as_bytes(), 0x6d61_676c) % m as u64) as usize;
             let skip = (stable_hash(k.as_bytes(), 0x7365_6564) % (m as u64 - 1)) as usize + 1;
             (offset, skip)
         })
         .collect();
+    let w_max = keys.iter().map(|(_, w)| *w).max().unwrap_or(1).max(1) as f64;
+    let share: Vec<f64> = keys.iter().map(|(_, w)| f64::from((*w).max(1)) / w_max).collect();
+    let mut credit = vec![0.0f64; n];
     let mut next = vec![0usize; n];
     let mut table = vec![usize::MAX; m];
     let mut filled = 0;
     'fill: loop {
         for i in 0..n {
+            credit[i] += share[i];
+            if credit[i] < 1.0 {
+                continue;
+            }
+            credit[i] -= 1.0;
             let (offset, skip) = perms[i];
             let mut c = (offset + next[i] * skip) % m;
             while table[c] != usize::MAX {
@@ -605,6 +618,18 @@ mod tests {
         let alt = s4.pick(&m4, &c, &mut rng).unwrap();
         assert_ne!(alt, before[0]);
         assert_eq!(s4.pick(&m4, &c, &mut rng), Some(alt));
+    }
+
+    #[test]
+    fn maglev_shares_follow_weights() {
+        let t = maglev_table(&[("a".into(), 3), ("b".into(), 1)]);
+        let a = t.iter().filter(|&&i| i == 0).count() as f64 / t.len() as f64;
+        assert!((a - 0.75).abs() < 0.01, "share of a: {a}");
+        let t = maglev_table(&[("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]);
+        for i in 0..3 {
+            let s = t.iter().filter(|&&x| x == i).count();
+            assert!(s.abs_diff(t.len() / 3) <= 1, "{s} of {}", t.len());
+        }
     }
 
     #[test]

@@ -185,8 +185,10 @@ impl UpstreamClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .http2_only(pool.protocol == UpstreamProtocol::Http2)
-            // Our own retry logic decides what may be resent, not hyper.
-            .retry_canceled_requests(false)
+            // hyper resends only requests it never started writing on a
+            // reused connection the backend had just closed: always safe,
+            // and it keeps keep-alive races out of passive health.
+            .retry_canceled_requests(true)
             .build(connector);
         Ok(Arc::new(UpstreamClient {
             client,

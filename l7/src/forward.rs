@@ -127,6 +127,33 @@ pub fn apply_forwarding(
     }
 }
 
+/// The address to treat as "the client" for rate limits, source ACLs and
+/// source hashing. A direct peer outside `trusted` is the client. Behind
+/// trusted proxies, walk X-Forwarded-For from the right (each proxy
+/// appends) and take the first hop that is not itself trusted: entries
+/// further left were written by the client and cannot be believed.
+pub fn effective_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&canonical_ip(*ip)));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|h| h.trim().parse::<IpAddr>().ok())
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        client = *hop;
+        if !is_trusted(hop) {
+            break;
+        }
+    }
+    client
+}
+
 /// RFC 7239 §6 node: IPv6 must be bracketed and quoted.
 fn node(ip: IpAddr) -> String {
     match ip {
@@ -248,6 +275,26 @@ mod tests {
         strip_hop_by_hop(&mut plain, false);
         assert!(!plain.contains_key(UPGRADE));
         assert!(!plain.contains_key(CONNECTION));
+    }
+
+    #[test]
+    fn effective_client_skips_trusted_hops_only() {
+        let trusted: Vec<IpNet> = vec!["198.51.100.0/24".parse().unwrap()];
+        let lb: IpAddr = "198.51.100.1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("203.0.113.66, 203.0.113.7, 198.51.100.2"),
+        );
+        // The client may have forged 203.0.113.66; 203.0.113.7 is what our
+        // trusted proxy saw.
+        assert_eq!(
+            effective_client(lb, &h, &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(effective_client(outsider, &h, &trusted), outsider);
+        assert_eq!(effective_client(lb, &HeaderMap::new(), &trusted), lb);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::body::{self, Guarded, Limited, ProxyBody};
 use crate::client::{UpstreamClient, is_connect_timeout};
 use crate::config::{Balance, HashKey, Limits, PoolConfig, UpstreamProtocol};
 use crate::error::ProxyErrorKind;
-use crate::forward::{ClientInfo, apply_forwarding, new_request_id, strip_hop_by_hop};
+use crate::forward::{ClientInfo, apply_forwarding, effective_client, new_request_id, strip_hop_by_hop};
 use crate::metrics::{LatencyLabels, Metrics, PoolLabels, RequestLabels, UpstreamErrorLabels, status_class};
 use crate::ratelimit::RateLimiter;
 use crate::route::{
@@ -132,6 +132,14 @@ struct Outcome {
     backend: String,
     attempts: u32,
     error: Option<&'static str>,
+}
+
+/// What the proxy derived about the client before forwarding.
+struct Seen {
+    /// Host as sent (Host header or :authority), with port.
+    raw_host: Option<String>,
+    /// See [`effective_client`].
+    client_ip: IpAddr,
 }
 
 /// Decrements a backend's in-flight count when dropped.
@@ -252,7 +260,7 @@ async fn dispatch(
     req: Request<Incoming>,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
-    let client_ip = conn.peer.ip();
+    let client_ip = effective_client(conn.peer.ip(), req.headers(), &shared.trusted);
     if let Some(rl) = &shared.rate
         && !rl.check(client_ip, Instant::now())
     {
@@ -323,7 +331,8 @@ async fn dispatch(
         }
         Action::Pool(pool) => {
             out.pool = pool.clone();
-            forward(shared, conn, rule, pool, req, raw_host, out).await
+            let seen = Seen { raw_host, client_ip };
+            forward(shared, conn, rule, pool, req, seen, out).await
         }
     };
     rule.response_headers.apply(resp.headers_mut());
@@ -342,9 +351,14 @@ fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
     }
 }
 
+/// An HTTP/1.1 protocol upgrade to relay (WebSocket and the like). `h2c`
+/// upgrades concern only the client-proxy hop and are not relayed.
 fn is_upgrade_request<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
-        && req.headers().contains_key(UPGRADE)
+        && req
+            .headers()
+            .get(UPGRADE)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"h2c"))
         && req
             .headers()
             .get_all(CONNECTION)
@@ -427,9 +441,10 @@ async fn forward(
     rule: &CompiledRule,
     pool_name: &str,
     mut req: Request<Incoming>,
-    raw_host: Option<String>,
+    seen: Seen,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
+    let Seen { raw_host, client_ip } = seen;
     let (Some(pool), Some(view)) = (
         shared.pools.get(pool_name),
         shared.upstreams.load().pool(pool_name).cloned(),
@@ -505,7 +520,7 @@ async fn forward(
         )
     };
 
-    let hash = hash_key(&cfg.balance, &headers, &path_and_query, conn.peer.ip());
+    let hash = hash_key(&cfg.balance, &headers, &path_and_query, client_ip);
     let sticky_cookie = cfg
         .sticky
         .as_ref()
