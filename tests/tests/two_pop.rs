@@ -198,16 +198,18 @@ fn two_pop_steering_pop_failure_and_router_restart() {
         }
     });
     let r0 = Instant::now();
+    let mut restarted = Vec::new();
     for d in &daemons {
         // Same command line, same namespace; the lab's teardown stops
         // whatever runs in its namespaces.
-        std::process::Command::new("ip")
+        let child = std::process::Command::new("ip")
             .args(["netns", "exec", &d.kernel_ns])
             .args(&d.argv)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("restart FRR daemon");
+        restarted.push(child);
         std::thread::sleep(Duration::from_millis(300));
     }
     t.lab
@@ -218,4 +220,10 @@ fn two_pop_steering_pop_failure_and_router_restart() {
         r0.elapsed()
     );
     eprintln!("two-PoP scenarios took {:?} in all", t0.elapsed());
+    // Teardown stops everything in the lab's namespaces; reap our restarts.
+    drop(t);
+    for mut c in restarted {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
