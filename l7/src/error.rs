@@ -74,25 +74,6 @@ impl ProxyErrorKind {
     }
 }
 
-/// A classified request-path error (pingora style: kind + source + context).
-#[derive(Debug, thiserror::Error)]
-#[error("{kind:?} ({source_side}): {context}")]
-pub struct ProxyError {
-    pub kind: ProxyErrorKind,
-    pub source_side: ErrorSource,
-    pub context: String,
-}
-
-impl ProxyError {
-    pub fn new(kind: ProxyErrorKind, context: impl Into<String>) -> Self {
-        ProxyError {
-            kind,
-            source_side: kind.source(),
-            context: context.into(),
-        }
-    }
-}
-
 /// Configuration or setup errors: returned by constructors, never seen on the
 /// request path.
 #[derive(Debug, thiserror::Error)]

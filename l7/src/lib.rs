@@ -24,7 +24,7 @@ pub use config::{
     PemSource, PoolConfig, ProxyConfig, RateLimitConfig, RetryConfig, StickyConfig, UpstreamProtocol,
     UpstreamTls,
 };
-pub use error::{ConfigError, ErrorSource, ProxyError, ProxyErrorKind};
+pub use error::{ConfigError, ErrorSource, ProxyErrorKind};
 pub use proxy::{PassiveEvent, PassiveKind};
 pub use route::{Action, HeaderEdits, Match, Pattern, RouteRule};
 pub use server::{Proxy, ServeError};

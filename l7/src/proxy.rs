@@ -36,7 +36,7 @@ use crate::balance::{BackendStats, PickCtx, stable_hash, thread_rng};
 use crate::body::{self, Guarded, Limited, ProxyBody};
 use crate::client::{UpstreamClient, is_connect_timeout};
 use crate::config::{Balance, HashKey, Limits, PoolConfig, UpstreamProtocol};
-use crate::error::ProxyErrorKind;
+use crate::error::{ErrorSource, ProxyErrorKind};
 use crate::forward::{ClientInfo, apply_forwarding, effective_client, new_request_id, strip_hop_by_hop};
 use crate::metrics::{LatencyLabels, Metrics, PoolLabels, RequestLabels, UpstreamErrorLabels, status_class};
 use crate::ratelimit::RateLimiter;
@@ -132,6 +132,15 @@ struct Outcome {
     backend: String,
     attempts: u32,
     error: Option<&'static str>,
+    /// Who caused `error`, for proxy failures (pingora-style source).
+    source: Option<ErrorSource>,
+}
+
+impl Outcome {
+    fn fail(&mut self, kind: ProxyErrorKind) {
+        self.error = Some(kind.as_str());
+        self.source = Some(kind.source());
+    }
 }
 
 /// What the proxy derived about the client before forwarding.
@@ -221,6 +230,7 @@ pub(crate) async fn handle(
         backend = %out.backend,
         attempts = out.attempts,
         error = out.error.unwrap_or(""),
+        error_source = out.source.map(|s| s.to_string()).unwrap_or_default(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
@@ -283,7 +293,7 @@ async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > shared.limits.max_body_bytes) {
-        out.error = Some(ProxyErrorKind::BodyTooLarge.as_str());
+        out.fail(ProxyErrorKind::BodyTooLarge);
         return status_response(StatusCode::PAYLOAD_TOO_LARGE);
     }
 
@@ -449,13 +459,13 @@ async fn forward(
         shared.pools.get(pool_name),
         shared.upstreams.load().pool(pool_name).cloned(),
     ) else {
-        out.error = Some(ProxyErrorKind::NoBackend.as_str());
+        out.fail(ProxyErrorKind::NoBackend);
         return status_response(StatusCode::SERVICE_UNAVAILABLE);
     };
     let is_upgrade = is_upgrade_request(&req);
     if is_upgrade && pool.client.protocol == UpstreamProtocol::Http2 {
         // RFC 8441 extended CONNECT towards backends is not implemented.
-        out.error = Some(ProxyErrorKind::UpgradeUnsupported.as_str());
+        out.fail(ProxyErrorKind::UpgradeUnsupported);
         return status_response(StatusCode::BAD_GATEWAY);
     }
     let downstream_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -505,11 +515,11 @@ async fn forward(
         match tokio::time::timeout(request_timeout, body.collect()).await {
             Ok(Ok(c)) => (None, Some(c.to_bytes())),
             Ok(Err(_)) => {
-                out.error = Some(ProxyErrorKind::DownstreamBody.as_str());
+                out.fail(ProxyErrorKind::DownstreamBody);
                 return status_response(StatusCode::BAD_REQUEST);
             }
             Err(_) => {
-                out.error = Some(ProxyErrorKind::DownstreamBody.as_str());
+                out.fail(ProxyErrorKind::DownstreamBody);
                 return status_response(StatusCode::REQUEST_TIMEOUT);
             }
         }
@@ -704,7 +714,7 @@ async fn forward(
         return Response::from_parts(rparts, body);
     }
 
-    out.error = Some(last_err.as_str());
+    out.fail(last_err);
     status_response(match last_err {
         ProxyErrorKind::RequestTimeout | ProxyErrorKind::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
         ProxyErrorKind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,

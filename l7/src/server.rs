@@ -50,6 +50,8 @@ const PASSIVE_QUEUE: usize = 4096;
 pub enum ServeError {
     #[error("unknown listener {0:?}")]
     UnknownListener(String),
+    #[error("listener socket: {0}")]
+    Socket(std::io::Error),
 }
 
 /// The L7 proxy. Cheap to clone; all clones share state.
@@ -211,6 +213,19 @@ impl Proxy {
             conns.abort_all();
         }
         Ok(())
+    }
+
+    /// [`Proxy::serve`] for a std listener (inherited or bound by a
+    /// privileged helper); it is switched to non-blocking mode here.
+    pub async fn serve_std(
+        &self,
+        name: &str,
+        socket: std::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        socket.set_nonblocking(true).map_err(ServeError::Socket)?;
+        let socket = TcpListener::from_std(socket).map_err(ServeError::Socket)?;
+        self.serve(name, socket, shutdown).await
     }
 
     /// Replaces the members of `pool` (an atomic swap; in-flight requests

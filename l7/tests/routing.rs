@@ -360,3 +360,39 @@ async fn metrics_and_graceful_shutdown() {
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test]
+async fn ipv6_loopback_std_listener() {
+    let Ok(back_sock) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("skipping: no IPv6 loopback");
+        return;
+    };
+    drop(back_sock);
+    let b = backend("b").await;
+    let cfg = config(vec![listener("v6", vec![to_pool("p")])], vec![pool("p", &[&b])]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let (proxy, _events) = Proxy::new(cfg, &mut registry).unwrap();
+    let sock = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let p = proxy.clone();
+    let task = tokio::spawn(async move {
+        p.serve_std("v6", sock, async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let r = get(&client(), &format!("http://{addr}/six"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen_header("x-forwarded-for").as_deref(), Some("::1"));
+    let fwd = r.seen_header("forwarded").unwrap();
+    assert!(fwd.starts_with("for=\"[::1]\";by=\"[::1]\""), "{fwd}");
+    // Unknown listener names are an error, not a silent no-op.
+    let other = tokio::net::TcpListener::bind(LOCAL).await.unwrap();
+    assert!(matches!(
+        proxy.serve("nope", other, async {}).await,
+        Err(ServeError::UnknownListener(_))
+    ));
+    stop_tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
