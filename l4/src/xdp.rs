@@ -49,7 +49,7 @@ use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::hash::Protocol;
+use crate::hash::{FlowKey, Protocol};
 use crate::maglev::TableSize;
 use crate::state::{BackendSpec, BackendState, L4State, ServiceKey, ServiceSpec, diff};
 use crate::table::{ServiceTable, require_maglev, require_same_family};
@@ -437,6 +437,17 @@ impl XdpDataplane {
         self.conns.keys().filter(Result::is_ok).count()
     }
 
+    /// Flows in the connection table with their backend address (walks
+    /// the table: for tests and `edge status`, not for a hot path).
+    pub fn flows(&self) -> Vec<(FlowKey, IpAddr)> {
+        let by_id: BTreeMap<u32, IpAddr> = self.known.iter().map(|(ip, b)| (b.id, *ip)).collect();
+        self.conns
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, id)| Some((parse_flow_key(&k)?, *by_id.get(&id)?)))
+            .collect()
+    }
+
     /// Backend addresses whose MAC is not known yet.
     pub fn unresolved(&self) -> Vec<IpAddr> {
         self.known
@@ -740,6 +751,32 @@ fn parse_svc_key(k: &[u8; 20]) -> Option<ServiceKey> {
         _ => return None,
     };
     Some(ServiceKey::new(vip, u16::from_be_bytes([k[16], k[17]]), protocol))
+}
+
+/// `edge_xdp.c` `struct flow_key`: src[16] dst[16] sport dport (network
+/// order) proto family pad[2].
+fn parse_flow_key(k: &[u8; 40]) -> Option<FlowKey> {
+    let ip = |b: &[u8]| -> Option<IpAddr> {
+        match k[37] {
+            4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+            6 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&b[..16]);
+                Some(IpAddr::V6(Ipv6Addr::from(a)))
+            }
+            _ => None,
+        }
+    };
+    let protocol = match k[36] {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        _ => return None,
+    };
+    Some(FlowKey {
+        src: SocketAddr::new(ip(&k[..16])?, u16::from_be_bytes([k[32], k[33]])),
+        dst: SocketAddr::new(ip(&k[16..32])?, u16::from_be_bytes([k[34], k[35]])),
+        protocol,
+    })
 }
 
 fn entry_ip(e: &[u8; 36]) -> Option<IpAddr> {
