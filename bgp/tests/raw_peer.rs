@@ -231,3 +231,97 @@ async fn collision_peer_with_lower_id_loses() {
     assert_eq!((n.code, n.subcode), (6, 7));
     assert!(up, "session on our connection");
 }
+
+/// An UPDATE from raw parts: withdrawn routes, path attributes, NLRI.
+fn raw_update(attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
+    let len = 19 + 2 + 2 + attrs.len() + nlri.len();
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&(len as u16).to_be_bytes());
+    m.push(2); // UPDATE
+    m.extend_from_slice(&[0, 0]); // no withdrawn routes
+    m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    m.extend_from_slice(attrs);
+    m.extend_from_slice(nlri);
+    m
+}
+
+/// ORIGIN IGP, AS_PATH [65020] (4-octet), NEXT_HOP 127.0.0.1, plus `extra`.
+fn attrs(extra: &[u8]) -> Vec<u8> {
+    let mut a = vec![0x40, 1, 1, 0];
+    a.extend_from_slice(&[0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xfc]);
+    a.extend_from_slice(&[0x40, 3, 4, 127, 0, 0, 1]);
+    a.extend_from_slice(extra);
+    a
+}
+
+const NLRI_198_51_100: [u8; 4] = [24, 198, 51, 100];
+
+async fn received(s: &Speaker) -> Vec<String> {
+    s.routes(LO, edge_bgp::RibKind::Received)
+        .iter()
+        .map(|r| r.prefix.to_string())
+        .collect()
+}
+
+async fn wait_received(s: &Speaker, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = received(s).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "received {got:?}, want {want:?}; sessions {:?}",
+            s.sessions()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_updates_are_treated_as_withdraw_or_reset_per_rfc7606() {
+    let (s, mut sock) = setup(30).await;
+    let mut buf = Vec::new();
+    establish(&mut sock, &mut buf, 65020, 30).await;
+
+    // A valid route first.
+    sock.write_all(&raw_update(&attrs(&[]), &NLRI_198_51_100))
+        .await
+        .unwrap();
+    wait_received(&s, &["198.51.100.0/24"]).await;
+
+    // MED with a length of 3 (must be 4): RFC 7606 §7.4 treat-as-withdraw.
+    // The session stays up and the prefix is gone.
+    sock.write_all(&raw_update(&attrs(&[0x80, 4, 3, 0, 0, 1]), &NLRI_198_51_100))
+        .await
+        .unwrap();
+    wait_received(&s, &[]).await;
+    assert_eq!(s.sessions()[0].state, State::Established);
+
+    // Announced again, then a malformed ORIGIN value (3 is undefined):
+    // RFC 7606 §7.1 treat-as-withdraw, session up.
+    sock.write_all(&raw_update(&attrs(&[]), &NLRI_198_51_100))
+        .await
+        .unwrap();
+    wait_received(&s, &["198.51.100.0/24"]).await;
+    let mut bad_origin = attrs(&[]);
+    bad_origin[3] = 3;
+    sock.write_all(&raw_update(&bad_origin, &NLRI_198_51_100))
+        .await
+        .unwrap();
+    wait_received(&s, &[]).await;
+    assert_eq!(s.sessions()[0].state, State::Established);
+
+    // A path attribute whose length runs past the attribute list: the
+    // attributes cannot be parsed at all, so the session is reset with an
+    // UPDATE Message Error (3/1 Malformed Attribute List) — never a panic.
+    let mut broken = attrs(&[]);
+    broken.extend_from_slice(&[0x40, 5, 200, 0, 0, 0, 100]); // LOCAL_PREF claiming 200 bytes
+    sock.write_all(&raw_update(&broken, &NLRI_198_51_100))
+        .await
+        .unwrap();
+    let n = notification(&mut sock, &mut buf).await;
+    assert_eq!(n.code, 3, "UPDATE Message Error, got {n:?}");
+    s.shutdown().await;
+}
