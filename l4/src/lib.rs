@@ -40,6 +40,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "nftables")]
+pub mod handoff;
 pub mod hash;
 #[cfg(feature = "userspace")]
 pub mod hosted;

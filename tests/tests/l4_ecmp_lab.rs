@@ -25,12 +25,14 @@
 //! * `xdp`: all 50 keep working. The flows that ECMP moves to edge1 have no
 //!   entry in edge1's connection table, and edge1's Maglev table names the
 //!   same backend as edge2's did, so the backend's TCP state still matches.
-//! * `userspace`: a full proxy terminates TCP on the edge, so the
-//!   connections that lived on edge2 cannot survive edge1 receiving their
-//!   packets (edge1 has no socket for them and resets them). The test
-//!   asserts exactly that: every connection on edge1 keeps working, every
-//!   one moved from edge2 is reset promptly (no hang). Keeping them would
-//!   need a packet-level hand-off from edge1 to the previous owner.
+//! * `userspace` + `edge_l4::handoff`: all 50 keep working too. A full
+//!   proxy terminates TCP on the edge, so edge1 has no socket for the
+//!   connections that lived on edge2; the hand-off makes edge1 forward their
+//!   mid-connection packets (not SYN, no conntrack state) unchanged to
+//!   edge2 over the LAN, and edge2's proxy keeps serving them.
+//! * `userspace` alone documents why the hand-off exists: exactly the
+//!   connections moved off edge2 are reset (promptly, not after a hang),
+//!   every connection on edge1 keeps working.
 //!
 //! Needs root and socat; skips otherwise (fails under EDGE_LAB=require).
 
@@ -40,6 +42,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use edge_l4::handoff::{Handoff, HandoffConfig};
 use edge_l4::hosted::HostedUserspace;
 use edge_l4::netns::NetnsThread;
 use edge_l4::userspace::UserspaceConfig;
@@ -66,6 +69,8 @@ const IO: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Userspace,
+    /// The proxy plus `edge_l4::handoff` between the two edges.
+    UserspaceHandoff,
     Xdp,
 }
 
@@ -94,11 +99,7 @@ fn spec_for(kind: Kind, name: &str) -> LabSpec {
         loopback,
     };
     let vip = net(&format!("{VIP}/32"));
-    let edge_lo = if kind == Kind::Userspace {
-        vec![vip]
-    } else {
-        vec![]
-    };
+    let edge_lo = if kind == Kind::Xdp { vec![] } else { vec![vip] };
     let mut spec = LabSpec::new(name);
     spec.namespaces = vec![
         ns("client", false, false, vec![]),
@@ -184,14 +185,14 @@ fn spec_for(kind: Kind, name: &str) -> LabSpec {
 
 enum Node {
     Xdp(Box<XdpDataplane>),
-    User(Box<HostedUserspace>),
+    User(Box<HostedUserspace>, Option<Handoff>),
 }
 
 impl Node {
     fn dataplane(&mut self) -> &mut dyn Dataplane {
         match self {
             Node::Xdp(d) => d.as_mut(),
-            Node::User(d) => d.as_mut(),
+            Node::User(d, _) => d.as_mut(),
         }
     }
 
@@ -200,7 +201,7 @@ impl Node {
     fn new_flows(&self) -> u64 {
         match self {
             Node::Xdp(d) => d.stats().map(|s| s.conn_new.packets).unwrap_or(0),
-            Node::User(d) => d
+            Node::User(d, _) => d
                 .dataplane()
                 .map(|p| p.stats().values().map(|s| s.flows_opened).sum())
                 .unwrap_or(0),
@@ -301,9 +302,9 @@ fn ports_on_edge2(kind: Kind, lab: &Lab, edge2: &Edge) -> BTreeSet<u16> {
     match kind {
         Kind::Xdp => edge2.with(|n| match n {
             Node::Xdp(d) => d.flows().into_iter().map(|(f, _)| f.src.port()).collect(),
-            Node::User(_) => BTreeSet::new(),
+            Node::User(..) => BTreeSet::new(),
         }),
-        Kind::Userspace => {
+        Kind::Userspace | Kind::UserspaceHandoff => {
             let out = lab
                 .exec_ok(
                     "edge2",
@@ -374,6 +375,13 @@ fn ecmp_lab(kind: Kind, lab_name: &str) {
         let node: Shared = Arc::new(Mutex::new(None));
         let slot = node.clone();
         let uplink = uplink.to_string();
+        let uplink_name = uplink.clone();
+        // Each edge hands unknown mid-connection packets to the other one.
+        let peer = if name == "edge1" {
+            "198.19.10.2"
+        } else {
+            "198.19.10.1"
+        };
         thread
             .run(move || {
                 let mut n = match kind {
@@ -384,11 +392,19 @@ fn ecmp_lab(kind: Kind, lab_name: &str) {
                         })
                         .expect("load xdp"),
                     )),
-                    Kind::Userspace => Node::User(Box::new(
-                        HostedUserspace::new(UserspaceConfig::default(), 2).expect("proxy"),
-                    )),
+                    Kind::Userspace | Kind::UserspaceHandoff => Node::User(
+                        Box::new(HostedUserspace::new(UserspaceConfig::default(), 2).expect("proxy")),
+                        None,
+                    ),
                 };
                 n.dataplane().apply(&desired()).expect("apply");
+                if let (Kind::UserspaceHandoff, Node::User(_, handoff)) = (kind, &mut n) {
+                    let config = HandoffConfig {
+                        uplinks: vec![uplink_name],
+                        peer: peer.parse().unwrap(),
+                    };
+                    *handoff = Some(Handoff::install(config, &[service()]).expect("install hand-off"));
+                }
                 if let Node::Xdp(d) = &n {
                     assert!(
                         d.unresolved().is_empty(),
@@ -461,9 +477,9 @@ fn ecmp_lab(kind: Kind, lab_name: &str) {
         t0.elapsed()
     );
     match kind {
-        Kind::Xdp => assert!(
+        Kind::Xdp | Kind::UserspaceHandoff => assert!(
             failed.is_empty(),
-            "xdp: connections broken by the ECMP change: {failed:?}"
+            "{kind:?}: connections broken by the ECMP change: {failed:?}"
         ),
         Kind::Userspace => {
             assert_eq!(
@@ -498,7 +514,17 @@ fn ecmp_anycast_xdp_keeps_connections_when_an_edge_leaves() {
 }
 
 #[test]
-fn ecmp_anycast_userspace_proxy() {
+fn ecmp_anycast_userspace_with_handoff_keeps_connections_when_an_edge_leaves() {
+    if !lab_ready("ecmp_anycast_userspace_handoff", &["ip", "socat", "nft"]) {
+        return;
+    }
+    ecmp_lab(Kind::UserspaceHandoff, &lab_name("h"));
+}
+
+/// Documents the limit the hand-off removes: without it, the connections
+/// moved off edge2 are reset (and only those).
+#[test]
+fn ecmp_anycast_userspace_proxy_without_handoff() {
     if !lab_ready("ecmp_anycast_userspace", &["ip", "socat"]) {
         return;
     }
