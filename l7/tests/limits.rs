@@ -44,3 +44,50 @@ async fn h2_max_concurrent_streams_is_advertised() {
     // By the first response the server's SETTINGS have been applied.
     assert_eq!(conn.max_concurrent_send_streams(), 7);
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_until_idle_timeout() {
+    use std::sync::atomic::Ordering;
+    let b = backend("b").await;
+    let mut p = pool("p", &[&b]);
+    p.idle_timeout_ms = 300;
+    let run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    for _ in 0..5 {
+        assert_eq!(get(&c, &run.url("web", "/"), &[]).await.status, 200);
+    }
+    assert_eq!(
+        b.accepted.load(Ordering::SeqCst),
+        1,
+        "keep-alive connection not reused"
+    );
+    // hyper's pool reaper runs at the idle-timeout interval: after two of
+    // them the idle connection is gone and the next request dials again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    assert_eq!(get(&c, &run.url("web", "/"), &[]).await.status, 200);
+    assert_eq!(
+        b.accepted.load(Ordering::SeqCst),
+        2,
+        "idle connection outlived its timeout"
+    );
+}
+
+#[tokio::test]
+async fn stalled_tls_handshake_is_dropped() {
+    use tokio::io::AsyncReadExt;
+    let b = backend("b").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["a.example.net"]);
+    let mut l = listener("tls", vec![to_pool("p")]);
+    l.tls = Some(ListenerTls {
+        certs: vec![leaf.cert_config(&["a.example.net"])],
+        handshake_timeout_ms: 200,
+    });
+    let run = start(config(vec![l], vec![pool("p", &[&b])])).await;
+    let mut s = tokio::net::TcpStream::connect(run.addr("tls")).await.unwrap();
+    // Send nothing: the proxy must close the connection on its own.
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "stalled handshake kept open");
+    assert!(buf.is_empty());
+}

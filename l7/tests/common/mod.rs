@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -44,6 +45,8 @@ pub enum Mode {
 pub struct TestBackend {
     pub addr: SocketAddr,
     pub name: String,
+    /// TCP connections accepted so far (keep-alive reuse shows as few).
+    pub accepted: Arc<AtomicUsize>,
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -75,12 +78,15 @@ pub async fn backend_with(name: &str, mode: Mode, tls: Option<Arc<rustls::Server
     let listener = TcpListener::bind(LOCAL).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let name_arc = Arc::new(name.to_string());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     let handle = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
+            counter.fetch_add(1, Ordering::SeqCst);
             let name = name_arc.clone();
             let tls = tls.clone();
             conns.spawn(async move {
@@ -108,6 +114,7 @@ pub async fn backend_with(name: &str, mode: Mode, tls: Option<Arc<rustls::Server
     TestBackend {
         addr,
         name: name.to_string(),
+        accepted,
         handle,
     }
 }
