@@ -9,9 +9,20 @@
 //! Layout:
 //! - pure core, no I/O, no clock: [`hash`] (fixed SipHash-1-3, flow hash),
 //!   [`maglev`], [`sched`], [`state`] ([`L4State`], [`diff`]);
-//! - dataplanes behind [`Dataplane`]: [`userspace`] (tokio proxy, feature
-//!   `userspace`, the reference backend) and [`ipvs`] (extension point only:
-//!   not available on this kernel).
+//! - [`table`]: the Maglev table every hashing dataplane programs
+//!   ([`ServiceTable`]), so all of them (and all nodes) agree per slot;
+//! - dataplanes behind [`Dataplane`]: `userspace` (tokio proxy, feature
+//!   `userspace`, the reference backend; `hosted` gives it a runtime of its
+//!   own), `nftables` (DNAT through a Maglev map, feature `nftables`), `xdp`
+//!   (L2 DSR in XDP, feature `xdp`, needs clang-14 to build) and [`ipvs`]
+//!   (extension point only: not available on this kernel);
+//! - helpers for kernel dataplanes: `netns` (program another network
+//!   namespace from a thread inside it) and `handoff` (keep proxied
+//!   connections alive when anycast moves them to another node).
+//!
+//! Which dataplane passes which guarantee is pinned by one conformance
+//! table run against all of them (`tests/tests/l4_conformance.rs`), and
+//! the XDP program by packet fixtures (`tests/tests/l4_xdp_fixtures.rs`).
 //!
 //! How `edge` drives it: derive an [`L4State`] from config and health on
 //! every snapshot, and hand it to the dataplane, which reconciles.

@@ -550,11 +550,36 @@ impl XdpDataplane {
         Ok(())
     }
 
+    /// Re-reads every backend's egress and MAC from the neighbour table and
+    /// rewrites the entries that changed (a backend replaced by a machine
+    /// with another MAC, a moved interface). `apply` only resolves backends
+    /// that have no MAC yet; a controller calls this on a timer or on
+    /// neighbour-table events.
+    pub fn refresh_neighbours(&mut self) -> Result<usize, DataplaneError> {
+        let ips: Vec<IpAddr> = self.known.keys().copied().collect();
+        let mut changed = 0;
+        for ip in ips {
+            let before = self.known.get(&ip).map(|b| b.entry);
+            self.resolve_backend(ip, true)?;
+            if self.known.get(&ip).map(|b| b.entry) != before {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Makes sure `ip` has an id and an entry in the backends map, and tries
     /// to resolve its MAC if it has none yet.
     fn ensure_backend(&mut self, ip: IpAddr) -> Result<u32, DataplaneError> {
+        self.resolve_backend(ip, false)
+    }
+
+    /// As [`Self::ensure_backend`]; with `force`, resolves again even when a
+    /// MAC is known, and writes the entry only if it changed.
+    fn resolve_backend(&mut self, ip: IpAddr, force: bool) -> Result<u32, DataplaneError> {
         if let Some(b) = self.known.get(&ip)
             && b.entry[17] & F_HAS_MAC != 0
+            && !force
         {
             return Ok(b.id);
         }
@@ -608,6 +633,9 @@ impl XdpDataplane {
         let cut_at = self.known.get(&ip).and_then(|b| b.cut_at);
         if let Some(old) = self.known.get(&ip) {
             entry[17] |= old.entry[17] & F_CUT;
+            if old.entry == entry {
+                return Ok(id);
+            }
         }
         self.backends_map
             .insert(id, entry, 0)

@@ -14,9 +14,11 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use edge_l4::netns::NetnsThread;
-use edge_l4::xdp::{Egress, StaticNeighbours, XdpConfig, XdpDataplane};
+use edge_l4::xdp::{Egress, Neighbours, XdpConfig, XdpDataplane};
 use edge_l4::{
     BackendSpec, Dataplane, FlowKey, L4State, Protocol, SchedulerKind, ServiceKey, ServiceSpec, ServiceTable,
     TableSize,
@@ -109,6 +111,19 @@ fn rewritten(input: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     p
 }
 
+/// Neighbour answers the test can change while the dataplane runs.
+#[derive(Clone, Default)]
+struct SharedNeighbours(Arc<Mutex<BTreeMap<IpAddr, Egress>>>);
+
+impl Neighbours for SharedNeighbours {
+    fn resolve(&mut self, ip: IpAddr) -> Option<Egress> {
+        self.0.lock().unwrap().get(&ip).copied()
+    }
+}
+
+/// Flows of removed backends are cut this long after the removal.
+const DRAIN: Duration = Duration::from_secs(2);
+
 struct Fixture {
     description: String,
     input: Vec<u8>,
@@ -199,9 +214,11 @@ fn fixtures_in_namespace() {
     let size = TableSize::new(251).unwrap();
     let cfg = XdpConfig {
         table_size: size,
+        drain_timeout: DRAIN,
         ..XdpConfig::default()
     };
-    let mut dp = XdpDataplane::with_neighbours(cfg, Box::new(StaticNeighbours(neigh))).expect("load xdp");
+    let neighbours = SharedNeighbours(Arc::new(Mutex::new(neigh)));
+    let mut dp = XdpDataplane::with_neighbours(cfg, Box::new(neighbours.clone())).expect("load xdp");
 
     let vip = ServiceKey::new("203.0.113.10".parse().unwrap(), 8080, Protocol::Tcp);
     let vip6 = ServiceKey::new("2001:db8:ffff::10".parse().unwrap(), 53, Protocol::Udp);
@@ -388,4 +405,43 @@ fn fixtures_in_namespace() {
         });
     }
     run_all(&dp, &moved);
+
+    // The drain timeout passes: the next apply (nothing else changes) cuts
+    // b2's flows, which Maglev now places on b1.
+    std::thread::sleep(DRAIN + Duration::from_millis(200));
+    assert!(
+        dp.apply(&shrunk)
+            .expect("apply after the drain timeout")
+            .is_noop()
+    );
+    let cut: Vec<Fixture> = on_b2
+        .iter()
+        .map(|src| {
+            let p = packet(*src, vip.socket_addr(), Protocol::Tcp, b"after drain");
+            Fixture {
+                description: format!("flow {src} of drained-out b2 re-placed on b1"),
+                output: rewritten(&p, B1_MAC, LAN_MAC),
+                input: p,
+                ingress: up,
+                verdict: XDP_REDIRECT,
+            }
+        })
+        .collect();
+    run_all(&dp, &cut);
+
+    // b1 moves to another MAC: refresh_neighbours picks it up.
+    const B1_NEW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x21];
+    neighbours.0.lock().unwrap().get_mut(&b1).unwrap().dst_mac = Some(B1_NEW_MAC);
+    assert_eq!(dp.refresh_neighbours().expect("refresh"), 1);
+    let p = packet(v4("198.18.1.9:1234"), vip.socket_addr(), Protocol::Tcp, b"");
+    run_all(
+        &dp,
+        &[Fixture {
+            description: "after the neighbour change, frames carry b1's new MAC".into(),
+            output: rewritten(&p, B1_NEW_MAC, LAN_MAC),
+            input: p,
+            ingress: up,
+            verdict: XDP_REDIRECT,
+        }],
+    );
 }
