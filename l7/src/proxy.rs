@@ -287,6 +287,12 @@ async fn dispatch(
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
+    if req.method() == Method::CONNECT {
+        // A reverse proxy: CONNECT tunnels to arbitrary targets are not ours
+        // to open.
+        out.error = Some("connect_method");
+        return status_response(StatusCode::METHOD_NOT_ALLOWED);
+    }
     let declared_len = req
         .headers()
         .get(CONTENT_LENGTH)

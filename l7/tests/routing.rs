@@ -100,6 +100,11 @@ async fn haproxy_acl_set_routes_denies_and_edits_headers() {
     );
     assert_eq!(get(&c, &run.url("web", "/"), &[]).await.backend(), "default");
 
+    let connect = Request::connect(format!("{}", run.addr("web")))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(&c, connect).await.status, 405);
+
     let r = get(&c, &run.url("web", "/old?x=1"), &[("host", "www.example.net")]).await;
     assert_eq!(r.status, 308);
     assert_eq!(r.headers["location"], "https://www.example.net/new?x=1");
