@@ -15,6 +15,7 @@
 //! * [`state`]: `state.json`, so another process can find and stop a lab.
 
 pub mod backend;
+pub mod clab;
 pub mod cmd;
 pub mod config;
 pub mod error;
