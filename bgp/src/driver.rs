@@ -62,6 +62,11 @@ pub struct PeerConfig {
     pub families: Vec<(u16, u8)>,
     /// See [`SessionConfig::enforce_first_as`] (default on).
     pub enforce_first_as: bool,
+    /// RFC 2385 TCP-MD5 password shared with the peer.
+    pub password: Option<String>,
+    /// RFC 5082 GTSM: TTL 255 out, drop packets with TTL < 254 (directly
+    /// connected peers only).
+    pub ttl_security: bool,
 }
 
 impl PeerConfig {
@@ -83,6 +88,8 @@ impl PeerConfig {
                 (wire::AFI_IPV6, wire::SAFI_UNICAST),
             ],
             enforce_first_as: true,
+            password: None,
+            ttl_security: false,
         }
     }
 }
@@ -107,6 +114,8 @@ pub enum SpeakerError {
     DuplicatePeer(IpAddr),
     #[error("listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    #[error("peer {peer}: socket option: {source}")]
+    Socket { peer: IpAddr, source: io::Error },
 }
 
 /// Which Adj-RIB of a peer to read.
@@ -256,6 +265,18 @@ impl Speaker {
             let span = tracing::info_span!("bgp_peer", peer = %p.address, remote_as = p.remote_as);
             let task = PeerTask::new(&config, p, rx, desired_rx.clone(), shared.clone());
             tasks.push(tokio::spawn(task.run().instrument(span)));
+        }
+        // A listener must know every peer's key before their SYNs arrive.
+        if let Some(l) = &listener {
+            for p in config.peers.iter().filter(|p| p.password.is_some()) {
+                let pw = p.password.as_deref().unwrap_or_default();
+                crate::sockopt::set_tcp_md5(l, p.address, pw.as_bytes()).map_err(|source| {
+                    SpeakerError::Socket {
+                        peer: p.address,
+                        source,
+                    }
+                })?;
+            }
         }
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let accept_task = listener.map(|l| {
@@ -597,6 +618,13 @@ impl PeerTask {
     }
 
     async fn incoming(&mut self, stream: TcpStream) {
+        if self.cfg.ttl_security {
+            let peer = SocketAddr::new(self.cfg.address, self.cfg.port);
+            if let Err(e) = crate::sockopt::set_gtsm(&stream, peer) {
+                warn!(error = %e, "GTSM on an accepted connection failed; closing it");
+                return;
+            }
+        }
         let state = self.session.state();
         if state == State::Idle && self.timers.contains_key(&Timer::IdleHold) {
             // The peer came back before our restart timer: start now
@@ -768,11 +796,20 @@ impl PeerTask {
             Output::Connect => {
                 let addr = SocketAddr::new(self.cfg.address, self.cfg.port);
                 let local = self.cfg.local_address;
+                let password = self.cfg.password.clone();
+                let gtsm = self.cfg.ttl_security;
                 self.connecting = Some(Box::pin(async move {
                     let sock = match addr {
                         SocketAddr::V4(_) => TcpSocket::new_v4()?,
                         SocketAddr::V6(_) => TcpSocket::new_v6()?,
                     };
+                    // Both must be in place before the SYN leaves.
+                    if let Some(pw) = &password {
+                        crate::sockopt::set_tcp_md5(&sock, addr.ip(), pw.as_bytes())?;
+                    }
+                    if gtsm {
+                        crate::sockopt::set_gtsm(&sock, addr)?;
+                    }
                     if let Some(l) = local {
                         sock.bind(SocketAddr::new(l, 0))?;
                     }

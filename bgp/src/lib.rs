@@ -50,6 +50,8 @@
 pub mod driver;
 pub mod fsm;
 pub mod rib;
+#[cfg(feature = "runtime")]
+pub mod sockopt;
 pub mod wire;
 
 #[cfg(feature = "runtime")]

@@ -460,6 +460,10 @@ fn speaker_config(dep: &Deployment, n: &edge_topology::Node) -> SpeakerConfig {
             pc.hold_time = dep.bgp.hold_time;
             pc.connect_retry = dep.bgp.connect_retry;
             pc.max_prefixes = Some(dep.bgp.max_prefixes);
+            if let Some(r) = dep.router(&p.router) {
+                pc.password = r.password.clone();
+                pc.ttl_security = r.ttl_security;
+            }
             // The lab routers (and most operators) run one session per
             // family: IPv4 routes over the IPv4 session, IPv6 over IPv6.
             pc.families = if p.remote.is_ipv4() {

@@ -62,6 +62,12 @@ pub fn frr_bgpd_conf(r: &RouterSpec, dir: &Path) -> String {
         w!(s, " neighbor {a} timers {} {}", t.keepalive, t.hold);
         w!(s, " neighbor {a} timers connect {}", t.connect);
         w!(s, " neighbor {a} advertisement-interval 0");
+        if let Some(pw) = &n.password {
+            w!(s, " neighbor {a} password {pw}");
+        }
+        if n.ttl_security {
+            w!(s, " neighbor {a} ttl-security hops 1");
+        }
     }
     let paths = if r.multipath { MAX_PATHS } else { 1 };
     let families: [(&str, Vec<&NeighborSpec>, Vec<ipnet::IpNet>); 2] = [
@@ -139,11 +145,22 @@ pub fn bird_conf(r: &RouterSpec, dir: &Path) -> String {
         } else {
             format!("description \"{}\"; ", n.description)
         };
+        let mut security = String::new();
+        if let Some(pw) = &n.password {
+            security.push_str(&format!("password \"{pw}\"; "));
+        }
+        if n.ttl_security {
+            security.push_str("ttl security on; ");
+        }
         // Export originated and BGP-learned routes: a lab router behaves
-        // like a transit router that passes VIPs on.
+        // like a transit router that passes VIPs on. On import, honour
+        // RFC 8326 GRACEFUL_SHUTDOWN as FRR does by itself: such paths get
+        // LOCAL_PREF 0, so a draining node loses its traffic before it
+        // withdraws.
         w!(
             s,
-            "protocol bgp peer{i} from peers {{ {desc}neighbor {} as {}; {af} {{ import all; \
+            "protocol bgp peer{i} from peers {{ {desc}{security}neighbor {} as {}; {af} {{ \
+             import filter {{ if (65535, 0) ~ bgp_community then bgp_local_pref = 0; accept; }}; \
              export where source ~ [RTS_STATIC, RTS_BGP]; }}; }}",
             n.address,
             n.asn
@@ -178,12 +195,20 @@ pub fn gobgp_toml(r: &RouterSpec) -> String {
         w!(s, "  [neighbors.config]");
         w!(s, "    neighbor-address = \"{}\"", n.address);
         w!(s, "    peer-as = {}", n.asn);
+        if let Some(pw) = &n.password {
+            w!(s, "    auth-password = {}", toml::Value::String(pw.clone()));
+        }
         if !n.description.is_empty() {
             w!(
                 s,
                 "    description = {}",
                 toml::Value::String(n.description.clone())
             );
+        }
+        if n.ttl_security {
+            w!(s, "  [neighbors.ttl-security.config]");
+            w!(s, "    enabled = true");
+            w!(s, "    ttl-min = 255");
         }
         w!(s, "  [neighbors.timers.config]");
         w!(s, "    connect-retry = {}", t.connect);
@@ -302,8 +327,8 @@ protocol static originate6 {
   route 2001:db8:fffe::/48 blackhole;
 }
 template bgp peers { local as 65001; hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 5; }
-protocol bgp peer0 from peers { description \"r2 v4\"; neighbor 198.18.0.2 as 65002; ipv4 { import all; export where source ~ [RTS_STATIC, RTS_BGP]; }; }
-protocol bgp peer1 from peers { description \"r2 v6\"; neighbor 2001:db8:0:1::2 as 65002; ipv6 { import all; export where source ~ [RTS_STATIC, RTS_BGP]; }; }
+protocol bgp peer0 from peers { description \"r2 v4\"; neighbor 198.18.0.2 as 65002; ipv4 { import filter { if (65535, 0) ~ bgp_community then bgp_local_pref = 0; accept; }; export where source ~ [RTS_STATIC, RTS_BGP]; }; }
+protocol bgp peer1 from peers { description \"r2 v6\"; neighbor 2001:db8:0:1::2 as 65002; ipv6 { import filter { if (65535, 0) ~ bgp_community then bgp_local_pref = 0; accept; }; export where source ~ [RTS_STATIC, RTS_BGP]; }; }
 ";
         assert_eq!(text, want);
     }

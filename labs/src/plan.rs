@@ -117,6 +117,8 @@ pub fn plan(dep: &topo::Deployment) -> Result<LabSpec> {
                     address: p.local,
                     asn: n.asn,
                     description: n.name.clone(),
+                    password: r.password.clone(),
+                    ttl_security: r.ttl_security,
                 });
             }
         }
@@ -130,6 +132,8 @@ pub fn plan(dep: &topo::Deployment) -> Result<LabSpec> {
                     address: a.addr(),
                     asn: other.asn,
                     description: other.name.clone(),
+                    password: None,
+                    ttl_security: false,
                 });
             }
         }

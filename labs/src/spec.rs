@@ -209,6 +209,12 @@ pub struct NeighborSpec {
     pub asn: u32,
     #[serde(default)]
     pub description: String,
+    /// RFC 2385 TCP-MD5 password for this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// RFC 5082 GTSM (directly connected peer).
+    #[serde(default)]
+    pub ttl_security: bool,
 }
 
 /// BGP timers in seconds. The defaults (1/3/1) make failures visible in
@@ -546,11 +552,15 @@ pub(crate) mod tests {
                     address: "198.18.0.2".parse().expect("ip"),
                     asn: 65002,
                     description: "r2 v4".into(),
+                    password: None,
+                    ttl_security: false,
                 },
                 NeighborSpec {
                     address: "2001:db8:0:1::2".parse().expect("ip"),
                     asn: 65002,
                     description: "r2 v6".into(),
+                    password: None,
+                    ttl_security: false,
                 },
             ],
             originate: vec![net("198.51.100.0/24"), net("2001:db8:fffe::/48")],

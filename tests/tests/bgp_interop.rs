@@ -12,6 +12,11 @@ use edge_tests::{TopologyLab, lab_ready};
 /// One site, one router of `kind`, `nodes` edge nodes peering with it over
 /// IPv4 and IPv6, two backends on the LAN.
 fn topology(name: &str, kind: &str, nodes: usize) -> String {
+    topology_with(name, kind, nodes, "")
+}
+
+/// Like [`topology`], with extra router settings (`password`, `ttl_security`).
+fn topology_with(name: &str, kind: &str, nodes: usize, router_extra: &str) -> String {
     let mut t = format!(
         r#"name = "{name}"
 [bgp]
@@ -23,6 +28,7 @@ lan = ["198.19.1.0/24"]
 [[sites.lab.routers]]
 name = "r1"
 kind = "{kind}"
+{router_extra}
 asn = 65000
 router_id = "198.18.0.1"
 addresses = ["#
@@ -374,4 +380,92 @@ fn gobgp_sees_vips_and_their_withdraw() {
             Ok(())
         }
     });
+}
+
+/// TCP-MD5 (RFC 2385) and GTSM (RFC 5082) against FRR, which runs both on
+/// every node session: e1 has the right password and GTSM and gets in; e2
+/// has a wrong password; e3 the right password but no GTSM (its packets
+/// arrive with TTL 64 < 254). Only e1 ever establishes, which shows both
+/// that we sign and set TTL 255 and that each protection really filters.
+#[test]
+fn frr_session_with_tcp_md5_and_gtsm() {
+    if !lab_ready(
+        "bgp_interop_md5",
+        &["ip", "vtysh", "/usr/lib/frr/bgpd", "/usr/lib/frr/zebra"],
+    ) {
+        return;
+    }
+    let name = format!("bmd5{}", std::process::id() % 10000);
+    let text = topology_with(&name, "frr", 3, "password = \"s3cret-Key\"\nttl_security = true");
+    let t = TopologyLab::up(&text);
+    let variants = [
+        ("e2", text.replace("s3cret-Key", "not-the-key")),
+        ("e3", text.replace("ttl_security = true", "ttl_security = false")),
+    ];
+    let bin = edge_tests::edge_bin().display().to_string();
+    let mut children = Vec::new();
+    for (node, cfg) in variants {
+        // Replace the lab's node process with one running the variant.
+        if let Some(pid) = t.lab.pid(&format!("{node}-edge")) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let file = t.dir.path().join(format!("{node}.toml"));
+        std::fs::write(&file, cfg).expect("write variant");
+        let file = file.display().to_string();
+        children.push(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &t.lab.kernel_ns(node).expect("ns")])
+                .args([bin.as_str(), "run", "--config", file.as_str(), "--node", node])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn variant"),
+        );
+    }
+
+    let paths = TopologyLab::wait(
+        "e1's signed, TTL-255 session and route",
+        Duration::from_secs(30),
+        || {
+            let p = frr_paths(&t, "show bgp ipv4 unicast 203.0.113.10/32 json")?;
+            if p.len() == 1 {
+                Ok(p)
+            } else {
+                Err(format!("{p:?}"))
+            }
+        },
+    );
+    assert_eq!(paths[0]["nexthops"][0]["ip"], "198.18.11.2", "only e1 gets in");
+    let e1 = t
+        .lab
+        .vtysh("r1", &["show bgp neighbors 198.18.11.2"])
+        .expect("vtysh");
+    assert!(
+        e1.contains("BGP state = Established") && e1.contains("Peer Authentication Enabled"),
+        "{e1}"
+    );
+    // Give the others several connect-retry rounds.
+    std::thread::sleep(Duration::from_secs(4));
+    for (node, addr) in [
+        ("e2 (wrong password)", "198.18.12.2"),
+        ("e3 (no GTSM)", "198.18.13.2"),
+    ] {
+        let n = t
+            .lab
+            .vtysh("r1", &[&format!("show bgp neighbors {addr}")])
+            .expect("vtysh");
+        assert!(
+            !n.contains("BGP state = Established"),
+            "{node} must not establish:\n{n}"
+        );
+    }
+    let p = frr_paths(&t, "show bgp ipv4 unicast 203.0.113.10/32 json").expect("paths");
+    assert_eq!(p.len(), 1, "{p:?}");
+    drop(t);
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }

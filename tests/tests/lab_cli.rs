@@ -77,8 +77,16 @@ fn lab_up_routes_and_down_on_the_two_pop_topology() {
     }
     // The default lab under another name, so it cannot collide with a lab
     // a developer has up on the same machine.
+    // Laid out like the repository, so its `../geoip/lab.mmdb` resolves.
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("deployment.toml");
+    std::fs::create_dir_all(dir.path().join("topology")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("geoip")).expect("mkdir");
+    std::fs::copy(
+        repo_root().join("labs/geoip/lab.mmdb"),
+        dir.path().join("geoip/lab.mmdb"),
+    )
+    .expect("copy");
+    let file = dir.path().join("topology/deployment.toml");
     let topo = std::fs::read_to_string(repo_root().join("labs/two-pop/deployment.toml"))
         .expect("two-pop topology")
         .replace("name = \"two-pop\"", "name = \"clilab\"");

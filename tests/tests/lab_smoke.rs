@@ -84,6 +84,8 @@ fn two_routers(name: &str, k1: RouterKind, k2: RouterKind) -> LabSpec {
         address: ip(addr),
         asn,
         description: description.into(),
+        password: None,
+        ttl_security: false,
     };
     let kind_name = |k: RouterKind| match k {
         RouterKind::Frr => "frr",

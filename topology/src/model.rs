@@ -90,6 +90,11 @@ pub struct Router {
     pub peers: Vec<String>,
     pub networks: Vec<IpNet>,
     pub multipath: bool,
+    /// TCP-MD5 password of the sessions with edge nodes.
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    /// GTSM on the sessions with edge nodes.
+    pub ttl_security: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -86,6 +86,10 @@ pub struct RawRouter {
     pub networks: Vec<String>,
     /// Install several equal paths (ECMP) into the kernel; default true.
     pub multipath: Option<bool>,
+    /// RFC 2385 TCP-MD5 password of the sessions with edge nodes.
+    pub password: Option<String>,
+    /// RFC 5082 GTSM on the sessions with edge nodes (directly connected).
+    pub ttl_security: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

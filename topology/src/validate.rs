@@ -220,6 +220,18 @@ impl Validator<'_> {
                 let router_id = self.router_id(&mut router_ids, &p, &r.router_id);
                 let addresses = self.addrs(&format!("{p}.addresses"), &r.addresses);
                 let networks = self.prefixes(&format!("{p}.networks"), &r.networks);
+                if let Some(pw) = &r.password {
+                    // Router configs quote it and the kernel caps the key at 80.
+                    if pw.is_empty()
+                        || pw.len() > 80
+                        || !pw.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+                    {
+                        self.e.push(
+                            format!("{p}.password"),
+                            "must be 1 to 80 printable ASCII characters without quotes, backslashes or spaces",
+                        );
+                    }
+                }
                 routers.push(Router {
                     name: r.name.clone(),
                     site: sname.clone(),
@@ -230,6 +242,8 @@ impl Validator<'_> {
                     peers: r.peers.clone(),
                     networks,
                     multipath: r.multipath.unwrap_or(true),
+                    password: r.password.clone(),
+                    ttl_security: r.ttl_security.unwrap_or(false),
                 });
             }
             let mut nodes = Vec::new();
