@@ -1,14 +1,19 @@
 //! Upstream connections: a connector (TCP with connect timeout, optional
-//! TLS) plugged into hyper-util's pooled client, one client per pool.
+//! TLS), hyper-util's pooled client for HTTP/1.1 and a per-backend
+//! multiplexed connection for HTTP/2; one [`UpstreamClient`] per pool.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http::Uri;
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -18,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::body::ProxyBody;
+use crate::body::{BoxError, ProxyBody};
 use crate::config::{PoolConfig, UpstreamProtocol};
 use crate::error::ConfigError;
 
@@ -166,35 +171,215 @@ impl Write for Conn {
     }
 }
 
-/// One pool's pooled client: keep-alive connections per backend address
-/// (hyper-util keys its pool by scheme and authority).
-#[derive(Clone)]
+/// A failed upstream exchange, split by whether the request could have
+/// reached the backend (that decides what may be retried).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect: {source}")]
+    Connect { timeout: bool, source: BoxError },
+    #[error("exchange: {0}")]
+    Exchange(BoxError),
+}
+
+impl UpstreamError {
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            UpstreamError::Connect { source, .. } => source.as_ref(),
+            UpstreamError::Exchange(e) => e.as_ref(),
+        }
+    }
+}
+
+/// One pool's pooled client.
+///
+/// HTTP/1.1 uses hyper-util's pool (keyed by backend address, keep-alive,
+/// idle expiry). HTTP/2 keeps one multiplexed connection per backend of its
+/// own: the request URI can then carry the client's host as `:authority`
+/// (gRPC servers and sidecars route on it) while still being sent to the
+/// backend this proxy selected.
 pub struct UpstreamClient {
-    pub client: Client<Connector, ProxyBody>,
+    inner: Inner,
     pub scheme: &'static str,
     pub protocol: UpstreamProtocol,
+}
+
+enum Inner {
+    Http1(Client<Connector, ProxyBody>),
+    Http2(H2Pool),
 }
 
 impl UpstreamClient {
     pub fn new(pool: &PoolConfig) -> Result<Arc<Self>, ConfigError> {
         let connector = Connector::new(pool)?;
         let scheme = if connector.is_tls() { "https" } else { "http" };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_millis(pool.idle_timeout_ms))
-            .pool_max_idle_per_host(pool.max_idle_per_backend)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(pool.protocol == UpstreamProtocol::Http2)
-            // hyper resends only requests it never started writing on a
-            // reused connection the backend had just closed: always safe,
-            // and it keeps keep-alive races out of passive health.
-            .retry_canceled_requests(true)
-            .build(connector);
+        let idle = Duration::from_millis(pool.idle_timeout_ms);
+        let inner = match pool.protocol {
+            UpstreamProtocol::Http1 => Inner::Http1(
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(idle)
+                    .pool_max_idle_per_host(pool.max_idle_per_backend)
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    // hyper resends only requests it never started writing on a
+                    // reused connection the backend had just closed: always
+                    // safe, and it keeps keep-alive races out of passive health.
+                    .retry_canceled_requests(true)
+                    .build(connector),
+            ),
+            UpstreamProtocol::Http2 => Inner::Http2(H2Pool {
+                connector,
+                idle,
+                conns: Mutex::new(HashMap::new()),
+                gates: Mutex::new(HashMap::new()),
+            }),
+        };
         Ok(Arc::new(UpstreamClient {
-            client,
+            inner,
             scheme,
             protocol: pool.protocol,
         }))
+    }
+
+    /// Sends `req` (whose URI holds only path and query) to `backend`.
+    /// `authority` is the client's host, used as `:authority` over HTTP/2.
+    pub async fn send(
+        &self,
+        backend: SocketAddr,
+        authority: Option<&str>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        match &self.inner {
+            Inner::Http1(client) => {
+                *req.uri_mut() = build_uri(self.scheme, &backend.to_string(), &pq)?;
+                client.request(req).await.map_err(|e| {
+                    if e.is_connect() {
+                        UpstreamError::Connect {
+                            timeout: is_connect_timeout(&e),
+                            source: Box::new(e),
+                        }
+                    } else {
+                        UpstreamError::Exchange(Box::new(e))
+                    }
+                })
+            }
+            Inner::Http2(pool) => {
+                let backend_authority = backend.to_string();
+                let uri = authority
+                    .and_then(|a| build_uri(self.scheme, a, &pq).ok())
+                    .map(Ok)
+                    .unwrap_or_else(|| build_uri(self.scheme, &backend_authority, &pq))?;
+                *req.uri_mut() = uri;
+                // :authority replaces Host in HTTP/2 (RFC 9113 §8.3.1).
+                req.headers_mut().remove(http::header::HOST);
+                pool.send(backend, self.scheme, req).await
+            }
+        }
+    }
+}
+
+fn build_uri(scheme: &str, authority: &str, pq: &str) -> Result<Uri, UpstreamError> {
+    format!("{scheme}://{authority}{pq}")
+        .parse::<Uri>()
+        .map_err(|e| UpstreamError::Exchange(Box::new(e)))
+}
+
+struct H2Slot {
+    sender: http2::SendRequest<ProxyBody>,
+    last_used: Instant,
+}
+
+/// One HTTP/2 connection per backend, shared by all requests to it.
+struct H2Pool {
+    connector: Connector,
+    idle: Duration,
+    conns: Mutex<HashMap<SocketAddr, H2Slot>>,
+    /// Per-backend connect gates: a burst of first requests opens one
+    /// connection, not one each.
+    gates: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl H2Pool {
+    /// A live sender for `addr`. Also drops connections idle for longer
+    /// than the idle timeout (their task ends once the sender is gone).
+    fn cached(&self, addr: SocketAddr) -> Option<http2::SendRequest<ProxyBody>> {
+        let now = Instant::now();
+        // Poisoning only means a panic elsewhere mid-update of a plain map.
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|_, s| !s.sender.is_closed() && now.duration_since(s.last_used) < self.idle);
+        let slot = conns.get_mut(&addr)?;
+        slot.last_used = now;
+        Some(slot.sender.clone())
+    }
+
+    async fn sender(
+        &self,
+        addr: SocketAddr,
+        scheme: &str,
+    ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
+        if let Some(s) = self.cached(addr) {
+            return Ok(s);
+        }
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr)
+            .or_default()
+            .clone();
+        let _held = gate.lock().await;
+        if let Some(s) = self.cached(addr) {
+            return Ok(s);
+        }
+        let uri = build_uri(scheme, &addr.to_string(), "/")?;
+        let io = tower_service::Service::call(&mut self.connector.clone(), uri)
+            .await
+            .map_err(|e| UpstreamError::Connect {
+                timeout: matches!(e, ConnectError::Timeout(_)),
+                source: Box::new(e),
+            })?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Connect {
+                timeout: false,
+                source: Box::new(e),
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "h2 upstream connection ended");
+            }
+        });
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            addr,
+            H2Slot {
+                sender: sender.clone(),
+                last_used: Instant::now(),
+            },
+        );
+        Ok(sender)
+    }
+
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        scheme: &str,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut sender = self.sender(addr, scheme).await?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| UpstreamError::Exchange(Box::new(e)))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| UpstreamError::Exchange(Box::new(e)))
     }
 }
 

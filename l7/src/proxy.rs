@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::balance::{BackendStats, PickCtx, stable_hash, thread_rng};
 use crate::body::{self, Guarded, Limited, ProxyBody};
-use crate::client::{UpstreamClient, is_connect_timeout};
+use crate::client::{UpstreamClient, UpstreamError};
 use crate::config::{Balance, HashKey, Limits, PoolConfig, UpstreamProtocol};
 use crate::error::{ErrorSource, ProxyErrorKind};
 use crate::forward::{ClientInfo, apply_forwarding, effective_client, new_request_id, strip_hop_by_hop};
@@ -415,7 +415,7 @@ fn report(shared: &Shared, pool: &str, view: &PoolView, idx: usize, kind: Passiv
 
 /// Whether hyper's error came from our side of the request body (the client
 /// aborted, or the body limit tripped) rather than from the backend.
-fn is_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
+fn is_body_error(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(h) = e.downcast_ref::<hyper::Error>()
@@ -594,11 +594,7 @@ async fn forward(
         let member = &view.members[idx];
         out.backend = member.backend.name.clone();
         out.attempts = attempt + 1;
-        let Ok(uri) = format!(
-            "{}://{}{}",
-            pool.client.scheme, member.backend.address, path_and_query
-        )
-        .parse::<Uri>() else {
+        let Ok(uri) = path_and_query.parse::<Uri>() else {
             out.error = Some("bad_uri");
             return status_response(StatusCode::BAD_REQUEST);
         };
@@ -616,7 +612,8 @@ async fn forward(
 
         let in_flight = InFlight::new(&member.stats);
         let sent_at = Instant::now();
-        let result = tokio::time::timeout(request_timeout, pool.client.client.request(up)).await;
+        let exchange = pool.client.send(member.backend.address, raw_host.as_deref(), up);
+        let result = tokio::time::timeout(request_timeout, exchange).await;
         let mut resp = match result {
             Err(_) => {
                 // A timeout is the slowest possible answer: let it raise the
@@ -634,21 +631,23 @@ async fn forward(
                     last_err = ProxyErrorKind::BodyTooLarge;
                     break;
                 }
-                if is_body_error(&e) {
+                if is_body_error(e.inner()) {
                     last_err = ProxyErrorKind::DownstreamBody;
                     break;
                 }
-                let kind = if e.is_connect() {
-                    if is_connect_timeout(&e) {
+                let kind = match &e {
+                    UpstreamError::Connect { timeout: true, .. } => {
                         report(shared, pool_name, &view, idx, PassiveKind::ConnectTimeout);
                         ProxyErrorKind::ConnectTimeout
-                    } else {
+                    }
+                    UpstreamError::Connect { .. } => {
                         report(shared, pool_name, &view, idx, PassiveKind::ConnectFailure);
                         ProxyErrorKind::ConnectFailed
                     }
-                } else {
-                    report(shared, pool_name, &view, idx, PassiveKind::Reset);
-                    ProxyErrorKind::UpstreamReset
+                    UpstreamError::Exchange(_) => {
+                        report(shared, pool_name, &view, idx, PassiveKind::Reset);
+                        ProxyErrorKind::UpstreamReset
+                    }
                 };
                 tracing::debug!(pool = pool_name, backend = %member.backend.name, error = %e, "upstream error");
                 last_err = kind;

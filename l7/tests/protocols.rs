@@ -117,7 +117,9 @@ async fn grpc_unary_over_h2c_keeps_trailers() {
         let data = collected.to_bytes();
         let text = String::from_utf8_lossy(&data[5..]).to_string();
         assert!(text.starts_with(&format!("hello n{i} from ")), "{text}");
-        assert!(text.ends_with("via HTTP/2.0"), "backend leg must be h2: {text}");
+        // h2 on the backend leg, with the client's :authority kept.
+        let tail = format!("via HTTP/2.0 for {}", run.addr("edge"));
+        assert!(text.ends_with(&tail), "{text}");
         seen.insert(text.split(' ').nth(3).unwrap().to_string());
     }
     assert_eq!(seen.len(), 2, "streams were not balanced: {seen:?}");
@@ -413,9 +415,10 @@ async fn tls_to_backends_with_ca_verification_and_mtls() {
     let r = get(&c, &run.url("edge", "/h1"), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["version"], "HTTP/1.1");
-    let r = get(&c, &run.url("edge", "/h2"), &[]).await;
+    let r = get(&c, &run.url("edge", "/h2"), &[("host", "grpc.example.net")]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["version"], "HTTP/2.0");
+    assert_eq!(r.json()["authority"], "grpc.example.net");
     // The backend demands a client certificate.
     assert_eq!(get(&c, &run.url("edge", "/nocert"), &[]).await.status, 502);
     // The backend's certificate does not match the configured name.

@@ -273,3 +273,27 @@ async fn consistent_hash_on_header_sticks_per_key() {
     }
     assert!(used.len() >= 2, "30 keys all hashed to {used:?}");
 }
+
+#[tokio::test]
+async fn h2_upstream_multiplexes_one_connection_per_backend() {
+    use std::sync::atomic::Ordering;
+    let g = backend("g").await;
+    let mut p = pool("p", &[&g]);
+    p.protocol = UpstreamProtocol::Http2;
+    let run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    // A burst of concurrent first requests must share one connection.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (c, url) = (c.clone(), run.url("web", &format!("/r{i}")));
+        tasks.push(tokio::spawn(async move { get(&c, &url, &[]).await.status }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(g.accepted.load(Ordering::SeqCst), 1);
+    let r = get(&c, &run.url("web", "/x"), &[("host", "api.example.net")]).await;
+    assert_eq!(r.json()["version"], "HTTP/2.0");
+    assert_eq!(r.json()["authority"], "api.example.net");
+    assert_eq!(r.seen_header("host"), None, "Host is replaced by :authority");
+}

@@ -145,6 +145,7 @@ async fn handler(
         .map(|p| p.to_string())
         .unwrap_or_default();
     let version = format!("{:?}", req.version());
+    let authority = req.uri().authority().map(|a| a.to_string());
     let mut headers = serde_json::Map::new();
     for k in req.headers().keys() {
         let joined: Vec<&str> = req
@@ -171,6 +172,7 @@ async fn handler(
         "method": method,
         "path": path,
         "version": version,
+        "authority": authority,
         "headers": headers,
         "body_len": body_len,
     });
@@ -325,6 +327,7 @@ pub fn grpc_frame(msg: &[u8]) -> Bytes {
 async fn grpc_reply(name: &Arc<String>, req: Request<Incoming>) -> Response<ProxyBody> {
     let te_ok = req.headers().get("te").is_some_and(|v| v == "trailers");
     let version = req.version();
+    let authority = req.uri().authority().map(|a| a.to_string()).unwrap_or_default();
     let body = req
         .into_body()
         .collect()
@@ -333,7 +336,7 @@ async fn grpc_reply(name: &Arc<String>, req: Request<Incoming>) -> Response<Prox
         .unwrap_or_default();
     let msg = body.get(5..).unwrap_or_default();
     let reply = format!(
-        "hello {} from {} via {version:?}",
+        "hello {} from {} via {version:?} for {authority}",
         String::from_utf8_lossy(msg),
         name
     );
