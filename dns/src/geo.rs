@@ -141,14 +141,16 @@ mod tests {
 
     #[test]
     fn deployment_names_the_lab_database() {
+        // Relative paths in a topology are relative to the file's directory.
         let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let dep = edge_topology::load(root.join("labs/two-pop/deployment.toml")).unwrap();
-        let db = GeoDb::for_deployment(&dep, root).unwrap().unwrap();
+        let dir = root.join("labs/two-pop");
+        let dep = edge_topology::load(dir.join("deployment.toml")).unwrap();
+        let db = GeoDb::for_deployment(&dep, &dir).unwrap().unwrap();
         let nl = db.lookup("198.18.1.1".parse().unwrap()).hit.unwrap();
         assert_eq!(nl.country.as_deref(), Some("NL"));
         let err = GeoDb::for_deployment(&dep, Path::new("/nonexistent")).unwrap_err();
         assert!(
-            err.to_string().contains("/nonexistent/labs/geoip/lab.mmdb"),
+            err.to_string().contains("/nonexistent/../geoip/lab.mmdb"),
             "{err}"
         );
     }
