@@ -122,6 +122,9 @@ pub(crate) struct ConnCtx {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// Flips to `true` when the listener shuts down; upgraded tunnels
+    /// outlive their HTTP connection and watch it themselves.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What the access log and metrics need to know about one request.
@@ -687,8 +690,10 @@ async fn forward(
             let up_upgrade = hyper::upgrade::on(&mut resp);
             let idle = Duration::from_millis(cfg.tunnel_idle_timeout_ms);
             let backend = member.backend.name.clone();
+            let stop = conn.stop.clone();
+            let drain = shared.drain;
             tokio::spawn(async move {
-                tunnel(down, up_upgrade, idle, in_flight, backend).await;
+                tunnel(down, up_upgrade, idle, in_flight, backend, stop, drain).await;
             });
             let (mut rparts, _) = resp.into_parts();
             strip_hop_by_hop(&mut rparts.headers, true);
@@ -737,6 +742,8 @@ async fn tunnel(
     idle: Duration,
     _in_flight: InFlight,
     backend: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
 ) {
     let (d, u) = match tokio::try_join!(down, up) {
         Ok(pair) => pair,
@@ -766,6 +773,11 @@ async fn tunnel(
             tracing::debug!(%backend, error = %e, "tunnel closed with error");
         },
         _ = watchdog => tracing::debug!(%backend, "tunnel idle timeout"),
+        // Shutdown: the tunnel gets the drain period, like requests do.
+        _ = async {
+            drop(stop.wait_for(|s| *s).await);
+            tokio::time::sleep(drain).await;
+        } => tracing::debug!(%backend, "tunnel closed by shutdown"),
     }
 }
 

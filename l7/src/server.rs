@@ -351,6 +351,7 @@ async fn serve_conn(
                 peer,
                 local,
                 tls: false,
+                stop: stop.clone(),
             });
             run_http(shared, ctx, tcp, stop).await;
         }
@@ -364,6 +365,7 @@ async fn serve_conn(
                         peer,
                         local,
                         tls: true,
+                        stop: stop.clone(),
                     });
                     run_http(shared, ctx, stream, stop).await;
                 }

@@ -424,3 +424,38 @@ async fn tls_to_backends_with_ca_verification_and_mtls() {
     // The backend's certificate does not match the configured name.
     assert_eq!(get(&c, &run.url("edge", "/other"), &[]).await.status, 502);
 }
+
+#[tokio::test]
+async fn websocket_tunnel_closes_after_shutdown_drain() {
+    let ws = backend("ws").await;
+    let mut cfg = config(
+        vec![listener("edge", vec![to_pool("ws")])],
+        vec![pool("ws", &[&ws])],
+    );
+    cfg.drain_timeout_ms = 1_500;
+    let run = start(cfg).await;
+    let mut s = tokio::net::TcpStream::connect(run.addr("edge")).await.unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    run.shutdown().await;
+    // Still usable during the drain period...
+    s.write_all(&encode_frame(0x1, b"late", Some([1, 1, 1, 1])))
+        .await
+        .unwrap();
+    assert_eq!(read_frame(&mut s).await.unwrap(), (0x1, b"late".to_vec()));
+    // ...then closed (the tunnel idle timeout is 300 s, so this is the drain).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "tunnel survived shutdown");
+}
