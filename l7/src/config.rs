@@ -127,7 +127,7 @@ pub struct PoolConfig {
     #[serde(default = "default_tunnel_idle_ms")]
     pub tunnel_idle_timeout_ms: u64,
     /// Initial members; the controller replaces them with
-    /// [`crate::Upstreams::set_backends`].
+    /// [`crate::Proxy::set_backends`].
     #[serde(default)]
     pub backends: Vec<Backend>,
 }

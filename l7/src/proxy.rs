@@ -498,6 +498,12 @@ async fn forward(
     {
         headers.insert(HOST, v);
     }
+    // After header edits, so a rule that rewrites Host also sets the
+    // HTTP/2 :authority.
+    let authority = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -615,7 +621,7 @@ async fn forward(
 
         let in_flight = InFlight::new(&member.stats);
         let sent_at = Instant::now();
-        let exchange = pool.client.send(member.backend.address, raw_host.as_deref(), up);
+        let exchange = pool.client.send(member.backend.address, authority.as_deref(), up);
         let result = tokio::time::timeout(request_timeout, exchange).await;
         let mut resp = match result {
             Err(_) => {

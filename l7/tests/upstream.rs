@@ -280,7 +280,19 @@ async fn h2_upstream_multiplexes_one_connection_per_backend() {
     let g = backend("g").await;
     let mut p = pool("p", &[&g]);
     p.protocol = UpstreamProtocol::Http2;
-    let run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let rewrite = RouteRule {
+        request_headers: HeaderEdits::default().set("host", "internal.example.net"),
+        ..RouteRule::new(
+            "rewrite",
+            vec![Match::PathPrefix("/rewrite".into())],
+            Action::Pool("p".into()),
+        )
+    };
+    let run = start(config(
+        vec![listener("web", vec![rewrite, to_pool("p")])],
+        vec![p],
+    ))
+    .await;
     let c = client();
     // A burst of concurrent first requests must share one connection.
     let mut tasks = Vec::new();
@@ -296,4 +308,7 @@ async fn h2_upstream_multiplexes_one_connection_per_backend() {
     assert_eq!(r.json()["version"], "HTTP/2.0");
     assert_eq!(r.json()["authority"], "api.example.net");
     assert_eq!(r.seen_header("host"), None, "Host is replaced by :authority");
+    // A Host rewrite by a rule becomes the :authority.
+    let r = get(&c, &run.url("web", "/rewrite"), &[("host", "api.example.net")]).await;
+    assert_eq!(r.json()["authority"], "internal.example.net");
 }
