@@ -40,7 +40,10 @@
 //!
 //! Every change is one `nft -f -` transaction that deletes and recreates the
 //! table, so the kernel switches from the old to the new ruleset at once and
-//! no other table is ever touched.
+//! no other table is ever touched. The settings a table was written with
+//! (size, seed, masquerade) are recorded in a rule comment; `apply`
+//! rewrites a table written with other settings even when the services are
+//! unchanged (the returned [`Applied`] is then empty).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -193,10 +196,17 @@ impl Dataplane for NftDataplane {
 
     fn apply(&mut self, desired: &L4State) -> Result<Applied, DataplaneError> {
         desired.validate()?;
-        let current = self.observe()?;
+        let (current, programmed_with) = self.read()?;
         let changes = diff(&current, desired);
-        if changes.is_empty() {
+        // A table written with another seed, size or masquerade setting maps
+        // flows differently even when the services are equal: rewrite it.
+        let own = signature(&self.config);
+        let stale = programmed_with.as_ref().is_some_and(|sig| *sig != own);
+        if changes.is_empty() && !stale {
             return Ok(Applied::default());
+        }
+        if stale {
+            info!(was = ?programmed_with, now = %own, "nftables table written with other settings; rewriting");
         }
         let script = self.render(desired)?;
         debug!(bytes = script.len(), "loading nft ruleset");
@@ -210,11 +220,22 @@ impl Dataplane for NftDataplane {
     }
 
     fn observe(&self) -> Result<L4State, DataplaneError> {
+        self.read().map(|(state, _)| state)
+    }
+}
+
+impl NftDataplane {
+    /// The programmed state and the settings signature it was written
+    /// with (`None` when the table does not exist).
+    fn read(&self) -> Result<(L4State, Option<String>), DataplaneError> {
         // Terse (-t): without the slot maps' elements, which are large and
         // carry nothing observe reports.
         let Some(table) = self.list(&["-j", "-t", "list", "table", "inet", TABLE])? else {
-            return Ok(L4State::default());
+            return Ok((L4State::default(), None));
         };
+        let sig = comments(&table)
+            .find(|c| c.starts_with(&format!("{TABLE} config ")))
+            .map(str::to_string);
         let mut state = L4State::default();
         for (chain, service, scheduler) in services_in(&table) {
             let set = chain.replacen("svc_", "be_", 1);
@@ -226,19 +247,35 @@ impl Dataplane for NftDataplane {
             }
             state.services.insert(service, spec);
         }
-        Ok(state)
+        Ok((state, sig))
     }
+}
+
+/// What the table was written with, kept in a rule comment (nft 1.0.6
+/// does not list table comments in JSON).
+fn signature(config: &NftConfig) -> String {
+    format!(
+        "{TABLE} config m={} seed={:#x} masquerade={}",
+        config.table_size.get(),
+        config.seed,
+        u8::from(config.masquerade)
+    )
+}
+
+/// Comments of every rule in a listing.
+fn comments(v: &Value) -> impl Iterator<Item = &str> {
+    v.get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("rule")?.get("comment")?.as_str())
 }
 
 /// (chain, service, scheduler) of every dispatch rule we wrote, from its
 /// comment `edge_l4 <chain> <vip:port>/<proto> <scheduler>`.
 fn services_in(v: &Value) -> Vec<(String, ServiceKey, crate::SchedulerKind)> {
     let mut out = Vec::new();
-    for item in v.get("nftables").and_then(Value::as_array).into_iter().flatten() {
-        let Some(rule) = item.get("rule") else { continue };
-        let Some(comment) = rule.get("comment").and_then(Value::as_str) else {
-            continue;
-        };
+    for comment in comments(v) {
         let mut words = comment.split_whitespace();
         let (Some(TABLE), Some(chain), Some(svc), Some(sched)) =
             (words.next(), words.next(), words.next(), words.next())
@@ -409,7 +446,8 @@ fn render(config: &NftConfig, desired: &L4State) -> Result<String, DataplaneErro
     }
     let _ = write!(
         s,
-        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{dispatch}  }}\n"
+        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    counter comment \"{}\"\n{dispatch}  }}\n",
+        signature(config)
     );
     if config.masquerade {
         s.push_str(
@@ -586,6 +624,7 @@ table inet edge_l4 {
   }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
+    counter comment "edge_l4 config m=7 seed=0x65646765 masquerade=1"
     ip daddr 203.0.113.10 meta l4proto tcp th dport 8080 jump svc_0 comment "edge_l4 svc_0 203.0.113.10:8080/tcp maglev"
   }
   chain postrouting {
@@ -632,6 +671,17 @@ table inet edge_l4 {
         .unwrap();
         let sets = BTreeMap::from([("be_0".to_string(), set)]);
         assert_eq!(parse_listing(&table, &sets), state());
+        // The settings signature is a comment too, but not a service.
+        let with_sig: Value = serde_json::from_str(&format!(
+            r#"{{"nftables":[{{"rule":{{"chain":"prerouting","comment":"{}"}}}}]}}"#,
+            signature(&NftConfig::default())
+        ))
+        .unwrap();
+        assert_eq!(parse_listing(&with_sig, &sets), L4State::default());
+        assert_eq!(
+            signature(&NftConfig::default()),
+            "edge_l4 config m=65537 seed=0x65646765 masquerade=0"
+        );
     }
 
     #[test]
