@@ -348,9 +348,14 @@ pub struct Limits {
     /// Request bodies above this get 413.
     #[serde(default = "default_body_bytes")]
     pub max_body_bytes: u64,
-    /// A client must send its complete request head within this time.
+    /// A client must send its complete request head within this time. It
+    /// also bounds the silence between requests on a keep-alive connection.
     #[serde(default = "default_header_timeout_ms")]
     pub header_read_timeout_ms: u64,
+    /// Open client connections per listener; at the limit the listener stops
+    /// accepting (new clients wait in the kernel backlog). `None`: no limit.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 fn default_header_bytes() -> usize {
@@ -373,6 +378,7 @@ impl Default for Limits {
             max_concurrent_streams: default_streams(),
             max_body_bytes: default_body_bytes(),
             header_read_timeout_ms: default_header_timeout_ms(),
+            max_connections: None,
         }
     }
 }
@@ -490,6 +496,9 @@ impl ProxyConfig {
         }
         if self.limits.max_concurrent_streams == 0 {
             return Err(invalid("limits.max_concurrent_streams", "must be > 0"));
+        }
+        if self.limits.max_connections == Some(0) {
+            return Err(invalid("limits.max_connections", "must be > 0"));
         }
         if self.limits.header_read_timeout_ms == 0 {
             return Err(invalid("limits.header_read_timeout_ms", "must be > 0"));

@@ -28,7 +28,7 @@ use prometheus_client::registry::Registry;
 use ring::hmac;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::client::UpstreamClient;
@@ -179,7 +179,26 @@ impl Proxy {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
+        let slots = self
+            .shared
+            .limits
+            .max_connections
+            .map(|n| Arc::new(Semaphore::new(n)));
         loop {
+            // At the connection limit, stop accepting until one closes:
+            // excess clients queue in the kernel backlog instead of being
+            // accepted and starved.
+            let permit = match &slots {
+                Some(sem) => tokio::select! {
+                    _ = &mut shutdown => break,
+                    p = sem.clone().acquire_owned() => match p {
+                        Ok(p) => Some(p),
+                        Err(_) => break,
+                    },
+                    Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                },
+                None => None,
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = socket.accept() => match accepted {
@@ -187,7 +206,10 @@ impl Proxy {
                         let shared = self.shared.clone();
                         let listener = listener.clone();
                         let stop = stop_rx.clone();
-                        conns.spawn(serve_conn(shared, listener, tcp, peer, stop));
+                        conns.spawn(async move {
+                            serve_conn(shared, listener, tcp, peer, stop).await;
+                            drop(permit);
+                        });
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use edge_l7::*;
 use http::Request;
@@ -90,4 +92,50 @@ async fn stalled_tls_handshake_is_dropped() {
     let closed = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     assert!(closed.is_ok(), "stalled handshake kept open");
     assert!(buf.is_empty());
+}
+
+#[tokio::test]
+async fn idle_keep_alive_client_is_closed_by_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("b").await;
+    let mut cfg = config(vec![listener("web", vec![to_pool("p")])], vec![pool("p", &[&b])]);
+    cfg.limits.header_read_timeout_ms = 300;
+    let run = start(cfg).await;
+    let mut s = tokio::net::TcpStream::connect(run.addr("web")).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Keep-alive, then silence: the wait for the next head is bounded too.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle keep-alive connection never closed");
+}
+
+#[tokio::test]
+async fn max_connections_holds_back_extra_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("b").await;
+    let mut cfg = config(vec![listener("web", vec![to_pool("p")])], vec![pool("p", &[&b])]);
+    cfg.limits.max_connections = Some(1);
+    let run = start(cfg).await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(run.addr("web")).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The kernel completes the second handshake, but the proxy does not
+    // accept it while the first connection is open.
+    let mut second = tokio::net::TcpStream::connect(run.addr("web")).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(early.is_err(), "second connection served while at the limit");
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(10), second.read(&mut buf))
+        .await
+        .expect("second connection never served")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
