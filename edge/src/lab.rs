@@ -50,6 +50,40 @@ pub enum LabCommand {
         #[command(flatten)]
         lab: LabArgs,
     },
+    /// `dig` from a client at the lab's DNS VIP: `edge lab dig ams-c1 www.edge.example -- +subnet=198.18.2.0/24`.
+    Dig {
+        client: String,
+        name: String,
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Extra dig arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// `curl` from a client: `edge lab curl ams-c1 http://203.0.113.10/`.
+    Curl {
+        client: String,
+        url: String,
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Extra curl arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Break something: a BACKEND fails its health checks, a NODE freezes
+    /// (as a hang or partition would: its routers drop it when the hold
+    /// timer expires), a ROUTER loses all its links.
+    Fail {
+        target: String,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// Undo `edge lab fail`.
+    Heal {
+        target: String,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
     /// Print the lab plan derived from the topology (JSON), without building.
     Plan(LabArgs),
     /// Run the lab's backend server (the lab starts one per backend): it
@@ -131,6 +165,44 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
                 .block_on(edge_labs::backend::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
+        LabCommand::Dig {
+            client,
+            name,
+            lab,
+            args,
+        } => {
+            let dep = lab.deployment()?;
+            let vip = dep
+                .dns
+                .as_ref()
+                .and_then(|d| d.vip.as_ref())
+                .and_then(|v| dep.vips.get(v))
+                .and_then(|v| v.prefixes.first())
+                .context("the topology has no DNS VIP")?;
+            let port = dep.dns.as_ref().map(|d| d.port).unwrap_or(53).to_string();
+            let mut cmd = vec![
+                "dig".to_string(),
+                format!("@{}", vip.addr()),
+                "-p".into(),
+                port,
+                name,
+            ];
+            cmd.extend(args);
+            exec(&lab, &client, &cmd)
+        }
+        LabCommand::Curl {
+            client,
+            url,
+            lab,
+            args,
+        } => {
+            let mut cmd = vec!["curl".to_string(), "-sS".into(), "-m".into(), "5".into()];
+            cmd.extend(args);
+            cmd.push(url);
+            exec(&lab, &client, &cmd)
+        }
+        LabCommand::Fail { target, lab } => fail_heal(&lab, &target, true),
+        LabCommand::Heal { target, lab } => fail_heal(&lab, &target, false),
         LabCommand::Plan(args) => {
             let spec = plan::plan(&args.deployment()?)?;
             println!("{}", serde_json::to_string_pretty(&spec)?);
@@ -215,6 +287,22 @@ fn print_next_steps(dep: &Deployment) {
         && let Some(vip) = dep.vips.values().flat_map(|v| v.prefixes.iter()).next()
     {
         println!("  edge lab exec {} -- ping -c1 {}", c.name, vip.addr());
+    }
+    if let (Some(c), Some(g)) = (
+        dep.clients().next(),
+        dep.dns.as_ref().and_then(|d| d.gslb.first()),
+    ) {
+        println!(
+            "  edge lab dig {} {}          # GSLB answer for {}'s region",
+            c.name, g.name, c.name
+        );
+        println!("  edge lab dig {} {} -- +subnet=198.18.2.0/24", c.name, g.name);
+    }
+    if let Some(b) = dep.pools.values().flat_map(|p| p.backends.iter()).next() {
+        println!(
+            "  edge lab fail {}                # its health check fails; heal with edge lab heal",
+            b.name
+        );
     }
     println!("  edge lab status                 # namespaces and processes");
     println!("  edge lab down                   # remove everything");
@@ -329,4 +417,86 @@ fn routes(args: &LabArgs, router: &str, prefix: Option<&str>) -> Result<ExitCode
         println!("== {router}: kernel IPv6\n{}", r.kernel_v6.trim_end());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `edge lab fail|heal TARGET`.
+fn fail_heal(args: &LabArgs, target: &str, fail: bool) -> Result<ExitCode> {
+    require_root()?;
+    let dep = args.deployment()?;
+    let lab = attach(args)?;
+    let backend = dep
+        .pools
+        .values()
+        .flat_map(|p| p.backends.iter())
+        .find(|b| b.name == target);
+    if let Some(b) = backend {
+        // The backend's own switch: its health endpoint fails or recovers.
+        let url = format!(
+            "http://{}/{}",
+            b.socket_addr(),
+            if fail { "fail" } else { "heal" }
+        );
+        let out = lab.exec(&b.name, &["curl", "-sS", "-m", "2", "-X", "POST", &url])?;
+        if !out.status.success() {
+            bail!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dep.node(target).is_some() {
+        let pid = lab
+            .pid(&format!("{target}-edge"))
+            .with_context(|| format!("no edge process recorded for node {target}"))?;
+        let sig = if fail { "-STOP" } else { "-CONT" };
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?;
+        if !st.success() {
+            bail!("kill {sig} {pid} failed");
+        }
+        println!(
+            "node {target} {}",
+            if fail {
+                "is frozen: its sessions drop when the routers' hold timer expires"
+            } else {
+                "runs again"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dep.router(target).is_some() {
+        let spec = lab.spec().clone();
+        let ifaces: Vec<&str> = spec
+            .links
+            .iter()
+            .flat_map(|l| [&l.a, &l.b])
+            .filter(|e| e.namespace == target)
+            .map(|e| e.ifname.as_str())
+            .collect();
+        let ns = lab.kernel_ns(target)?;
+        for i in &ifaces {
+            edge_labs::cmd::ip_n(&ns, &["link", "set", i, if fail { "down" } else { "up" }])?;
+        }
+        if !fail {
+            // A link that went down took the static routes through it with
+            // it (LAB-FACTS); put every static route of the lab back.
+            for r in &spec.routes {
+                let kns = lab.kernel_ns(&r.namespace)?;
+                let dst = r.destination.to_string();
+                let gw = r.gateway.to_string();
+                edge_labs::cmd::ip_n(&kns, &["route", "replace", &dst, "via", &gw])?;
+            }
+        }
+        println!(
+            "router {target}: {} links {}",
+            ifaces.len(),
+            if fail {
+                "down"
+            } else {
+                "up, static routes restored"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    bail!("no backend, node or router named {target:?}")
 }

@@ -143,6 +143,99 @@ fn lab_up_routes_and_down_on_the_two_pop_topology() {
     );
     assert!(ping.status.success(), "{}", text(&ping));
 
+    // DNS steering through `edge lab dig`, and `edge lab fail/heal` of the
+    // two ams backends moving the answer to nyc and back.
+    let dig = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = edge(
+                &[
+                    "lab",
+                    "dig",
+                    "ams-c1",
+                    "www.edge.example",
+                    "--",
+                    "+short",
+                    "+time=1",
+                ],
+                &file,
+                &workdir,
+            );
+            let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dig answered {got:?}, want {want:?}: {}",
+                text(&out)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    dig("198.51.100.10");
+    for b in ["ams-b1", "ams-b2"] {
+        let out = edge(&["lab", "fail", b], &file, &workdir);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    dig("198.51.100.20");
+    for b in ["ams-b1", "ams-b2"] {
+        assert!(edge(&["lab", "heal", b], &file, &workdir).status.success());
+    }
+    dig("198.51.100.10");
+    // A router losing its links, then getting them (and the routes) back.
+    assert!(edge(&["lab", "fail", "nyc-r1"], &file, &workdir).status.success());
+    let lost = edge(
+        &[
+            "lab",
+            "exec",
+            "ams-c1",
+            "--",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "198.18.2.2",
+        ],
+        &file,
+        &workdir,
+    );
+    assert!(
+        !lost.status.success(),
+        "nyc must be unreachable while its router is down"
+    );
+    assert!(edge(&["lab", "heal", "nyc-r1"], &file, &workdir).status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ping = edge(
+            &[
+                "lab",
+                "exec",
+                "ams-c1",
+                "--",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "198.18.2.2",
+            ],
+            &file,
+            &workdir,
+        );
+        if ping.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nyc unreachable after heal: {}",
+            text(&ping)
+        );
+    }
+    let bad = edge(&["lab", "fail", "nobody"], &file, &workdir);
+    assert!(!bad.status.success() && text(&bad).contains("no backend, node or router"));
+
     let st = edge(&["lab", "status", "--json"], &file, &workdir);
     assert!(st.status.success(), "{}", text(&st));
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status json");
