@@ -635,9 +635,10 @@ fn render_yaml(spec: &LabSpec, nodes: &[Node], mgmt4: IpNet, mgmt6: IpNet) -> Re
                 w!("        {}: {}", q(k), q(v));
             }
         }
+        // Quoted: containerlab reads sysctl values as strings.
         w!("      sysctls:");
         for (k, v) in &n.sysctls {
-            w!("        {}: {v}", q(k));
+            w!("        {}: {}", q(k), q(&v.to_string()));
         }
         if let Some(cmd) = &n.cmd {
             w!("      cmd: {}", q(cmd));
@@ -882,5 +883,76 @@ mod tests {
         let want: Vec<PathBuf> = two_pop_files().into_iter().map(|f| f.path).collect();
         assert_eq!(rel, want);
         assert!(written.iter().all(|p| p.is_file()));
+    }
+
+    /// A GoBGP router runs from our image; its prefixes are originated
+    /// through the API once the daemon answers, as in the namespace lab.
+    #[test]
+    fn clab_gobgp_router_originates_after_start() {
+        let text = edge_topology::TWO_POP.replace("kind = \"bird\"", "kind = \"gobgp\"");
+        let dep = edge_topology::parse(&text).expect("valid topology");
+        let base = repo_labs().join("two-pop");
+        let files = render(
+            &dep,
+            &Source {
+                text: &text,
+                base_dir: &base,
+            },
+        )
+        .expect("render");
+        let yaml = text_of(&files, "twopop.clab.yml");
+        let toml_text = text_of(&files, "configs/nyc-r1/gobgpd.toml");
+        let v: toml::Value = toml::from_str(toml_text).expect("valid toml");
+        assert_eq!(v["global"]["config"]["as"].as_integer(), Some(65002));
+        assert!(yaml.contains("\"configs/nyc-r1/gobgpd.toml:/etc/gobgp/gobgpd.toml:ro\""));
+        assert!(yaml.contains(
+            "exec gobgpd -f /etc/gobgp/gobgpd.toml -p --pprof-disable --api-hosts 127.0.0.1:50051'\""
+        ));
+        let rib =
+            "\"timeout 30 sh -c 'until gobgp global rib add 198.18.2.0/24 -a ipv4; do sleep 0.2; done'\"";
+        let touch = yaml.find("\"touch /run/edge-lab.ready\"").expect("flag");
+        let add = yaml.find(rib).unwrap_or_else(|| panic!("{rib} missing:\n{yaml}"));
+        assert!(touch < add, "prefixes are added after the daemon may start");
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.path == Path::new("configs/nyc-r1/bird.conf"))
+        );
+    }
+
+    /// The FRR image runs FRR only; a router that does not install routes
+    /// gets bgpd `-Z` and no zebra.conf, as in the namespace lab.
+    #[test]
+    fn clab_frr_container_variants() {
+        let dep = edge_topology::parse(edge_topology::TWO_POP).expect("valid topology");
+        let mut spec = plan::plan(&dep).expect("plan");
+        let mut files = Vec::new();
+        let ams = spec
+            .routers
+            .iter_mut()
+            .find(|r| r.name == "ams-r1")
+            .expect("ams-r1");
+        ams.install_routes = Some(false);
+        let node = build_node(&spec, "ams-r1", &[], &mut files).expect("node");
+        assert_eq!(node.image, FRR_IMAGE);
+        assert!(node.cmd.is_none(), "the FRR image keeps its entrypoint");
+        let daemons = files
+            .iter()
+            .find(|f| f.path == Path::new("configs/ams-r1/daemons"))
+            .expect("daemons");
+        assert!(String::from_utf8_lossy(&daemons.contents).contains("bgpd_options=\"   -A 127.0.0.1 -Z\""));
+        assert!(!files.iter().any(|f| f.path.ends_with("zebra.conf")));
+
+        plan::add_programs(
+            &mut spec,
+            &dep,
+            &plan::Programs {
+                edge_bin: "edge".into(),
+                config: "/c".into(),
+            },
+        );
+        spec.processes[0].namespace = "ams-r1".into();
+        let err = build_node(&spec, "ams-r1", &[], &mut Vec::new()).expect_err("FRR plus a program");
+        assert!(err.to_string().contains("FRR only"), "{err}");
     }
 }

@@ -121,7 +121,8 @@ fn clab_nodes_links_and_binds_are_consistent() {
                 k.starts_with("net."),
                 "{name}: sysctl {k} is not per network namespace"
             );
-            assert!(v.is_u64(), "{name}: sysctl {k} = {v:?}");
+            let v = s(v, "sysctl value");
+            assert!(v.parse::<u32>().is_ok(), "{name}: sysctl {k} = {v:?}");
         }
     }
 
@@ -339,32 +340,21 @@ fn run(argv: &[&str]) -> Result<String, String> {
 
 /// Wires the lab the way containerlab would (a namespace per node, a veth
 /// per link, the node's sysctls), then runs each node's `ip` commands from
-/// `exec`: every one must succeed, and the hosts must reach their gateways
-/// over the links and the LAN bridges. Routers and programs are not
-/// started (their images are not here).
-#[test]
-fn clab_exec_commands_build_the_wiring_in_namespaces() {
-    if !lab_ready(
-        "clab_exec_commands_build_the_wiring_in_namespaces",
-        &["ip", "ping"],
-    ) {
-        return;
-    }
-    let doc = clab();
-    let ns = Netns {
-        lab: format!("ck{}", std::process::id()),
-    };
-    let nodes = nodes(&doc);
+/// `exec`, each of which must succeed. Returns the namespaces and how many
+/// commands ran.
+fn wire(lab: &str, doc: &Value) -> (Netns, usize) {
+    let ns = Netns { lab: lab.to_string() };
+    let nodes = nodes(doc);
     for (name, n) in &nodes {
         let k = ns.name(name);
         run(&["ip", "netns", "add", &k]).expect("netns");
         run(&["ip", "-n", &k, "link", "set", "lo", "up"]).expect("lo up");
         for (key, v) in n["sysctls"].as_mapping().into_iter().flatten() {
-            let setting = format!("{}={}", s(key, "sysctl"), v.as_u64().expect("number"));
+            let setting = format!("{}={}", s(key, "sysctl"), s(v, "sysctl value"));
             run(&["ip", "netns", "exec", &k, "sysctl", "-q", "-w", &setting]).expect("sysctl");
         }
     }
-    for [(na, ia), (nb, ib)] in links(&doc) {
+    for [(na, ia), (nb, ib)] in links(doc) {
         let (ka, kb) = (ns.name(&na), ns.name(&nb));
         run(&[
             "ip", "link", "add", &ia, "netns", &ka, "type", "veth", "peer", "name", &ib, "netns", &kb,
@@ -388,6 +378,36 @@ fn clab_exec_commands_build_the_wiring_in_namespaces() {
             ran += 1;
         }
     }
+    (ns, ran)
+}
+
+fn ping(ns: &Netns, node: &str, target: &str) -> Result<String, String> {
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.name(node),
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        target,
+    ])
+}
+
+/// The `exec` commands give the reachability the plan promises on every
+/// link and LAN, and the routes it lists. Routers and programs are not
+/// started here (see the next test for the routers).
+#[test]
+fn clab_exec_commands_build_the_wiring_in_namespaces() {
+    if !lab_ready(
+        "clab_exec_commands_build_the_wiring_in_namespaces",
+        &["ip", "ping"],
+    ) {
+        return;
+    }
+    let (ns, ran) = wire(&format!("ck{}", std::process::id()), &clab());
     assert!(ran > 100, "only {ran} commands ran");
 
     // Over a veth: client to router, both families; over a bridge: backend
@@ -402,12 +422,164 @@ fn clab_exec_commands_build_the_wiring_in_namespaces() {
         ("nyc-e1", "198.18.21.1"),
         ("ams-r1", "198.18.100.2"),
     ] {
-        let k = ns.name(node);
-        run(&["ip", "netns", "exec", &k, "ping", "-c", "1", "-W", "2", target])
-            .unwrap_or_else(|e| panic!("{node} cannot reach {target}: {e}"));
+        ping(&ns, node, target).unwrap_or_else(|e| panic!("{node} cannot reach {target}: {e}"));
     }
     // The static routes are in place and nothing routes "everything".
     let routes = run(&["ip", "-n", &ns.name("ams-c1"), "route"]).expect("routes");
     assert!(routes.contains("203.0.113.0/24 via 198.18.1.1"), "{routes}");
     assert!(!routes.contains("default"), "{routes}");
+    // Without the routers, the other site is unreachable: the pings above
+    // prove the wiring, not some path around it.
+    assert!(ping(&ns, "ams-c1", "198.18.2.2").is_err());
+}
+
+/// The committed router configs, bound where the containers read them,
+/// with only their log paths moved off the host's /tmp and /var/log.
+fn router_config(node: &str, file: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(clab_dir().join("configs").join(node).join(file)).expect("config");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("log file ") {
+                format!("log file {}/{file}.log\n", dir.display())
+            } else if l.starts_with("log \"") {
+                format!("log \"{}/{file}.log\" all;\n", dir.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let path = dir.join(file);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn frr_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"frr") && f.len() > 3)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .expect("user frr")
+}
+
+/// FRR (ams-r1) and BIRD (nyc-r1) run the committed configs in the wired
+/// namespaces: the eBGP session between them comes up over the exec-built
+/// link, both install the other site's client subnet, and the two clients
+/// reach each other over IPv4 and IPv6, which nothing but BGP provides.
+#[test]
+fn clab_routers_route_client_to_client_in_namespaces() {
+    let zebra = "/usr/lib/frr/zebra";
+    let bgpd = "/usr/lib/frr/bgpd";
+    if !lab_ready(
+        "clab_routers_route_client_to_client_in_namespaces",
+        &["ip", "ping", "bird", zebra, bgpd],
+    ) {
+        return;
+    }
+    // Declared before the namespaces so it outlives the daemons using it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ns, _) = wire(&format!("cr{}", std::process::id()), &clab());
+    let d = dir.path();
+    let (uid, gid) = frr_ids();
+    // FRR drops to user frr, which must be able to write its directory.
+    std::os::unix::fs::chown(d, Some(uid), Some(gid)).expect("chown");
+
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let (ka, kn) = (ns.name("ams-r1"), ns.name("nyc-r1"));
+    let frr = |daemon: &str, extra: &[&str]| {
+        let conf = router_config("ams-r1", &format!("{daemon}.conf"), d);
+        std::os::unix::fs::chown(&conf, Some(uid), Some(gid)).expect("chown");
+        let mut argv = vec![
+            "ip".to_string(),
+            "netns".into(),
+            "exec".into(),
+            ka.clone(),
+            daemon_path(daemon),
+            "-d".into(),
+            "-f".into(),
+            s(&conf),
+            "-i".into(),
+            s(&d.join(format!("{daemon}.pid"))),
+            "--vty_socket".into(),
+            s(d),
+            "-z".into(),
+            s(&d.join("zserv.api")),
+            "-P".into(),
+            "0".into(),
+            "-u".into(),
+            "frr".into(),
+            "-g".into(),
+            "frr".into(),
+        ];
+        argv.extend(extra.iter().map(|e| e.to_string()));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        run(&argv).unwrap_or_else(|e| panic!("starting {daemon}: {e}"));
+    };
+    frr("zebra", &[]);
+    wait("zebra's API socket", || d.join("zserv.api").exists());
+    frr("bgpd", &[]);
+    let bird_conf = router_config("nyc-r1", "bird.conf", d);
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &kn,
+        "bird",
+        "-c",
+        &s(&bird_conf),
+        "-s",
+        &s(&d.join("bird.ctl")),
+        "-P",
+        &s(&d.join("bird.pid")),
+    ])
+    .expect("starting bird");
+
+    // IPv6 next hops are the peer's link-local address, so those routes
+    // are recognised by the interface they leave through.
+    for (k, prefix, via) in [
+        (&ka, "198.18.2.0/24", "via 198.18.100.2 "),
+        (&kn, "198.18.1.0/24", "via 198.18.100.1 "),
+        (&ka, "2001:db8:2::/64", "dev p-nyc-r1 "),
+        (&kn, "2001:db8:1::/64", "dev p-ams-r1 "),
+    ] {
+        // `ip route show` lists IPv4 unless told the family.
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
+        let found =
+            poll(|| run(&["ip", "-n", k, family, "route", "show", prefix]).is_ok_and(|r| r.contains(via)));
+        if !found {
+            let diag = [
+                run(&["ip", "-n", &ka, "-6", "route"]),
+                run(&["ip", "-n", &kn, "-6", "route"]),
+                run(&["birdc", "-s", &s(&d.join("bird.ctl")), "show", "protocols", "all"]),
+                run(&["vtysh", "--vty_socket", &s(d), "-c", "show bgp summary"]),
+            ];
+            panic!("no route {prefix} {via}in {k} after 30 s:\n{diag:#?}");
+        }
+    }
+    for target in ["198.18.2.2", "2001:db8:2::2"] {
+        ping(&ns, "ams-c1", target).unwrap_or_else(|e| panic!("ams-c1 cannot reach nyc-c1 {target}: {e}"));
+    }
+}
+
+fn daemon_path(daemon: &str) -> String {
+    format!("/usr/lib/frr/{daemon}")
+}
+
+/// BGP with 1/3 s timers converges in a few seconds; 30 s leaves room for
+/// a loaded CI machine.
+fn poll(mut ok: impl FnMut() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+fn wait(what: &str, ok: impl FnMut() -> bool) {
+    assert!(poll(ok), "timed out after 30 s waiting for {what}");
 }
