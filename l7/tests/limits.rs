@@ -139,3 +139,34 @@ async fn max_connections_holds_back_extra_clients() {
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn connect_timeout_is_reported_as_such() {
+    // A listener that never accepts, with its accept queue filled: further
+    // SYNs are dropped by the kernel, so connecting hangs (no refusal).
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stuck = sock.listen(0).unwrap();
+    let addr = stuck.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+    }
+    let probe = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await;
+    if probe.is_ok() {
+        eprintln!("skipping: this kernel completes connects to a full accept queue");
+        return;
+    }
+    let mut p = PoolConfig::new("p", vec![Backend::new("stuck", addr)]);
+    p.connect_timeout_ms = 200;
+    p.retry.attempts = 0;
+    let mut run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let r = get(&client(), &run.url("web", "/"), &[]).await;
+    assert_eq!(r.status, 504);
+    let ev = run.events.recv().await.unwrap();
+    assert_eq!(ev.kind, PassiveKind::ConnectTimeout);
+    drop(fillers);
+}
