@@ -312,3 +312,31 @@ async fn h2_upstream_multiplexes_one_connection_per_backend() {
     let r = get(&c, &run.url("web", "/rewrite"), &[("host", "api.example.net")]).await;
     assert_eq!(r.json()["authority"], "internal.example.net");
 }
+
+#[tokio::test]
+async fn recovering_backend_is_slow_started() {
+    let a = backend("a").await;
+    let b = backend("b").await;
+    let mut p = pool("p", &[&a, &b]);
+    p.balance = Balance::RoundRobin;
+    // Far longer than the test: b stays near the start of its ramp (10 %).
+    p.slow_start_ms = 600_000;
+    let run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    run.proxy
+        .set_backends("p", vec![a.backend(), b.backend().healthy(false)])
+        .unwrap();
+    run.proxy
+        .set_backends("p", vec![a.backend(), b.backend()])
+        .unwrap();
+    let c = client();
+    let mut to_b = 0;
+    for _ in 0..400 {
+        if get(&c, &run.url("web", "/"), &[]).await.backend() == "b" {
+            to_b += 1;
+        }
+    }
+    // Plain round robin would send 200; b is admitted on ~10 % of its turns,
+    // so ~20 (P(0) = 0.9^200, negligible).
+    assert!(to_b > 0, "a recovering backend must still get some traffic");
+    assert!(to_b < 100, "slow start not applied: {to_b} of 400");
+}
