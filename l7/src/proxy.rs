@@ -726,7 +726,14 @@ async fn forward(
                 rparts.headers.append(SET_COOKIE, v);
             }
         }
-        let body = Guarded::new(rbody.map_err(body::BoxError::from), in_flight).boxed_unsync();
+        let watch = BodyWatch {
+            shared: shared.clone(),
+            pool: pool_name.to_string(),
+            view: view.clone(),
+            idx,
+            reported: false,
+        };
+        let body = Guarded::new(UpstreamBody { inner: rbody, watch }, in_flight).boxed_unsync();
         return Response::from_parts(rparts, body);
     }
 
@@ -738,6 +745,52 @@ async fn forward(
         ProxyErrorKind::DownstreamBody => StatusCode::BAD_REQUEST,
         _ => StatusCode::BAD_GATEWAY,
     })
+}
+
+/// Reports a backend that breaks off a response body (reset or truncated
+/// after the headers) to passive health, once.
+struct BodyWatch {
+    shared: Arc<Shared>,
+    pool: String,
+    view: Arc<PoolView>,
+    idx: usize,
+    reported: bool,
+}
+
+struct UpstreamBody {
+    inner: Incoming,
+    watch: BodyWatch,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, body::BoxError>>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Err(e))) => {
+                let w = &mut this.watch;
+                if !w.reported {
+                    w.reported = true;
+                    report(&w.shared, &w.pool, &w.view, w.idx, PassiveKind::Reset);
+                }
+                std::task::Poll::Ready(Some(Err(Box::new(e))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(body::BoxError::from))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Relays bytes between the upgraded client and backend connections until

@@ -340,3 +340,33 @@ async fn recovering_backend_is_slow_started() {
     assert!(to_b > 0, "a recovering backend must still get some traffic");
     assert!(to_b < 100, "slow start not applied: {to_b} of 400");
 }
+
+#[tokio::test]
+async fn broken_response_body_is_reported() {
+    let t = backend_with("trunc", Mode::Truncate, None).await;
+    let mut run = start(config(
+        vec![listener("web", vec![to_pool("p")])],
+        vec![pool("p", &[&t])],
+    ))
+    .await;
+    let resp = client()
+        .request(
+            Request::get(run.url("web", "/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    use http_body_util::BodyExt;
+    assert!(
+        resp.into_body().collect().await.is_err(),
+        "truncation must reach the client"
+    );
+    let ev = tokio::time::timeout(Duration::from_secs(5), run.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.kind, PassiveKind::Reset);
+    assert_eq!(ev.backend, "trunc");
+}

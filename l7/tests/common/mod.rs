@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub enum Mode {
     Echo(u16),
     /// Echo with 200 after sleeping this many milliseconds.
     Slow(u64),
+    /// Headers promising 1000 bytes, then 10 bytes and a broken stream.
+    Truncate,
 }
 
 /// A backend on 127.0.0.1; `kill` stops the listener and every open
@@ -162,6 +165,16 @@ async fn handler(
     };
     let status = match mode {
         Mode::Echo(s) => s,
+        Mode::Truncate => {
+            let mut resp = Response::new(
+                Broken::new(Bytes::from_static(b"0123456789"))
+                    .map_err(|e| -> edge_l7::body::BoxError { e.into() })
+                    .boxed_unsync(),
+            );
+            resp.headers_mut()
+                .insert("content-length", "1000".parse().unwrap());
+            return Ok(resp);
+        }
         Mode::Slow(ms) => {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             200
@@ -313,6 +326,39 @@ impl Body for DataThenTrailers {
             return Poll::Ready(Some(Ok(Frame::trailers(t))));
         }
         Poll::Ready(None)
+    }
+}
+
+/// Yields its data, waits (so headers and data are flushed), then fails:
+/// the server aborts the connection mid-body.
+pub struct Broken(Option<Bytes>, Option<Pin<Box<tokio::time::Sleep>>>);
+
+impl Broken {
+    pub fn new(data: Bytes) -> Self {
+        Broken(Some(data), None)
+    }
+}
+
+impl Body for Broken {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if let Some(d) = this.0.take() {
+            this.1 = Some(Box::pin(tokio::time::sleep(std::time::Duration::from_millis(
+                100,
+            ))));
+            return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        if let Some(sleep) = this.1.as_mut()
+            && sleep.as_mut().poll(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(std::io::Error::other("backend gave up"))))
     }
 }
 
