@@ -120,6 +120,13 @@ pub fn clab_file_name(dep: &Deployment) -> String {
     format!("{}.clab.yml", plan::lab_name(dep))
 }
 
+/// Where `edge lab clab FILE` writes without `--out`: `clab/` next to the
+/// topology file, which for `labs/two-pop/deployment.toml` is the committed
+/// `labs/two-pop/clab/`.
+pub fn default_out_dir(file: &Path) -> PathBuf {
+    file.parent().unwrap_or(Path::new("")).join("clab")
+}
+
 /// `edge lab clab FILE --out DIR`: loads the topology `file` and writes the
 /// containerlab lab for it into `out_dir` (created if needed). Returns the
 /// files written, in a stable order, the `.clab.yml` first.
@@ -160,8 +167,9 @@ pub fn generate(dep: &Deployment, src: &Source<'_>, out_dir: &Path) -> Result<Ve
 }
 
 /// Everything the lab consists of, in memory: the `.clab.yml` first, a
-/// `README.md`, then `configs/deployment.toml`, the GeoIP database if the deployment names
-/// one, and each router's configs in the order of the lab's namespaces.
+/// `README.md`, then `configs/deployment.toml`, the GeoIP database if the
+/// deployment names one, and each router's configs in the order of the
+/// lab's namespaces.
 pub fn render(dep: &Deployment, src: &Source<'_>) -> Result<Vec<GeneratedFile>> {
     let mut spec = plan::plan(dep)?;
     plan::add_programs(
@@ -190,6 +198,12 @@ pub fn render(dep: &Deployment, src: &Source<'_>) -> Result<Vec<GeneratedFile>> 
             .ok_or_else(|| LabError::Invalid(format!("[dns] geoip {geoip:?} names no file")))?;
         let rel = format!("configs/geoip/{name}");
         let inside = container_path(CONFIG_IN_CONTAINER, geoip)?;
+        // `:` separates the fields of a bind.
+        if inside.contains(':') || name.contains(':') {
+            return Err(LabError::Invalid(format!(
+                "[dns] geoip {geoip:?}: a path with `:` cannot be bound into a container"
+            )));
+        }
         edge_binds.push(format!("{rel}:{inside}:ro"));
         files.push(GeneratedFile {
             path: rel.into(),
@@ -961,8 +975,10 @@ mod tests {
     #[test]
     fn clab_generate_file_writes_everything_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let written =
-            generate_file(&repo_labs().join("two-pop/deployment.toml"), dir.path()).expect("generate");
+        let file = repo_labs().join("two-pop/deployment.toml");
+        assert_eq!(default_out_dir(&file), repo_labs().join("two-pop/clab"));
+        assert_eq!(default_out_dir(Path::new("dep.toml")), Path::new("clab"));
+        let written = generate_file(&file, dir.path()).expect("generate");
         let rel: Vec<PathBuf> = written
             .iter()
             .map(|p| p.strip_prefix(dir.path()).expect("inside out dir").to_path_buf())
