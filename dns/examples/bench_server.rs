@@ -12,8 +12,10 @@
 //!
 //! ```sh
 //! cargo run --release -p edge-dns --example bench_server -- \
-//!     --config topo.toml --listen 127.0.0.71:5301
+//!     --config topo.toml --listen 127.0.0.71:5301 [--workers 2] [--rrl]
 //! ```
+//! `--workers` sets the tokio worker threads (2, as in `edge run`, by default);
+//! `--rrl` turns the default rate limiter back on.
 //! Runs until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 use edge_dns::{DnsOptions, DnsServer, DnsView, GeoDb, RrlConfig, SiteState};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: bench_server --config TOPOLOGY.toml --listen IP:PORT [--rrl]");
+    eprintln!("usage: bench_server --config TOPOLOGY.toml --listen IP:PORT [--workers N] [--rrl]");
     ExitCode::from(2)
 }
 
@@ -79,22 +81,26 @@ async fn serve(config: PathBuf, listen: SocketAddr, rrl: bool) -> Result<(), Box
 }
 
 fn main() -> ExitCode {
-    let (mut config, mut listen, mut rrl) = (None, None, false);
+    let (mut config, mut listen, mut rrl, mut workers) = (None, None, false, 2);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => config = args.next().map(PathBuf::from),
             "--listen" => listen = args.next().and_then(|s| s.parse::<SocketAddr>().ok()),
             "--rrl" => rrl = true,
+            "--workers" => match args.next().and_then(|s| s.parse::<usize>().ok()) {
+                Some(n) if n > 0 => workers = n,
+                _ => return usage(),
+            },
             _ => return usage(),
         }
     }
     let (Some(config), Some(listen)) = (config, listen) else {
         return usage();
     };
-    // The same runtime shape as `edge run`.
+    // The same runtime shape as `edge run` unless --workers says otherwise.
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

@@ -49,6 +49,7 @@
 # Settings (environment): DURATION=5 (s per server, pass and round) ROUNDS=3 CLIENTS=8
 #   OUTSTANDING=100 (dnsperf -q) RATE=10000 (qps for the "rate" pass; 0 skips it)
 #   SERVERS="edge gdnsd knot nsd" KEEP=1 (keep the work directory)
+#   EDGE_WORKERS=2 (tokio worker threads of the edge server; `edge run` uses 2)
 set -euo pipefail
 export LC_ALL=C
 
@@ -58,6 +59,7 @@ CLIENTS=${CLIENTS:-8}
 OUTSTANDING=${OUTSTANDING:-100}
 RATE=${RATE:-10000}
 SERVERS=${SERVERS:-"edge gdnsd knot nsd"}
+EDGE_WORKERS=${EDGE_WORKERS:-2}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NS=edge-bench-dns
 SERVER_CPU=0
@@ -335,7 +337,7 @@ start_server() { # name
 	edge)
 		[[ -x $EDGE_BIN ]] || die "$EDGE_BIN missing (build it or drop BUILD=0)"
 		inns taskset -c $SERVER_CPU "$EDGE_BIN" --config "$W/edge.toml" \
-			--listen "${ADDR[edge]}:${PORT[edge]}" >"$log" 2>&1 &
+			--listen "${ADDR[edge]}:${PORT[edge]}" --workers "$EDGE_WORKERS" >"$log" 2>&1 &
 		;;
 	gdnsd) inns taskset -c $SERVER_CPU gdnsd -c "$G" start >"$log" 2>&1 & ;;
 	knot) inns taskset -c $SERVER_CPU knotd -c "$K/knot.conf" -s "$K/knot.sock" >"$log" 2>&1 & ;;
@@ -390,7 +392,7 @@ run_dnsperf() {
 	echo "$qps $avg $p99 $lost"
 }
 
-echo "dns.sh: ${DURATION}s per server, pass and round, $ROUNDS rounds, $CLIENTS clients, $OUTSTANDING outstanding, server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
+echo "dns.sh: ${DURATION}s per server, pass and round, $ROUNDS rounds, $CLIENTS clients, $OUTSTANDING outstanding, server on CPU $SERVER_CPU (edge: $EDGE_WORKERS tokio workers), dnsperf on CPU $CLIENT_CPU"
 echo "  $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A R # R[server.pass]="qps avg p99 lost" lines, one per round
 passes=(max)
