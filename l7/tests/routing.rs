@@ -401,3 +401,45 @@ async fn ipv6_loopback_std_listener() {
     stop_tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn garbage_input_does_not_break_the_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("b").await;
+    let run = start(config(
+        vec![listener("web", vec![to_pool("p")])],
+        vec![pool("p", &[&b])],
+    ))
+    .await;
+    let mut seed: u64 = 0x1234_5678;
+    let mut junk = |n: usize| {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    let inputs: Vec<Vec<u8>> = vec![
+        junk(64),
+        junk(4096),
+        b"GET\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n".to_vec(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".to_vec(),
+        [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), junk(256)].concat(),
+        b"GET /%zz%00\xff HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n".to_vec(),
+    ];
+    for input in inputs {
+        let mut s = tokio::net::TcpStream::connect(run.addr("web")).await.unwrap();
+        let _ = s.write_all(&input).await;
+        let _ = s.shutdown().await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains(" 200 "), "garbage was proxied: {text}");
+    }
+    assert_eq!(get(&client(), &run.url("web", "/"), &[]).await.status, 200);
+}
