@@ -228,6 +228,28 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
 fn validate(file: &PathBuf) -> Result<ExitCode> {
     match edge_topology::load(file) {
         Ok(d) => {
+            // The L7 settings are in the L7 tier's syntax: check them as each
+            // node would build its proxy.
+            let base = file.parent().unwrap_or(std::path::Path::new("."));
+            let mut l7_errors = Vec::new();
+            for n in d.nodes() {
+                match crate::l7::proxy_config(&d, &n.name, base) {
+                    Ok(Some((cfg, _))) => {
+                        if let Err(e) = cfg.validate() {
+                            l7_errors.push(format!("node {}: L7: {e}", n.name));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => l7_errors.push(format!("node {}: {e:#}", n.name)),
+                }
+            }
+            if !l7_errors.is_empty() {
+                println!("{}: invalid", file.display());
+                for e in l7_errors {
+                    println!("  {e}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
             println!("ok");
             print!("{}", d.summary());
             Ok(ExitCode::SUCCESS)

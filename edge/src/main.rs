@@ -13,6 +13,7 @@ mod dns;
 mod health;
 mod kernel;
 mod l4;
+mod l7;
 mod lab;
 mod run;
 mod sockets;

@@ -90,6 +90,11 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     } else {
         crate::dns::start(&dep, &base_dir, &mut registry).await?
     };
+    let mut l7 = if args.no_listeners {
+        None
+    } else {
+        crate::l7::start(&dep, &node, &base_dir, &mut registry)?
+    };
     let state = Arc::new(NodeState::new(
         cfg_rx.clone(),
         registry,
@@ -169,10 +174,22 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
             speaker: speaker.clone(),
             dns_view: dns.as_ref().map(|d| d.view_handle()),
             l4,
+            l7: l7.as_ref().map(|l| (l.proxy.clone(), l.pools.clone())),
         },
         stop_rx.clone(),
     ));
 
+    if let Some(l) = &mut l7 {
+        l.serve(&stop_rx, &mut tasks);
+        let mut events = std::mem::replace(&mut l.events, mpsc::channel(1).1);
+        tasks.spawn(async move {
+            // Passive health: logged per event here; outlier ejection reads
+            // the same stream (see controller).
+            while let Some(e) = events.recv().await {
+                tracing::debug!(pool = %e.pool, backend = %e.backend, kind = ?e.kind, "L7 passive health event");
+            }
+        });
+    }
     let mut signals = Signals::new()?;
     loop {
         tokio::select! {
@@ -325,6 +342,7 @@ struct Consumers {
     speaker: Option<Arc<Speaker>>,
     dns_view: Option<edge_dns::ViewHandle>,
     l4: Option<Box<dyn edge_l4::Dataplane>>,
+    l7: Option<(edge_l7::Proxy, Vec<String>)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -341,6 +359,7 @@ async fn run_controller(
     let speaker = consumers.speaker;
     let mut l4 = consumers.l4;
     let mut last_l4 = None;
+    let mut last_l7: Option<std::collections::HashMap<String, Vec<edge_l7::Backend>>> = None;
     let mut lo = match LoopbackVips::new().await {
         Ok(_) if !vip_on_lo => None,
         Ok(lo) => Some(lo),
@@ -381,6 +400,15 @@ async fn run_controller(
                     }
                     // Left unrecorded so the next event retries it.
                     Err(e) => tracing::error!(error = %e, dataplane = dp.name(), "L4 apply failed"),
+                }
+            }
+        }
+        if let Some((proxy, pools)) = &consumers.l7 {
+            let sets = crate::l7::backend_sets(&dep, &node, pools, &snap);
+            if last_l7.as_ref() != Some(&sets) {
+                match proxy.set_many(sets.clone()) {
+                    Ok(()) => last_l7 = Some(sets),
+                    Err(e) => tracing::error!(error = %e, "L7 backend update failed"),
                 }
             }
         }

@@ -51,6 +51,45 @@ fn backend(t: &TopologyLab, ip: &str, verb: &str) {
     assert!(out.status.success(), "{verb} {ip}");
 }
 
+/// One HTTP request from `client` to the anycast VIP: (node, backend).
+fn http(t: &TopologyLab, client: &str) -> Result<(String, String), String> {
+    let out = t
+        .lab
+        .exec(
+            client,
+            &["curl", "-sS", "-m", "2", "-D", "-", "http://203.0.113.10/"],
+        )
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let node = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-edge-node: "))
+        .map(|s| s.trim().to_string())
+        .ok_or_else(|| text.clone())?;
+    let backend = text.lines().last().unwrap_or_default().trim().to_string();
+    Ok((node, backend))
+}
+
+/// Requests from `client` every 50 ms until `stop`; counts (ok, failed).
+fn request_loop(
+    t: &TopologyLab,
+    client: &'static str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (usize, usize) {
+    let (mut ok, mut failed) = (0, 0);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match http(t, client) {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (ok, failed)
+}
+
 fn gateways(t: &TopologyLab) -> Result<Vec<String>, String> {
     match t.lab.kernel_route("ams-r1", vip()) {
         Ok(Some(r)) => Ok(r.gateways.iter().map(|g| g.to_string()).collect()),
@@ -127,45 +166,76 @@ fn two_pop_steering_pop_failure_and_router_restart() {
     );
     eprintln!("steering: ams-c1 → {ams}, nyc-c1 → {nyc}, ECS flips the answer with scope /24");
 
-    // 3. PoP failure: both ams backends fail their checks.
-    backend(&t, "198.19.1.11", "fail");
-    backend(&t, "198.19.1.12", "fail");
-    let f0 = Instant::now();
-    TopologyLab::wait(
-        "ams-r1 to reach the VIP via nyc only",
-        Duration::from_secs(10),
-        || {
-            let g = gateways(&t)?;
-            if g == ["198.18.100.2"] {
-                Ok(())
-            } else {
-                Err(format!("{g:?}"))
-            }
-        },
-    );
-    let bgp_failover = f0.elapsed();
-    TopologyLab::wait("DNS at ams to answer nyc", Duration::from_secs(10), || {
-        let a = answer(&t, "ams-c1", &[])?;
-        if a == "198.51.100.20" { Ok(()) } else { Err(a) }
-    });
-    let dns_failover = f0.elapsed();
-    eprintln!(
-        "PoP failure: ams-r1 routes the VIP via nyc after {bgp_failover:?}; DNS at ams answers nyc after {dns_failover:?}"
-    );
-    assert!(bgp_failover < Duration::from_secs(2), "{bgp_failover:?}");
-    assert!(dns_failover < Duration::from_secs(3), "{dns_failover:?}");
+    // 2. Anycast + ECMP: HTTP to the VIP from each client lands on its own
+    // PoP, spread over both of its nodes and both of its backends.
+    for (client, site) in [("ams-c1", "ams"), ("nyc-c1", "nyc")] {
+        let mut nodes = std::collections::BTreeMap::new();
+        let mut backends = std::collections::BTreeMap::new();
+        for _ in 0..40 {
+            let (n, b) = TopologyLab::wait("an HTTP answer", Duration::from_secs(10), || http(&t, client));
+            assert!(
+                n.starts_with(site) && b.starts_with(site),
+                "{client} reached {n}/{b}"
+            );
+            *nodes.entry(n).or_insert(0) += 1;
+            *backends.entry(b).or_insert(0) += 1;
+        }
+        eprintln!("HTTP from {client}: nodes {nodes:?}, backends {backends:?}");
+        assert_eq!(nodes.len(), 2, "both {site} nodes take requests: {nodes:?}");
+        assert_eq!(backends.len(), 2, "both {site} backends serve: {backends:?}");
+    }
 
-    backend(&t, "198.19.1.11", "heal");
-    backend(&t, "198.19.1.12", "heal");
-    let h0 = Instant::now();
-    t.lab
-        .wait_route("ams-r1", vip(), RouteExpect::Ecmp(2), Duration::from_secs(10))
-        .expect("ECMP back at ams");
-    TopologyLab::wait("DNS at ams back to ams", Duration::from_secs(10), || {
-        let a = answer(&t, "ams-c1", &[])?;
-        if a == "198.51.100.10" { Ok(()) } else { Err(a) }
+    // 3. PoP failure: both ams backends fail their checks, while a request
+    // loop runs from the ams client.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed) = std::thread::scope(|scope| {
+        let looper = scope.spawn(|| request_loop(&t, "ams-c1", &stop));
+        std::thread::sleep(Duration::from_millis(300));
+        backend(&t, "198.19.1.11", "fail");
+        backend(&t, "198.19.1.12", "fail");
+        let f0 = Instant::now();
+        TopologyLab::wait(
+            "ams-r1 to reach the VIP via nyc only",
+            Duration::from_secs(10),
+            || {
+                let g = gateways(&t)?;
+                if g == ["198.18.100.2"] {
+                    Ok(())
+                } else {
+                    Err(format!("{g:?}"))
+                }
+            },
+        );
+        let bgp_failover = f0.elapsed();
+        TopologyLab::wait("DNS at ams to answer nyc", Duration::from_secs(10), || {
+            let a = answer(&t, "ams-c1", &[])?;
+            if a == "198.51.100.20" { Ok(()) } else { Err(a) }
+        });
+        let dns_failover = f0.elapsed();
+        eprintln!(
+            "PoP failure: ams-r1 routes the VIP via nyc after {bgp_failover:?}; DNS at ams answers nyc after {dns_failover:?}"
+        );
+        assert!(bgp_failover < Duration::from_secs(2), "{bgp_failover:?}");
+        assert!(dns_failover < Duration::from_secs(3), "{dns_failover:?}");
+
+        backend(&t, "198.19.1.11", "heal");
+        backend(&t, "198.19.1.12", "heal");
+        let h0 = Instant::now();
+        t.lab
+            .wait_route("ams-r1", vip(), RouteExpect::Ecmp(2), Duration::from_secs(10))
+            .expect("ECMP back at ams");
+        TopologyLab::wait("DNS at ams back to ams", Duration::from_secs(10), || {
+            let a = answer(&t, "ams-c1", &[])?;
+            if a == "198.51.100.10" { Ok(()) } else { Err(a) }
+        });
+        eprintln!("heal: routes and DNS back at ams after {:?}", h0.elapsed());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        looper.join().expect("request loop")
     });
-    eprintln!("heal: routes and DNS back at ams after {:?}", h0.elapsed());
+    eprintln!("request loop from ams-c1 through failure and heal: {ok} ok, {failed} failed");
+    assert!(ok >= 10, "{ok}");
+    // Only requests in flight while the path moved may fail.
+    assert!(failed <= 2, "{failed} requests failed");
 
     // 5. FRR at ams restarts; the edge nodes reconnect on their own.
     let procs = t.lab.state().processes.clone();

@@ -22,6 +22,8 @@ pub struct Deployment {
     pub dns: Option<Dns>,
     pub bus: Bus,
     pub bgp: Bgp,
+    /// Proxy-wide L7 settings in the L7 tier's syntax.
+    pub l7: Option<toml::Table>,
 }
 
 /// BGP speaker settings shared by every node.
@@ -153,6 +155,8 @@ pub struct Pool {
     /// Never empty.
     pub backends: Vec<Backend>,
     pub check: Option<Check>,
+    /// L7 pool settings in the L7 tier's syntax.
+    pub l7: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -239,24 +243,19 @@ pub struct L4Listener {
     pub backend_port: Option<u16>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct L7Frontend {
     pub port: u16,
     pub tls: Vec<CertPair>,
-    pub routes: Vec<L7Route>,
+    /// Route rules in the L7 tier's syntax; every `action.pool` names a pool.
+    pub routes: Vec<toml::Table>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CertPair {
     pub cert: String,
     pub key: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct L7Route {
-    pub host: Option<String>,
-    pub path_prefix: Option<String>,
-    pub pool: String,
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -24,6 +24,9 @@ pub struct RawDeployment {
     pub dns: Option<RawDns>,
     pub bus: Option<RawBus>,
     pub bgp: Option<RawBgp>,
+    /// Proxy-wide L7 settings in the L7 tier's syntax (`limits`,
+    /// `forwarding`, `rate_limit`, `drain_timeout_ms`).
+    pub l7: Option<toml::Table>,
 }
 
 /// How every node's BGP speaker behaves towards its routers.
@@ -155,6 +158,9 @@ pub struct RawAnnounce {
 pub struct RawPool {
     pub backends: Vec<RawBackend>,
     pub check: Option<RawCheck>,
+    /// L7 settings of the pool in the L7 tier's syntax (`balance`, `sticky`,
+    /// `retry`, `protocol`, `tls`, timeouts, `slow_start_ms`, ...).
+    pub l7: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -221,8 +227,11 @@ pub struct RawL4 {
 pub struct RawL7 {
     pub port: u16,
     pub tls: Option<RawTls>,
+    /// Route rules in the L7 tier's syntax (`edge-l7` `RouteRule`: `name`,
+    /// `match`, `action`, header edits), evaluated in order; the service's
+    /// pool serves whatever no rule takes. Checked by `edge validate`.
     #[serde(default)]
-    pub routes: Vec<RawRoute>,
+    pub routes: Vec<toml::Table>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -234,17 +243,13 @@ pub struct RawTls {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCert {
+    /// PEM chain; a path relative to the topology file's directory.
     pub cert: String,
     pub key: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRoute {
-    pub host: Option<String>,
-    pub path_prefix: Option<String>,
-    /// The pool that serves matching requests; default the service's pool.
-    pub pool: Option<String>,
+    /// Server names (SNI) it is served for (`example.net`, `*.example.net`);
+    /// the first certificate is also the default.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

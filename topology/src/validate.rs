@@ -356,6 +356,7 @@ impl Validator<'_> {
             dns,
             bus,
             bgp,
+            l7: raw.l7.clone(),
         }
     }
 
@@ -738,6 +739,7 @@ impl Validator<'_> {
                     name: pname.clone(),
                     backends,
                     check,
+                    l7: rp.l7.clone(),
                 },
             );
         }
@@ -951,30 +953,24 @@ impl Validator<'_> {
                         tls.push(CertPair {
                             cert: c.cert.clone(),
                             key: c.key.clone(),
+                            names: c.names.clone(),
                         });
                     }
                 }
-                let mut routes = Vec::new();
+                // The rules' own syntax is the L7 tier's to check (edge
+                // validate does); the cross reference to pools is ours.
                 for (j, r) in f.routes.iter().enumerate() {
-                    let pool = r.pool.clone().unwrap_or_else(|| rs.pool.clone());
-                    if !pools.contains_key(&pool) {
-                        self.e
-                            .push(format!("{fp}.routes[{j}].pool"), format!("unknown pool {pool:?}"));
-                    }
-                    if let Some(pp) = &r.path_prefix
-                        && !pp.starts_with('/')
+                    let pool = r.get("action").and_then(|a| a.get("pool")).and_then(|p| p.as_str());
+                    if let Some(pool) = pool
+                        && !pools.contains_key(pool)
                     {
                         self.e.push(
-                            format!("{fp}.routes[{j}].path_prefix"),
-                            format!("{pp:?} must start with '/'"),
+                            format!("{fp}.routes[{j}].action.pool"),
+                            format!("unknown pool {pool:?}"),
                         );
                     }
-                    routes.push(L7Route {
-                        host: r.host.clone(),
-                        path_prefix: r.path_prefix.clone(),
-                        pool,
-                    });
                 }
+                let routes = f.routes.clone();
                 l7.push(L7Frontend {
                     port: f.port,
                     tls,
