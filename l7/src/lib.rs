@@ -4,6 +4,16 @@
 //! retries, WebSocket and gRPC forwarding.
 //!
 //! Must never depend on `bgp`, `l4`, `dns` or `labs`.
+//!
+//! Entry point: [`Proxy::new`] (config + metrics registry, binds nothing),
+//! [`Proxy::serve`] per listener socket handed in by the node, and the
+//! control-plane calls [`Proxy::set_backends`], [`Proxy::set_many`],
+//! [`Proxy::set_certificates`], [`Proxy::set_routes`]. Backend failures seen
+//! on the request path come out as [`PassiveEvent`]s.
+//!
+//! Pure parts (no I/O, no clock reads): [`route`] (matching), [`balance`]
+//! (selection algorithms), [`forward`] (forwarding headers), [`ratelimit`]
+//! and [`upstream`] (snapshots) take `now` as an argument.
 
 pub mod balance;
 pub mod body;
