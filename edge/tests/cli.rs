@@ -320,3 +320,42 @@ fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
         |v| vip_count(v) == Some(1),
     );
 }
+
+#[test]
+fn validate_checks_l7_rules_in_the_l7_syntax() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("bad-l7.toml");
+    let text = std::fs::read_to_string(repo().join("topology/examples/haproxy-frontend.toml"))
+        .expect("read")
+        .replace(
+            "match = [{ path_prefix = \"/api\" }]",
+            "match = [{ path_starts = \"/api\" }]",
+        );
+    std::fs::write(&f, text).expect("write");
+    let out = Command::new(EDGE)
+        .arg("validate")
+        .arg(&f)
+        .output()
+        .expect("run edge");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("node ams-e1") && stdout.contains("path_starts"),
+        "{stdout}"
+    );
+    // A route naming a pool that does not exist is a topology error.
+    let text = std::fs::read_to_string(repo().join("topology/examples/haproxy-frontend.toml"))
+        .expect("read")
+        .replace("action = { pool = \"api\" }", "action = { pool = \"apii\" }");
+    std::fs::write(&f, text).expect("write");
+    let out = Command::new(EDGE)
+        .arg("validate")
+        .arg(&f)
+        .output()
+        .expect("run edge");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("services.www.l7[0].routes[2].action.pool: unknown pool \"apii\""),
+        "{stdout}"
+    );
+}
