@@ -21,6 +21,8 @@ pub struct BackendStats {
     ewma_bits: AtomicU64,
     /// When `ewma_bits` was last updated (nanoseconds since [`epoch`]).
     stamp: AtomicU64,
+    /// Non-5xx responses since the last passive-health failure.
+    successes: AtomicU64,
 }
 
 /// Decay time constant of the response-time EWMA (linkerd uses 10 s).
@@ -64,6 +66,15 @@ impl BackendStats {
             prev * w + rtt * (1.0 - w)
         };
         self.ewma_bits.store(next.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn success(&self) {
+        self.successes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Successes since the previous call (reset to zero).
+    pub fn take_successes(&self) -> u64 {
+        self.successes.swap(0, Ordering::Relaxed)
     }
 
     pub fn ewma_ns(&self) -> f64 {

@@ -55,6 +55,11 @@ pub struct PassiveEvent {
     pub backend: String,
     pub address: SocketAddr,
     pub kind: PassiveKind,
+    /// Successful responses from this backend since its previous failure
+    /// event. Successes are not sent one by one (that would flood the
+    /// channel); this count lets outlier detection tell consecutive failures
+    /// (`0`) from isolated ones and estimate success rates.
+    pub preceding_successes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,6 +415,7 @@ fn report(shared: &Shared, pool: &str, view: &PoolView, idx: usize, kind: Passiv
         backend: b.name.clone(),
         address: b.address,
         kind,
+        preceding_successes: view.members[idx].stats.take_successes(),
     };
     if let Err(mpsc::error::TrySendError::Full(_)) = shared.health.try_send(ev) {
         shared.metrics.passive_events_dropped.inc();
@@ -671,7 +677,9 @@ async fn forward(
         };
         member.stats.observe_rtt(sent_at.elapsed(), Instant::now());
         let status = resp.status();
-        if status.is_server_error() {
+        if !status.is_server_error() {
+            member.stats.success();
+        } else {
             report(
                 shared,
                 pool_name,

@@ -77,6 +77,8 @@ async fn sticky_cookie_pins_and_repins_after_backend_dies() {
         .unwrap();
     assert_eq!(ev.backend, pinned);
     assert_eq!(ev.pool, "p");
+    // It had answered the first request and the six pinned ones.
+    assert_eq!(ev.preceding_successes, 7);
     assert!(
         matches!(ev.kind, PassiveKind::ConnectFailure | PassiveKind::Reset),
         "{ev:?}"
@@ -147,6 +149,7 @@ async fn retries_land_on_another_backend() {
     let ev = run.events.recv().await.unwrap();
     assert_eq!(ev.kind, PassiveKind::ServerError(503));
     assert_eq!(ev.backend, "bad");
+    assert_eq!(ev.preceding_successes, 0, "consecutive failures");
 
     // POST is not idempotent: a 503 is passed through, never resent.
     let mut statuses = Vec::new();
