@@ -8,7 +8,9 @@
 //! chain svc_N
 //!   dnat ip to jhash ip saddr . th sport . ip daddr . th dport mod M seed S map @slots_N
 //! map slots_N   slot (0..M) → backend ip . port      (the service's Maglev table)
-//! set be_N      backend ip . port, comment "weight=W state=active|draining"  (for observe)
+//! set be_N      backend ip . port, comment "weight=W state=active|draining";
+//!               the set's own comment names the service   (both for observe)
+//! set config    empty; its comment records size, seed and masquerade
 //! postrouting (nat, srcnat), only with `masquerade`
 //!   ct status dnat ct original ip daddr @vips4 masquerade
 //! ```
@@ -45,7 +47,6 @@
 //! rewrites a table written with other settings even when the services are
 //! unchanged (the returned [`Applied`] is then empty).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -228,31 +229,30 @@ impl NftDataplane {
     /// The programmed state and the settings signature it was written
     /// with (`None` when the table does not exist).
     fn read(&self) -> Result<(L4State, Option<String>), DataplaneError> {
-        // Terse (-t): without the slot maps' elements, which are large and
-        // carry nothing observe reports.
-        let Some(table) = self.list(&["-j", "-t", "list", "table", "inet", TABLE])? else {
+        // Only listings that do not pull the slot maps: anything that lists
+        // rules or all sets makes nft fetch every map element first (≈1.5 s
+        // per 65537-slot service), while single small sets and the chain
+        // names come back at once. The service identity therefore lives in
+        // the comment of its `be_N` set, the settings in the `config` set.
+        let Some(config) = self.list(&["-j", "list", "set", "inet", TABLE, "config"])? else {
             return Ok((L4State::default(), None));
         };
-        let sig = comments(&table)
-            .find(|c| c.starts_with(&format!("{TABLE} config ")))
-            .map(str::to_string);
-        let mut state = L4State::default();
-        for (chain, service, scheduler) in services_in(&table) {
-            let set = chain.replacen("svc_", "be_", 1);
-            let mut spec = ServiceSpec::new(scheduler);
-            if let Some(v) = self.list(&["-j", "list", "set", "inet", TABLE, &set])? {
-                for (addr, b) in backends_in(&v) {
-                    spec.backends.insert(addr, b);
+        let sig = set_comment(&config).map(str::to_string);
+        let mut sets = Vec::new();
+        if let Some(chains) = self.list(&["-j", "list", "chains", "inet"])? {
+            for chain in own_service_chains(&chains) {
+                let set = chain.replacen("svc_", "be_", 1);
+                if let Some(v) = self.list(&["-j", "list", "set", "inet", TABLE, &set])? {
+                    sets.push(v);
                 }
             }
-            state.services.insert(service, spec);
         }
-        Ok((state, sig))
+        Ok((parse_listing(&sets), sig))
     }
 }
 
-/// What the table was written with, kept in a rule comment (nft 1.0.6
-/// does not list table comments in JSON).
+/// What the table was written with, kept as the comment of the `config`
+/// set.
 fn signature(config: &NftConfig) -> String {
     format!(
         "{TABLE} config m={} seed={:#x} masquerade={}",
@@ -262,43 +262,57 @@ fn signature(config: &NftConfig) -> String {
     )
 }
 
-/// Comments of every rule in a listing.
-fn comments(v: &Value) -> impl Iterator<Item = &str> {
+/// Names of the `svc_N` chains of our table in a `list chains` answer.
+fn own_service_chains(v: &Value) -> Vec<String> {
     v.get("nftables")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|item| item.get("rule")?.get("comment")?.as_str())
+        .filter_map(|item| item.get("chain"))
+        .filter(|c| c.get("table").and_then(Value::as_str) == Some(TABLE))
+        .filter_map(|c| c.get("name")?.as_str())
+        .filter(|n| n.starts_with("svc_"))
+        .map(str::to_string)
+        .collect()
 }
 
-/// (chain, service, scheduler) of every dispatch rule we wrote, from its
-/// comment `edge_l4 <chain> <vip:port>/<proto> <scheduler>`.
-fn services_in(v: &Value) -> Vec<(String, ServiceKey, crate::SchedulerKind)> {
-    let mut out = Vec::new();
-    for comment in comments(v) {
-        let mut words = comment.split_whitespace();
-        let (Some(TABLE), Some(chain), Some(svc), Some(sched)) =
-            (words.next(), words.next(), words.next(), words.next())
-        else {
+/// The comment of the (first) set in a `list set` answer.
+fn set_comment(v: &Value) -> Option<&str> {
+    v.get("nftables")?
+        .as_array()?
+        .iter()
+        .find_map(|item| item.get("set")?.get("comment")?.as_str())
+}
+
+/// Service and scheduler of a `be_N` set, from its comment
+/// `edge_l4 svc_N <vip:port>/<proto> <scheduler>`.
+fn service_of(set: &Value) -> Option<(ServiceKey, crate::SchedulerKind)> {
+    let mut words = set_comment(set)?.split_whitespace();
+    let (Some(TABLE), Some(_chain), Some(svc), Some(sched)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return None;
+    };
+    let (addr, proto) = svc.rsplit_once('/')?;
+    let addr = addr.parse::<SocketAddr>().ok()?;
+    let protocol = serde_json::from_value::<Protocol>(Value::String(proto.into())).ok()?;
+    let scheduler = serde_json::from_value::<crate::SchedulerKind>(Value::String(sched.into())).ok()?;
+    Some((ServiceKey::new(addr.ip(), addr.port(), protocol), scheduler))
+}
+
+/// The state described by `be_N` set listings (sets that are not ours or
+/// that do not parse are skipped).
+pub fn parse_listing(sets: &[Value]) -> L4State {
+    let mut state = L4State::default();
+    for v in sets {
+        let Some((service, scheduler)) = service_of(v) else {
             continue;
         };
-        let Some((addr, proto)) = svc.rsplit_once('/') else {
-            continue;
-        };
-        let (Ok(addr), Ok(protocol), Ok(scheduler)) = (
-            addr.parse::<SocketAddr>(),
-            serde_json::from_value::<Protocol>(Value::String(proto.into())),
-            serde_json::from_value::<crate::SchedulerKind>(Value::String(sched.into())),
-        ) else {
-            continue;
-        };
-        out.push((
-            chain.to_string(),
-            ServiceKey::new(addr.ip(), addr.port(), protocol),
-            scheduler,
-        ));
+        let mut spec = ServiceSpec::new(scheduler);
+        spec.backends.extend(backends_in(v));
+        state.services.insert(service, spec);
     }
-    out
+    state
 }
 
 /// Backends of a `be_N` set, from elements `{"elem": {"val": {"concat":
@@ -375,6 +389,12 @@ fn render(config: &NftConfig, desired: &L4State) -> Result<String, DataplaneErro
         }
         s.push_str(" }\n");
     }
+    // Empty; only its comment matters (see `NftDataplane::read`).
+    let _ = writeln!(
+        s,
+        "  set config {{ type inet_service; comment \"{}\"; }}",
+        signature(config)
+    );
     let mut dispatch = String::new();
     for (i, (key, spec)) in desired.services.iter().enumerate() {
         require_maglev(NAME, *key, spec)?;
@@ -404,7 +424,11 @@ fn render(config: &NftConfig, desired: &L4State) -> Result<String, DataplaneErro
             s.push_str(" };");
         }
         s.push_str(" }\n");
-        let _ = write!(s, "  set be_{i} {{ type {addr_ty} . inet_service;");
+        let _ = write!(
+            s,
+            "  set be_{i} {{ type {addr_ty} . inet_service; comment \"{TABLE} svc_{i} {key} {}\";",
+            spec.scheduler
+        );
         if !spec.backends.is_empty() {
             let els: Vec<String> = spec
                 .backends
@@ -446,8 +470,7 @@ fn render(config: &NftConfig, desired: &L4State) -> Result<String, DataplaneErro
     }
     let _ = write!(
         s,
-        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    counter comment \"{}\"\n{dispatch}  }}\n",
-        signature(config)
+        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{dispatch}  }}\n"
     );
     if config.masquerade {
         s.push_str(
@@ -543,21 +566,6 @@ pub fn jhash(key: &[u8], initval: u32) -> u32 {
     c
 }
 
-/// Parsed services of a ruleset listing, for tests of the observe path
-/// without a kernel.
-#[doc(hidden)]
-pub fn parse_listing(table: &Value, sets: &BTreeMap<String, Value>) -> L4State {
-    let mut state = L4State::default();
-    for (chain, service, scheduler) in services_in(table) {
-        let mut spec = ServiceSpec::new(scheduler);
-        if let Some(v) = sets.get(&chain.replacen("svc_", "be_", 1)) {
-            spec.backends.extend(backends_in(v));
-        }
-        state.services.insert(service, spec);
-    }
-    state
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,14 +625,14 @@ delete table inet edge_l4
 table inet edge_l4 {
   set vips4 { type ipv4_addr; elements = { 203.0.113.10 }; }
   set vips6 { type ipv6_addr; }
+  set config { type inet_service; comment "edge_l4 config m=7 seed=0x65646765 masquerade=1"; }
   map slots_0 { typeof numgen inc mod 2 : ip daddr . tcp dport; elements = { 0 : 198.19.10.11 . 8080, 1 : 198.19.10.13 . 8080, 2 : 198.19.10.11 . 8080, 3 : 198.19.10.13 . 8080, 4 : 198.19.10.11 . 8080, 5 : 198.19.10.11 . 8080, 6 : 198.19.10.13 . 8080 }; }
-  set be_0 { type ipv4_addr . inet_service; elements = { 198.19.10.11 . 8080 comment "weight=1 state=active", 198.19.10.12 . 8080 comment "weight=2 state=draining", 198.19.10.13 . 8080 comment "weight=1 state=active" }; }
+  set be_0 { type ipv4_addr . inet_service; comment "edge_l4 svc_0 203.0.113.10:8080/tcp maglev"; elements = { 198.19.10.11 . 8080 comment "weight=1 state=active", 198.19.10.12 . 8080 comment "weight=2 state=draining", 198.19.10.13 . 8080 comment "weight=1 state=active" }; }
   chain svc_0 {
     meta l4proto tcp counter dnat ip to jhash ip saddr . th sport . ip daddr . th dport mod 7 seed 0x65646765 map @slots_0
   }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    counter comment "edge_l4 config m=7 seed=0x65646765 masquerade=1"
     ip daddr 203.0.113.10 meta l4proto tcp th dport 8080 jump svc_0 comment "edge_l4 svc_0 203.0.113.10:8080/tcp maglev"
   }
   chain postrouting {
@@ -656,28 +664,24 @@ table inet edge_l4 {
 
     #[test]
     fn listing_parses_back_to_the_state() {
-        // Shapes as printed by nft 1.0.6 `-j -t list table` / `-j list set`.
-        let table: Value = serde_json::from_str(
-            r#"{"nftables":[{"metainfo":{"version":"1.0.6"}},{"table":{"family":"inet","name":"edge_l4"}},
-            {"rule":{"family":"inet","table":"edge_l4","chain":"prerouting","comment":"edge_l4 svc_0 203.0.113.10:8080/tcp maglev","expr":[]}},
-            {"rule":{"family":"inet","table":"edge_l4","chain":"prerouting","comment":"someone else's","expr":[]}}]}"#,
-        )
-        .unwrap();
+        // Shape as printed by nft 1.0.6 `-j list set`.
         let set: Value = serde_json::from_str(
             r#"{"nftables":[{"metainfo":{}},{"set":{"family":"inet","name":"be_0","table":"edge_l4","type":["ipv4_addr","inet_service"],
+            "comment":"edge_l4 svc_0 203.0.113.10:8080/tcp maglev",
             "elem":[{"elem":{"val":{"concat":["198.19.10.11",8080]},"comment":"weight=1 state=active"}},
                     {"elem":{"val":{"concat":["198.19.10.12",8080]},"comment":"weight=2 state=draining"}}]}}]}"#,
         )
         .unwrap();
-        let sets = BTreeMap::from([("be_0".to_string(), set)]);
-        assert_eq!(parse_listing(&table, &sets), state());
-        // The settings signature is a comment too, but not a service.
-        let with_sig: Value = serde_json::from_str(&format!(
-            r#"{{"nftables":[{{"rule":{{"chain":"prerouting","comment":"{}"}}}}]}}"#,
-            signature(&NftConfig::default())
-        ))
+        let foreign: Value =
+            serde_json::from_str(r#"{"nftables":[{"set":{"name":"x","comment":"someone else's"}}]}"#)
+                .unwrap();
+        assert_eq!(parse_listing(&[set, foreign]), state());
+        let chains: Value = serde_json::from_str(
+            r#"{"nftables":[{"chain":{"table":"edge_l4","name":"svc_0"}},{"chain":{"table":"edge_l4","name":"prerouting"}},
+            {"chain":{"table":"other","name":"svc_9"}}]}"#,
+        )
         .unwrap();
-        assert_eq!(parse_listing(&with_sig, &sets), L4State::default());
+        assert_eq!(own_service_chains(&chains), vec!["svc_0".to_string()]);
         assert_eq!(
             signature(&NftConfig::default()),
             "edge_l4 config m=65537 seed=0x65646765 masquerade=0"

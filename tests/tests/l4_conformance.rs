@@ -5,10 +5,12 @@
 //! ```text
 //!  client ── c-n ══ n-c ── node (dataplane under test) ── lan0 ─┐
 //!  198.18.1.2            198.18.1.1          198.19.10.1/24     │ br0 (ns sw)
+//!  2001:db8:1::2         2001:db8:1::1       2001:db8:10::1/64  │
 //!                                  b1 198.19.10.11 ── lan0 ─────┤
 //!                                  b2 198.19.10.12 ── lan0 ─────┤
 //!                                  b3 198.19.10.13 ── lan0 ─────┘
-//!  VIP 203.0.113.10:8080 on lo of every backend (arp_ignore=1,
+//!  (backends also 2001:db8:10::1N/64)
+//!  VIPs 203.0.113.10:8080 and [2001:db8:ffff::10]:8080 on lo of every backend (arp_ignore=1,
 //!  arp_announce=2: for XDP's L2 DSR), and on the node's lo for userspace.
 //! ```
 //!
@@ -23,11 +25,13 @@
 //! observe reads the state back; adding a backend moves new flows as the
 //! new table says while open connections keep working; removing a backend
 //! keeps its established connections working while new flows go elsewhere;
-//! draining does the same for a backend still listed.
+//! draining does the same for a backend still listed; an IPv6 service next
+//! to the IPv4 one follows its table too.
 //!
 //! Needs root, `socat` and `nft`; skips otherwise (fails under
 //! EDGE_LAB=require).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,7 +40,7 @@ use std::time::Duration;
 
 use edge_l4::hosted::HostedUserspace;
 use edge_l4::netns::NetnsThread;
-use edge_l4::nftables::{NftConfig, NftDataplane};
+use edge_l4::nftables::{NftConfig, NftDataplane, nft_slot};
 use edge_l4::userspace::UserspaceConfig;
 use edge_l4::xdp::{XdpConfig, XdpDataplane};
 use edge_l4::{
@@ -49,6 +53,7 @@ use edge_labs::{
 use edge_tests::lab_ready;
 
 const VIP: &str = "203.0.113.10";
+const VIP6: &str = "2001:db8:ffff::10";
 const PORT: u16 = 8080;
 const BACKENDS: [(&str, &str); 3] = [
     ("b1", "198.19.10.11"),
@@ -70,6 +75,25 @@ fn net(s: &str) -> IpNet {
 
 fn service() -> ServiceKey {
     ServiceKey::new(VIP.parse().unwrap(), PORT, Protocol::Tcp)
+}
+
+fn service6() -> ServiceKey {
+    ServiceKey::new(VIP6.parse().unwrap(), PORT, Protocol::Tcp)
+}
+
+/// Backend `bN`'s IPv6 address: 2001:db8:10::1N.
+fn backend_addr6(name: &str) -> SocketAddr {
+    let n = name.trim_start_matches('b');
+    SocketAddr::new(format!("2001:db8:10::1{n}").parse().unwrap(), PORT)
+}
+
+/// The backend named `name`, in the address family of `svc`.
+fn backend_of(svc: ServiceKey, name: &str) -> SocketAddr {
+    if svc.vip.is_ipv4() {
+        backend_addr(name)
+    } else {
+        backend_addr6(name)
+    }
 }
 
 fn backend_addr(name: &str) -> SocketAddr {
@@ -102,8 +126,9 @@ fn spec_for(kind: Kind, name: &str) -> LabSpec {
         loopback,
     };
     let vip = net(&format!("{VIP}/32"));
+    let vip6 = net(&format!("{VIP6}/128"));
     let node_lo = if kind == Kind::Userspace {
-        vec![vip]
+        vec![vip, vip6]
     } else {
         vec![]
     };
@@ -114,31 +139,34 @@ fn spec_for(kind: Kind, name: &str) -> LabSpec {
         ns("sw", false, vec![]),
     ];
     for (b, _) in BACKENDS {
-        spec.namespaces.push(ns(b, false, vec![vip]));
+        spec.namespaces.push(ns(b, false, vec![vip, vip6]));
     }
     spec.links = vec![LinkSpec {
         a: Endpoint {
             namespace: "client".into(),
             ifname: "c-n".into(),
-            addresses: vec![net("198.18.1.2/24")],
+            addresses: vec![net("198.18.1.2/24"), net("2001:db8:1::2/64")],
         },
         b: Endpoint {
             namespace: "node".into(),
             ifname: "n-c".into(),
-            addresses: vec![net("198.18.1.1/24")],
+            addresses: vec![net("198.18.1.1/24"), net("2001:db8:1::1/64")],
         },
     }];
     let mut ports = vec![BridgePort {
         namespace: "node".into(),
         ifname: "lan0".into(),
-        addresses: vec![net("198.19.10.1/24")],
+        addresses: vec![net("198.19.10.1/24"), net("2001:db8:10::1/64")],
         peer_ifname: None,
     }];
     for (b, ip) in BACKENDS {
         ports.push(BridgePort {
             namespace: b.into(),
             ifname: "lan0".into(),
-            addresses: vec![net(&format!("{ip}/24"))],
+            addresses: vec![
+                net(&format!("{ip}/24")),
+                net(&format!("{}/64", backend_addr6(b).ip())),
+            ],
             peer_ifname: None,
         });
     }
@@ -153,11 +181,21 @@ fn spec_for(kind: Kind, name: &str) -> LabSpec {
         destination: net("203.0.113.0/24"),
         gateway: "198.18.1.1".parse().unwrap(),
     }];
+    spec.routes.push(RouteSpec {
+        namespace: "client".into(),
+        destination: net("2001:db8:ffff::/48"),
+        gateway: "2001:db8:1::1".parse().unwrap(),
+    });
     for (b, _) in BACKENDS {
         spec.routes.push(RouteSpec {
             namespace: b.into(),
             destination: net("198.18.1.0/24"),
             gateway: "198.19.10.1".parse().unwrap(),
+        });
+        spec.routes.push(RouteSpec {
+            namespace: b.into(),
+            destination: net("2001:db8:1::/64"),
+            gateway: "2001:db8:10::1".parse().unwrap(),
         });
         spec.processes.push(ProcessSpec {
             name: format!("srv-{b}"),
@@ -166,7 +204,8 @@ fn spec_for(kind: Kind, name: &str) -> LabSpec {
                 "socat".into(),
                 "-T".into(),
                 "60".into(),
-                format!("TCP-LISTEN:{PORT},fork,reuseaddr"),
+                // Dual stack: IPv4 clients arrive as mapped addresses.
+                format!("TCP6-LISTEN:{PORT},fork,reuseaddr,ipv6only=0"),
                 format!("SYSTEM:echo {b}; exec cat"),
             ],
             env: BTreeMap::new(),
@@ -182,6 +221,7 @@ type Shared = Arc<Mutex<Option<Box<dyn Dataplane>>>>;
 /// A lab with the dataplane `kind` running in its node namespace.
 struct Rig {
     kind: Kind,
+    tables: RefCell<Vec<(ServiceKey, ServiceSpec, ServiceTable)>>,
     dp: Shared,
     node: NetnsThread,
     client: NetnsThread,
@@ -259,6 +299,7 @@ impl Rig {
         .unwrap();
         Rig {
             kind,
+            tables: RefCell::new(Vec::new()),
             dp,
             node,
             client,
@@ -285,8 +326,7 @@ impl Rig {
     }
 
     /// The backend this dataplane must pick for a new flow.
-    fn predict(&self, st: &L4State, src: SocketAddr) -> SocketAddr {
-        let svc = service();
+    fn predict(&self, st: &L4State, svc: ServiceKey, src: SocketAddr) -> SocketAddr {
         let spec = &st.services[&svc];
         let flow = FlowKey {
             src,
@@ -294,17 +334,29 @@ impl Rig {
             protocol: Protocol::Tcp,
         };
         let size = TableSize::default();
+        // Building a 65537-slot table per connection would dominate the
+        // test's run time in debug builds: keep the ones already built.
+        let mut tables = self.tables.borrow_mut();
+        let i = match tables.iter().position(|(k, s, _)| *k == svc && s == spec) {
+            Some(i) => i,
+            None => {
+                tables.push((svc, spec.clone(), ServiceTable::build(svc, spec, size).unwrap()));
+                tables.len() - 1
+            }
+        };
+        let table = &tables[i].2;
         match self.kind {
-            Kind::Userspace | Kind::Xdp => ServiceTable::build(svc, spec, size).unwrap().lookup(&flow),
-            Kind::Nftables => NftDataplane::new(NftConfig::default())
-                .predict(svc, spec, &flow)
-                .unwrap(),
+            Kind::Userspace | Kind::Xdp => table.lookup(&flow),
+            Kind::Nftables => {
+                let cfg = NftConfig::default();
+                table.backend_at(nft_slot(&flow, cfg.table_size.get(), cfg.seed) as usize)
+            }
         }
         .expect("a backend takes new flows")
     }
 
-    fn connect(&self) -> Conn {
-        let vip = service().socket_addr();
+    fn connect(&self, svc: ServiceKey) -> Conn {
+        let vip = svc.socket_addr();
         let stream = self
             .client
             .run(move || TcpStream::connect_timeout(&vip, IO))
@@ -324,7 +376,7 @@ impl Rig {
             self.kind
         );
         Conn {
-            backend: backend_addr(&name),
+            backend: backend_of(svc, &name),
             src,
             stream,
             reader,
@@ -333,12 +385,16 @@ impl Rig {
 
     /// Opens `n` connections and checks each against the prediction.
     fn open_checked(&self, st: &L4State, n: usize, what: &str) -> Vec<Conn> {
+        self.open_checked_on(service(), st, n, what)
+    }
+
+    fn open_checked_on(&self, svc: ServiceKey, st: &L4State, n: usize, what: &str) -> Vec<Conn> {
         (0..n)
             .map(|_| {
-                let c = self.connect();
+                let c = self.connect(svc);
                 assert_eq!(
                     c.backend,
-                    self.predict(st, c.src),
+                    self.predict(st, svc, c.src),
                     "{:?} {what}: flow {}",
                     self.kind,
                     c.src
@@ -447,6 +503,25 @@ fn conformance(kind: Kind, lab_name: &str) {
     let fresh = rig.open_checked(&drained, 40, "while b1 drains");
     assert!(fresh.iter().all(|c| c.backend != backend_addr("b1")));
     drop((open, fresh));
+
+    // 6. IPv6: a second service on the v6 VIP over the backends' v6
+    // addresses, next to the v4 one.
+    let spec6 = BACKENDS
+        .iter()
+        .fold(ServiceSpec::new(SchedulerKind::Maglev), |s, (n, _)| {
+            s.with_backend(backend_addr6(n), BackendSpec::active(1))
+        });
+    let dual = all.clone().with_service(service6(), spec6);
+    rig.apply(&dual);
+    assert_eq!(rig.observe(), dual, "{kind:?}: observe with the v6 service");
+    let mut v6 = rig.open_checked_on(service6(), &dual, 40, "IPv6 flows follow the table");
+    let used: std::collections::BTreeSet<SocketAddr> = v6.iter().map(|c| c.backend).collect();
+    assert_eq!(used.len(), 3, "{kind:?}: 40 v6 flows used {used:?}");
+    for c in &mut v6 {
+        c.echo(kind, "IPv6 round trip");
+    }
+    let v4 = rig.open_checked(&dual, 10, "v4 next to v6");
+    drop((v6, v4));
     drop(rig);
 }
 
