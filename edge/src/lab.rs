@@ -386,10 +386,18 @@ fn exec(args: &LabArgs, host: &str, cmd: &[String]) -> Result<ExitCode> {
     require_root()?;
     let lab = attach(args)?;
     let ns = lab.kernel_ns(host)?;
+    // `edge lab exec NODE -- edge status` means this very binary, which
+    // need not be on PATH.
+    let mut cmd = cmd.to_vec();
+    if cmd.first().map(String::as_str) == Some("edge")
+        && let Ok(me) = std::env::current_exe()
+    {
+        cmd[0] = me.display().to_string();
+    }
     // Inherit stdio so interactive tools (ping, curl, dig) behave as usual.
     let status = std::process::Command::new("ip")
         .args(["netns", "exec", &ns])
-        .args(cmd)
+        .args(&cmd)
         .status()
         .context("running ip netns exec")?;
     Ok(match status.code() {
