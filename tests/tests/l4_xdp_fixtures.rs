@@ -103,6 +103,21 @@ fn packet(src: SocketAddr, dst: SocketAddr, proto: Protocol, payload: &[u8]) -> 
     p
 }
 
+/// An IPv4 frame from [`packet`] with a 4-byte NOP option list inserted
+/// (IHL 5 → 6), lengths and header checksum fixed.
+fn with_ipv4_option(p: &[u8]) -> Vec<u8> {
+    let mut out = p[..14 + 20].to_vec();
+    out.extend_from_slice(&[1, 1, 1, 0]); // NOP, NOP, NOP, end of options
+    out.extend_from_slice(&p[14 + 20..]);
+    out[14] = 0x46;
+    let total = (out.len() - 14) as u16;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[24..26].copy_from_slice(&[0, 0]);
+    let c = csum(&out[14..14 + 24]);
+    out[24..26].copy_from_slice(&c.to_be_bytes());
+    out
+}
+
 /// `input` with the MACs rewritten as the program must.
 fn rewritten(input: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     let mut p = input.to_vec();
@@ -274,6 +289,22 @@ fn fixtures_in_namespace() {
         });
     }
     assert_eq!(per_backend.len(), 2, "both backends get flows: {per_backend:?}");
+    // IPv4 with options (IHL 6): the ports sit 4 bytes further in.
+    let src = v4("198.18.1.2:41007");
+    let flow = FlowKey {
+        src,
+        dst: vip.socket_addr(),
+        protocol: Protocol::Tcp,
+    };
+    let want = table.lookup(&flow).expect("backend");
+    let input = with_ipv4_option(&packet(src, vip.socket_addr(), Protocol::Tcp, b""));
+    fixtures.push(Fixture {
+        description: "IPv4 with a header option: ports found after the options".into(),
+        output: rewritten(&input, mac_of(want.ip()), LAN_MAC),
+        input,
+        ingress: up,
+        verdict: XDP_REDIRECT,
+    });
     let v6src: SocketAddr = "[2001:db8:1::2]:5353".parse().unwrap();
     let input = packet(v6src, vip6.socket_addr(), Protocol::Udp, b"query");
     fixtures.push(Fixture {
@@ -355,16 +386,16 @@ fn fixtures_in_namespace() {
     let before = dp.stats().expect("stats");
     run_all(&dp, &fixtures);
     let after = dp.stats().expect("stats");
-    assert_eq!(after.redirect.packets - before.redirect.packets, 301);
+    assert_eq!(after.redirect.packets - before.redirect.packets, 302);
     assert_eq!(after.tx.packets - before.tx.packets, 1);
     assert_eq!(after.pass_unresolved.packets - before.pass_unresolved.packets, 1);
     assert_eq!(after.pass_no_backend.packets - before.pass_no_backend.packets, 1);
     assert_eq!(after.pass_unparsed.packets - before.pass_unparsed.packets, 1);
-    // 300 + v6 + hairpin, plus the unresolved one: its flow is placed (and
-    // remembered) even though the packet goes to the kernel until the MAC
-    // is known.
-    assert_eq!(after.conn_new.packets - before.conn_new.packets, 303);
-    assert_eq!(dp.conn_count(), 303);
+    // 300 + options + v6 + hairpin, plus the unresolved one: its flow is
+    // placed (and remembered) even though the packet goes to the kernel
+    // until the MAC is known.
+    assert_eq!(after.conn_new.packets - before.conn_new.packets, 304);
+    assert_eq!(dp.conn_count(), 304);
 
     // Remove b2: flows already on b2 stay there (connection table), new
     // flows that the old table gave b2 now go to b1.
