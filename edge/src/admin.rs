@@ -163,6 +163,8 @@ pub struct NodeState {
     uptime: Gauge<f64, std::sync::atomic::AtomicU64>,
     vip_state: Family<VipLabels, Gauge>,
     backend_up: Family<BackendLabels, Gauge>,
+    bus_members: Gauge,
+    drained: Gauge,
     derived: Mutex<Derived>,
     bus: OnceLock<Arc<dyn HealthBus>>,
     reload: OnceLock<mpsc::Sender<ReloadReply>>,
@@ -218,7 +220,21 @@ impl NodeState {
         );
         let bgp = BgpMetrics::default();
         bgp.register(&mut registry);
+        let bus_members = Gauge::default();
+        registry.register(
+            "bus_members",
+            "Nodes the health bus currently sees alive (this one included)",
+            bus_members.clone(),
+        );
+        let drained = Gauge::default();
+        registry.register(
+            "operator_drains",
+            "Sites, nodes and backends currently drained by an operator",
+            drained.clone(),
+        );
         NodeState {
+            bus_members,
+            drained,
             bgp,
             config,
             node,
@@ -330,6 +346,10 @@ impl NodeState {
                 .get_or_create(&VipLabels { vip: vip.clone() })
                 .set(value);
         }
+        self.bus_members.set(snapshot.alive.len() as i64);
+        let i = &snapshot.intent;
+        self.drained
+            .set((i.drained_sites.len() + i.drained_nodes.len() + i.drained_backends.len()) as i64);
         if let Some(r) = snapshot.reports.get(&self.node) {
             for (b, up) in &r.backends {
                 self.backend_up

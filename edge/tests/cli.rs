@@ -243,6 +243,8 @@ fn active_checks_drive_the_vip_verdict() {
     let m = http_get(admin, "/metrics").expect("metrics");
     assert!(m.contains("edge_vip_announced{vip=\"demo\"} 0"), "{m}");
     assert!(m.contains("edge_backend_up{backend=\"demo-b1\"} 0"), "{m}");
+    assert!(m.contains("edge_bus_members 1"), "{m}");
+    assert!(m.contains("edge_operator_drains 0"), "{m}");
 }
 
 fn edge_topology_demo() -> String {
