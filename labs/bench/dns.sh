@@ -50,6 +50,10 @@
 #   OUTSTANDING=100 (dnsperf -q) RATE=10000 (qps for the "rate" pass; 0 skips it)
 #   SERVERS="edge gdnsd knot nsd" KEEP=1 (keep the work directory)
 #   EDGE_WORKERS=2 (tokio worker threads of the edge server; `edge run` uses 2)
+#   EDGE_MODE=example | run: `run` benchmarks the product binary instead,
+#     `target/release/edge run` (node ams-e1 serves DNS; node nyc-e1 runs
+#     --no-listeners beside it so the health bus reports both sites up). Today
+#     that measures edge's RRL (50 responses/s per /24), not the server.
 set -euo pipefail
 export LC_ALL=C
 
@@ -60,6 +64,7 @@ OUTSTANDING=${OUTSTANDING:-100}
 RATE=${RATE:-10000}
 SERVERS=${SERVERS:-"edge gdnsd knot nsd"}
 EDGE_WORKERS=${EDGE_WORKERS:-2}
+EDGE_MODE=${EDGE_MODE:-example}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NS=edge-bench-dns
 SERVER_CPU=0
@@ -88,10 +93,21 @@ if ((${#need[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-EDGE_BIN=$ROOT/target/release/examples/bench_server
+case $EDGE_MODE in
+example)
+	EDGE_BIN=$ROOT/target/release/examples/bench_server
+	BUILD_CMD=(cargo build --release -q -p edge-dns --example bench_server)
+	;;
+run)
+	EDGE_BIN=$ROOT/target/release/edge
+	BUILD_CMD=(cargo build --release -q -p edge)
+	;;
+*) die "EDGE_MODE must be example or run" ;;
+esac
 if [[ ${BUILD:-1} == 1 && " $SERVERS " == *" edge "* ]]; then
-	echo "building edge's DNS bench server (cargo build --release -p edge-dns --example bench_server)…" >&2
-	(cd "$ROOT" && cargo build --release -q -p edge-dns --example bench_server) || die "build failed"
+	# May wait for the shared target/ lock of other builds.
+	echo "building edge (${BUILD_CMD[*]})…" >&2
+	(cd "$ROOT" && "${BUILD_CMD[@]}") || die "build failed"
 fi
 
 W=$(mktemp -d /tmp/edge-bench-dns.XXXXXX)
@@ -99,9 +115,9 @@ chmod 755 "$W"
 
 # ---------------------------------------------------------------- cleanup
 SRV_PID=
-stop_server() {
-	local pid=$SRV_PID i
-	SRV_PID=
+SRV_PID2= # EDGE_MODE=run: the second edge node
+stop_pid() {
+	local pid=$1 i
 	[[ -n $pid && -d /proc/$pid ]] || return 0
 	kill "$pid" 2>/dev/null || return 0
 	for ((i = 0; i < 100; i++)); do
@@ -109,6 +125,11 @@ stop_server() {
 		sleep 0.05
 	done
 	kill -9 "$pid" 2>/dev/null || true
+}
+stop_server() {
+	stop_pid "$SRV_PID"
+	stop_pid "$SRV_PID2"
+	SRV_PID= SRV_PID2=
 }
 cleanup() {
 	local rc=$?
@@ -137,6 +158,11 @@ GEOIP=$ROOT/labs/geoip/lab.mmdb
 [[ -r $GEOIP ]] || die "$GEOIP missing"
 cat >"$W/edge.toml" <<EOF
 name = "dnsbench"
+
+# Used by EDGE_MODE=run only (two nodes gossip on loopback).
+[bus]
+seeds = ["ams-e1", "nyc-e1"]
+interval = "500ms"
 
 [sites.ams]
 location = { lat = 52.37, lon = 4.90, country = "NL" }
@@ -336,8 +362,17 @@ start_server() { # name
 	case $s in
 	edge)
 		[[ -x $EDGE_BIN ]] || die "$EDGE_BIN missing (build it or drop BUILD=0)"
-		inns taskset -c $SERVER_CPU "$EDGE_BIN" --config "$W/edge.toml" \
-			--listen "${ADDR[edge]}:${PORT[edge]}" --workers "$EDGE_WORKERS" >"$log" 2>&1 &
+		if [[ $EDGE_MODE == run ]]; then
+			# The nyc node only reports its site up over the bus (no DNS, no
+			# listeners, VIPs left off lo); it sits on dnsperf's CPU, idle.
+			inns taskset -c $CLIENT_CPU "$EDGE_BIN" run --config "$W/edge.toml" --node nyc-e1 \
+				--no-listeners --no-vip-on-lo >"$W/edge-nyc.log" 2>&1 &
+			SRV_PID2=$!
+			inns taskset -c $SERVER_CPU "$EDGE_BIN" run --config "$W/edge.toml" --node ams-e1 >"$log" 2>&1 &
+		else
+			inns taskset -c $SERVER_CPU "$EDGE_BIN" --config "$W/edge.toml" \
+				--listen "${ADDR[edge]}:${PORT[edge]}" --workers "$EDGE_WORKERS" >"$log" 2>&1 &
+		fi
 		;;
 	gdnsd) inns taskset -c $SERVER_CPU gdnsd -c "$G" start >"$log" 2>&1 & ;;
 	knot) inns taskset -c $SERVER_CPU knotd -c "$K/knot.conf" -s "$K/knot.sock" >"$log" 2>&1 & ;;
@@ -347,7 +382,9 @@ start_server() { # name
 	local i
 	for ((i = 0; i < 200; i++)); do
 		[[ -d /proc/$SRV_PID ]] || die "$s exited: $(tail -n5 "$log")"
-		if [[ -n $(answer "$s" "") ]]; then return 0; fi
+		# Ready once it answers; `edge run` also needs the nyc site up (bus).
+		if [[ -n $(answer "$s" "") && ($s != edge || $EDGE_MODE != run ||
+			$(answer "$s" 198.18.2.0/24) == "$NYC ") ]]; then return 0; fi
 		sleep 0.05
 	done
 	die "$s did not answer within 10 s: $(tail -n5 "$log")"
