@@ -18,7 +18,9 @@
 #           and would otherwise lose the last few hundred (see bgp_mrt.py).
 #   exabgp: t0 = just before the routes are written to its API pipe as
 #           `announce attributes next-hop self nlri P1 P2 …` (500 prefixes a line)
-# Times are medians over RUNS trials; ratio < 1 means edge is faster.
+# Times are medians over RUNS trials; ratio < 1 means edge is faster. FRR is
+# polled every ~55 ms (a vtysh call takes ~35 ms here), which bounds the
+# resolution of the RIB times.
 #
 # Needs root and the Debian packages frr, gobgpd, exabgp (labs/install-deps.sh).
 # Everything lives in two namespaces named edge-bench-*; they, the processes
@@ -298,7 +300,13 @@ for ((run = 1; run <= RUNS; run++)); do
 		fib_ms=$(((t_fib - T0) / 1000))
 		RIB[$s]+="$rib_ms "
 		FIB[$s]+="$fib_ms "
-		printf '  run %d %-7s RIB %6d ms   FIB %6d ms\n' "$run" "$s" "$rib_ms" "$fib_ms"
+		extra=
+		if [[ $s == edge ]]; then
+			# When the speaker had written every UPDATE to its socket.
+			w=$(awk '/^written_ns/ {print $2}' "$W/edge.out")
+			[[ -n $w ]] && extra="   (all UPDATEs written after $(((w / 1000 - T0) / 1000)) ms)"
+		fi
+		printf '  run %d %-7s RIB %6d ms   FIB %6d ms%s\n' "$run" "$s" "$rib_ms" "$fib_ms" "$extra"
 		stop_speaker
 		frr_stop
 		wait_for "$TIMEOUT" "FRR's FIB to empty" fib_empty
