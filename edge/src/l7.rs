@@ -184,6 +184,7 @@ pub fn backend_sets(
     node: &str,
     pools: &[String],
     view: &edge_topology::health::HealthSnapshot,
+    ejected: &crate::outlier::Ejected,
 ) -> HashMap<String, Vec<Backend>> {
     pools
         .iter()
@@ -191,7 +192,10 @@ pub fn backend_sets(
             let set = backend_set(dep, node, p, view)
                 .into_iter()
                 .map(|b| {
-                    let mut be = Backend::new(b.name, b.addr).weight(b.weight).healthy(!b.draining);
+                    let out = ejected.contains(&(p.clone(), b.name.clone()));
+                    let mut be = Backend::new(b.name, b.addr)
+                        .weight(b.weight)
+                        .healthy(!b.draining && !out);
                     if b.backup {
                         be = be.backup();
                     }

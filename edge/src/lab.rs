@@ -84,6 +84,16 @@ pub enum LabCommand {
         #[command(flatten)]
         lab: LabArgs,
     },
+    /// Write a containerlab topology equivalent to the lab (routers,
+    /// nodes, backends, clients, links and startup configs) for users who
+    /// run containerlab: `edge lab clab labs/two-pop/deployment.toml`.
+    Clab {
+        /// The topology file.
+        file: PathBuf,
+        /// Output directory (default: `clab/` next to FILE).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the lab plan derived from the topology (JSON), without building.
     Plan(LabArgs),
     /// Run the lab's backend server (the lab starts one per backend): it
@@ -200,6 +210,21 @@ pub fn run(cmd: LabCommand) -> Result<ExitCode> {
             cmd.extend(args);
             cmd.push(url);
             exec(&lab, &client, &cmd)
+        }
+        LabCommand::Clab { file, out } => {
+            let out = out.unwrap_or_else(|| edge_labs::clab::default_out_dir(&file));
+            let written = edge_labs::clab::generate_file(&file, &out)
+                .with_context(|| format!("generating the containerlab files from {}", file.display()))?;
+            for w in &written {
+                println!("wrote {}", w.display());
+            }
+            if let Some(first) = written.first() {
+                println!(
+                    "\nthen: docker build -t edge:latest -f labs/docker/Dockerfile . && containerlab deploy -t {}",
+                    first.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         LabCommand::Fail { target, lab } => fail_heal(&lab, &target, true),
         LabCommand::Heal { target, lab } => fail_heal(&lab, &target, false),

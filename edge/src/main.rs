@@ -15,6 +15,7 @@ mod kernel;
 mod l4;
 mod l7;
 mod lab;
+mod outlier;
 mod run;
 mod sockets;
 

@@ -157,6 +157,7 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
         Some(Arc::new(sp))
     };
     state.set_speaker(speaker.clone());
+    let (ejected_tx, ejected_rx) = watch::channel(crate::outlier::Ejected::new());
     // Dataplane first; the controller announces only after programming it.
     let l4 = if args.no_listeners {
         None
@@ -175,20 +176,16 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
             dns_view: dns.as_ref().map(|d| d.view_handle()),
             l4,
             l7: l7.as_ref().map(|l| (l.proxy.clone(), l.pools.clone())),
+            ejected: ejected_rx,
         },
         stop_rx.clone(),
     ));
 
     if let Some(l) = &mut l7 {
         l.serve(&stop_rx, &mut tasks);
-        let mut events = std::mem::replace(&mut l.events, mpsc::channel(1).1);
-        tasks.spawn(async move {
-            // Passive health: logged per event here; outlier ejection reads
-            // the same stream (see controller).
-            while let Some(e) = events.recv().await {
-                tracing::debug!(pool = %e.pool, backend = %e.backend, kind = ?e.kind, "L7 passive health event");
-            }
-        });
+        // Passive health: the proxy's failure reports drive ejections.
+        let events = std::mem::replace(&mut l.events, mpsc::channel(1).1);
+        tasks.spawn(crate::outlier::run_outliers(dep.clone(), events, ejected_tx));
     }
     let mut signals = Signals::new()?;
     loop {
@@ -343,6 +340,8 @@ struct Consumers {
     dns_view: Option<edge_dns::ViewHandle>,
     l4: Option<Box<dyn edge_l4::Dataplane>>,
     l7: Option<(edge_l7::Proxy, Vec<String>)>,
+    /// Backends ejected by passive health, per pool.
+    ejected: watch::Receiver<crate::outlier::Ejected>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -357,6 +356,7 @@ async fn run_controller(
     mut stop: watch::Receiver<bool>,
 ) {
     let speaker = consumers.speaker;
+    let mut ejected_rx = consumers.ejected.clone();
     let mut l4 = consumers.l4;
     let mut last_l4 = None;
     let mut last_l7: Option<std::collections::HashMap<String, Vec<edge_l7::Backend>>> = None;
@@ -404,7 +404,8 @@ async fn run_controller(
             }
         }
         if let Some((proxy, pools)) = &consumers.l7 {
-            let sets = crate::l7::backend_sets(&dep, &node, pools, &snap);
+            let ejected = ejected_rx.borrow_and_update().clone();
+            let sets = crate::l7::backend_sets(&dep, &node, pools, &snap, &ejected);
             if last_l7.as_ref() != Some(&sets) {
                 match proxy.set_many(sets.clone()) {
                     Ok(()) => last_l7 = Some(sets),
@@ -461,6 +462,7 @@ async fn run_controller(
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
             changed = cfg.changed() => if changed.is_err() { break },
+            changed = ejected_rx.changed() => if changed.is_err() { break },
             _ = sleep => {}
             _ = stop.changed() => break,
         }

@@ -361,3 +361,107 @@ fn validate_checks_l7_rules_in_the_l7_syntax() {
         "{stdout}"
     );
 }
+
+#[test]
+fn lab_clab_writes_the_committed_containerlab_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(EDGE)
+        .args(["lab", "clab"])
+        .arg(repo().join("labs/two-pop/deployment.toml"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("edge lab clab");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fresh = std::fs::read_to_string(dir.path().join("twopop.clab.yml")).expect("generated");
+    let committed =
+        std::fs::read_to_string(repo().join("labs/two-pop/clab/twopop.clab.yml")).expect("committed");
+    assert_eq!(
+        fresh, committed,
+        "regenerate with `edge lab clab labs/two-pop/deployment.toml`"
+    );
+}
+
+/// A tiny HTTP/1.1 server answering every request with `status` and `body`.
+fn http_backend(status: u16, body: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let resp = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(resp.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn passive_health_ejects_a_backend_that_keeps_failing() {
+    let bad = http_backend(500, "bad");
+    let good = http_backend(200, "good");
+    let admin = free_port();
+    let l7 = free_port().port();
+    let cfg = edge_topology_demo()
+        .replace("port = 18081", &format!("port = {bad}"))
+        .replace("port = 18082", &format!("port = {good}"))
+        .replace("127.0.0.1:7946", &free_port().to_string())
+        .replace("port = 5353", &format!("port = {}", free_port().port()))
+        .replace("port = 9000", &format!("port = {}", free_port().port()))
+        .replace("l7 = [{ port = 8080 }]", &format!("l7 = [{{ port = {l7} }}]"))
+        .replace(
+            "check = { kind = \"tcp\", interval = \"1s\", timeout = \"500ms\", rise = 2, fall = 3 }",
+            "check = { kind = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1 }\nl7 = { balance = { algorithm = \"round_robin\" } }",
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("demo.toml");
+    std::fs::write(&f, cfg).expect("write");
+    let child = Command::new(EDGE)
+        .args(["run", "--no-vip-on-lo", "--config"])
+        .arg(&f)
+        .args(["--admin", &admin.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _child = Killed(child);
+    wait_status(admin, "both backends up", Duration::from_secs(10), |v| {
+        v["backends"]["demo-b1"] == true && v["backends"]["demo-b2"] == true
+    });
+    let l7addr: SocketAddr = format!("127.0.0.1:{l7}").parse().expect("addr");
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        let r = http_get(l7addr, "/").unwrap_or_default();
+        answers.push(if r.ends_with("good") {
+            "good"
+        } else if r.ends_with("bad") {
+            "bad"
+        } else {
+            "error"
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bad_seen = answers.iter().filter(|a| **a == "bad").count();
+    // Round robin sends every other request to the bad backend until five
+    // consecutive failures eject it; after that only the good one answers.
+    assert!((5..=6).contains(&bad_seen), "{answers:?}");
+    assert!(
+        answers[answers.len() - 15..].iter().all(|a| *a == "good"),
+        "{answers:?}"
+    );
+}

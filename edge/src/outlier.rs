@@ -1,0 +1,74 @@
+//! Passive health in the node: the L7 tier's failure reports feed one
+//! outlier detector per pool (`edge_topology::outlier`); ejected backends
+//! leave that pool's L7 view until their ejection time is over.
+//!
+//! ```text
+//!  L7 proxy ──PassiveEvent──► run_outliers ──ejected set (watch)──► controller ──► proxy.set_many
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_l7::PassiveEvent;
+use edge_topology::Deployment;
+use edge_topology::outlier::{Outcome, OutlierConfig, OutlierDetector, OutlierEvent};
+use tokio::sync::{mpsc, watch};
+
+/// (pool, backend) pairs currently ejected.
+pub type Ejected = BTreeSet<(String, String)>;
+
+pub async fn run_outliers(
+    dep: Arc<Deployment>,
+    mut events: mpsc::Receiver<PassiveEvent>,
+    ejected: watch::Sender<Ejected>,
+) {
+    let cfg = OutlierConfig::default();
+    let mut detectors: BTreeMap<String, OutlierDetector> = dep
+        .pools
+        .values()
+        .map(|p| {
+            (
+                p.name.clone(),
+                OutlierDetector::new(cfg, p.backends.iter().map(|b| b.name.clone())),
+            )
+        })
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            e = events.recv() => {
+                let Some(e) = e else { return };
+                let Some(d) = detectors.get_mut(&e.pool) else { continue };
+                let now = Instant::now();
+                // The proxy reports failures only, with the successes seen
+                // since the previous report: any success breaks a streak.
+                if e.preceding_successes > 0 {
+                    d.record(now, &e.backend, Outcome::Success);
+                }
+                match d.record(now, &e.backend, Outcome::Failure) {
+                    Some(OutlierEvent::Ejected { backend, until }) => {
+                        tracing::warn!(pool = %e.pool, %backend, kind = ?e.kind,
+                            for_s = until.saturating_duration_since(now).as_secs(), "backend ejected (passive health)");
+                        ejected.send_modify(|s| { s.insert((e.pool.clone(), backend)); });
+                    }
+                    Some(OutlierEvent::CapReached { backend }) => {
+                        tracing::warn!(pool = %e.pool, %backend, "would eject, but the pool's ejection cap is reached");
+                    }
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                for (pool, d) in &mut detectors {
+                    for ev in d.tick(now) {
+                        if let OutlierEvent::Returned { backend } = ev {
+                            tracing::info!(%pool, %backend, "backend back from ejection");
+                            ejected.send_modify(|s| { s.remove(&(pool.clone(), backend)); });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
