@@ -288,8 +288,9 @@ done
 # ---------------------------------------------------------------- trials
 declare -A RIB FIB # RIB[speaker]="ms ms ms"
 echo "bgp.sh: $ROUTES routes, $RUNS runs, speakers: $SPEAKERS ($(nproc) CPUs, $(date -u +%FT%TZ))"
+read -r -a order <<<"$SPEAKERS"
 for ((run = 1; run <= RUNS; run++)); do
-	for s in $SPEAKERS; do
+	for s in "${order[@]}"; do
 		frr_start
 		"start_$s"
 		wait_for "$TIMEOUT" "FRR to receive $ROUTES routes from $s" rib_full
@@ -311,6 +312,7 @@ for ((run = 1; run <= RUNS; run++)); do
 		frr_stop
 		wait_for "$TIMEOUT" "FRR's FIB to empty" fib_empty
 	done
+	order=("${order[@]:1}" "${order[0]}") # rotate: nobody always goes first
 done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
