@@ -1,6 +1,7 @@
 //! One conformance table for every L4 dataplane: the same cases run against
-//! `userspace` (always built), `nftables` and `xdp`, each in its own lab
-//! of network namespaces:
+//! `userspace` on loopback (always, no privileges), and against
+//! `userspace`, `nftables` and `xdp` each in its own lab of network
+//! namespaces (root):
 //!
 //! ```text
 //!  client ── c-n ══ n-c ── node (dataplane under test) ── lan0 ─┐
@@ -28,11 +29,12 @@
 //! draining does the same for a backend still listed; an IPv6 service next
 //! to the IPv4 one follows its table too.
 //!
-//! Needs root, `socat` and `nft`; skips otherwise (fails under
-//! EDGE_LAB=require).
+//! The namespace variants need root, `socat` and `nft`; they skip otherwise
+//! (fail under EDGE_LAB=require). The loopback variant uses in-process
+//! backends on 127.0.0.1 / ::1 and runs everywhere.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -103,15 +105,6 @@ fn backend_addr(name: &str) -> SocketAddr {
         .map(|(_, ip)| *ip)
         .expect("backend name");
     SocketAddr::new(ip.parse().unwrap(), PORT)
-}
-
-fn state(backends: &[(&str, BackendSpec)]) -> L4State {
-    let spec = backends
-        .iter()
-        .fold(ServiceSpec::new(SchedulerKind::Maglev), |s, (n, b)| {
-            s.with_backend(backend_addr(n), *b)
-        });
-    L4State::default().with_service(service(), spec)
 }
 
 fn active(names: &[&'static str]) -> Vec<(&'static str, BackendSpec)> {
@@ -216,12 +209,129 @@ fn spec_for(kind: Kind, name: &str) -> LabSpec {
     spec
 }
 
+/// The backend each dataplane must pick for a new flow: the Maglev table
+/// of the service, indexed by the dataplane's own flow hash.
+struct Predictor {
+    kind: Kind,
+    /// Building a 65537-slot table per connection would dominate the
+    /// test's run time in debug builds: keep the ones already built.
+    tables: RefCell<Vec<(ServiceKey, ServiceSpec, ServiceTable)>>,
+}
+
+impl Predictor {
+    fn new(kind: Kind) -> Self {
+        Predictor {
+            kind,
+            tables: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn predict(&self, st: &L4State, svc: ServiceKey, src: SocketAddr) -> SocketAddr {
+        let spec = &st.services[&svc];
+        let flow = FlowKey {
+            src,
+            dst: svc.socket_addr(),
+            protocol: Protocol::Tcp,
+        };
+        let mut tables = self.tables.borrow_mut();
+        let i = match tables.iter().position(|(k, s, _)| *k == svc && s == spec) {
+            Some(i) => i,
+            None => {
+                let t = ServiceTable::build(svc, spec, TableSize::default()).unwrap();
+                tables.push((svc, spec.clone(), t));
+                tables.len() - 1
+            }
+        };
+        let table = &tables[i].2;
+        match self.kind {
+            Kind::Userspace | Kind::Xdp => table.lookup(&flow),
+            Kind::Nftables => {
+                let cfg = NftConfig::default();
+                table.backend_at(nft_slot(&flow, cfg.table_size.get(), cfg.seed) as usize)
+            }
+        }
+        .expect("a backend takes new flows")
+    }
+}
+
+/// What the cases need from a rig: the dataplane, a client, and the
+/// addresses of the services and backends it set up.
+trait Harness {
+    fn kind(&self) -> Kind;
+    fn apply(&self, st: &L4State) -> edge_l4::Applied;
+    fn observe(&self) -> L4State;
+    /// A TCP connection from the client to `svc`.
+    fn dial(&self, svc: ServiceKey) -> std::io::Result<TcpStream>;
+    /// The v4 service, or the v6 one.
+    fn service(&self, v6: bool) -> ServiceKey;
+    /// Backend `name` (`b1`..`b3`) as `svc` reaches it.
+    fn backend(&self, name: &str, svc: ServiceKey) -> SocketAddr;
+    fn predictor(&self) -> &Predictor;
+}
+
+fn spec_of(h: &dyn Harness, svc: ServiceKey, backends: &[(&str, BackendSpec)]) -> ServiceSpec {
+    backends
+        .iter()
+        .fold(ServiceSpec::new(SchedulerKind::Maglev), |s, (n, b)| {
+            s.with_backend(h.backend(n, svc), *b)
+        })
+}
+
+/// The v4 service with `backends`.
+fn state_of(h: &dyn Harness, backends: &[(&str, BackendSpec)]) -> L4State {
+    let svc = h.service(false);
+    L4State::default().with_service(svc, spec_of(h, svc, backends))
+}
+
+/// Connects, reads the backend's greeting (its name).
+fn connect(h: &dyn Harness, svc: ServiceKey) -> Conn {
+    let kind = h.kind();
+    let stream = h
+        .dial(svc)
+        .unwrap_or_else(|e| panic!("{kind:?}: connect to {svc}: {e}"));
+    stream.set_read_timeout(Some(IO)).unwrap();
+    let src = stream.local_addr().unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut name = String::new();
+    reader
+        .read_line(&mut name)
+        .unwrap_or_else(|e| panic!("{kind:?}: greeting on {src}: {e}"));
+    let name = name.trim().to_string();
+    assert!(
+        !name.is_empty(),
+        "{kind:?}: {src}: connection closed before the greeting"
+    );
+    Conn {
+        backend: h.backend(&name, svc),
+        src,
+        stream,
+        reader,
+    }
+}
+
+/// Opens `n` connections to `svc` and checks each against the prediction.
+fn open_checked(h: &dyn Harness, svc: ServiceKey, st: &L4State, n: usize, what: &str) -> Vec<Conn> {
+    (0..n)
+        .map(|_| {
+            let c = connect(h, svc);
+            assert_eq!(
+                c.backend,
+                h.predictor().predict(st, svc, c.src),
+                "{:?} {what}: flow {}",
+                h.kind(),
+                c.src
+            );
+            c
+        })
+        .collect()
+}
+
 type Shared = Arc<Mutex<Option<Box<dyn Dataplane>>>>;
 
 /// A lab with the dataplane `kind` running in its node namespace.
 struct Rig {
     kind: Kind,
-    tables: RefCell<Vec<(ServiceKey, ServiceSpec, ServiceTable)>>,
+    predictor: Predictor,
     dp: Shared,
     node: NetnsThread,
     client: NetnsThread,
@@ -299,13 +409,19 @@ impl Rig {
         .unwrap();
         Rig {
             kind,
-            tables: RefCell::new(Vec::new()),
+            predictor: Predictor::new(kind),
             dp,
             node,
             client,
             _lab: lab,
             _dir: dir,
         }
+    }
+}
+
+impl Harness for Rig {
+    fn kind(&self) -> Kind {
+        self.kind
     }
 
     fn apply(&self, st: &L4State) -> edge_l4::Applied {
@@ -325,83 +441,23 @@ impl Rig {
             .expect("observe")
     }
 
-    /// The backend this dataplane must pick for a new flow.
-    fn predict(&self, st: &L4State, svc: ServiceKey, src: SocketAddr) -> SocketAddr {
-        let spec = &st.services[&svc];
-        let flow = FlowKey {
-            src,
-            dst: svc.socket_addr(),
-            protocol: Protocol::Tcp,
-        };
-        let size = TableSize::default();
-        // Building a 65537-slot table per connection would dominate the
-        // test's run time in debug builds: keep the ones already built.
-        let mut tables = self.tables.borrow_mut();
-        let i = match tables.iter().position(|(k, s, _)| *k == svc && s == spec) {
-            Some(i) => i,
-            None => {
-                tables.push((svc, spec.clone(), ServiceTable::build(svc, spec, size).unwrap()));
-                tables.len() - 1
-            }
-        };
-        let table = &tables[i].2;
-        match self.kind {
-            Kind::Userspace | Kind::Xdp => table.lookup(&flow),
-            Kind::Nftables => {
-                let cfg = NftConfig::default();
-                table.backend_at(nft_slot(&flow, cfg.table_size.get(), cfg.seed) as usize)
-            }
-        }
-        .expect("a backend takes new flows")
-    }
-
-    fn connect(&self, svc: ServiceKey) -> Conn {
+    fn dial(&self, svc: ServiceKey) -> std::io::Result<TcpStream> {
         let vip = svc.socket_addr();
-        let stream = self
-            .client
+        self.client
             .run(move || TcpStream::connect_timeout(&vip, IO))
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{:?}: connect to the VIP: {e}", self.kind));
-        stream.set_read_timeout(Some(IO)).unwrap();
-        let src = stream.local_addr().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut name = String::new();
-        reader
-            .read_line(&mut name)
-            .unwrap_or_else(|e| panic!("{:?}: greeting on {src}: {e}", self.kind));
-        let name = name.trim().to_string();
-        assert!(
-            !name.is_empty(),
-            "{:?}: {src}: connection closed before the greeting",
-            self.kind
-        );
-        Conn {
-            backend: backend_of(svc, &name),
-            src,
-            stream,
-            reader,
-        }
+            .map_err(std::io::Error::other)?
     }
 
-    /// Opens `n` connections and checks each against the prediction.
-    fn open_checked(&self, st: &L4State, n: usize, what: &str) -> Vec<Conn> {
-        self.open_checked_on(service(), st, n, what)
+    fn service(&self, v6: bool) -> ServiceKey {
+        if v6 { service6() } else { service() }
     }
 
-    fn open_checked_on(&self, svc: ServiceKey, st: &L4State, n: usize, what: &str) -> Vec<Conn> {
-        (0..n)
-            .map(|_| {
-                let c = self.connect(svc);
-                assert_eq!(
-                    c.backend,
-                    self.predict(st, svc, c.src),
-                    "{:?} {what}: flow {}",
-                    self.kind,
-                    c.src
-                );
-                c
-            })
-            .collect()
+    fn backend(&self, name: &str, svc: ServiceKey) -> SocketAddr {
+        backend_of(svc, name)
+    }
+
+    fn predictor(&self) -> &Predictor {
+        &self.predictor
     }
 }
 
@@ -431,98 +487,199 @@ impl Conn {
     }
 }
 
-fn conformance(kind: Kind, lab_name: &str) {
-    let rig = Rig::up(kind, lab_name);
-    let all = state(&active(&["b1", "b2", "b3"]));
+/// The table itself: every case, against any rig.
+fn conformance(h: &dyn Harness) {
+    let kind = h.kind();
+    let svc = h.service(false);
+    let b = |name: &str| h.backend(name, svc);
+    let all = state_of(h, &active(&["b1", "b2", "b3"]));
 
     // 1. Every flow lands where the Maglev table says; all backends used.
-    assert!(!rig.apply(&all).is_noop());
-    let conns = rig.open_checked(&all, 60, "flows follow the table");
-    let used: std::collections::BTreeSet<SocketAddr> = conns.iter().map(|c| c.backend).collect();
+    assert!(!h.apply(&all).is_noop());
+    let conns = open_checked(h, svc, &all, 60, "flows follow the table");
+    let used: BTreeSet<SocketAddr> = conns.iter().map(|c| c.backend).collect();
     assert_eq!(used.len(), 3, "{kind:?}: 60 flows over 3 backends used {used:?}");
     drop(conns);
 
     // 2. Idempotent apply; observe reads the state back.
     assert!(
-        rig.apply(&all).is_noop(),
+        h.apply(&all).is_noop(),
         "{kind:?}: second apply changed something"
     );
-    assert_eq!(rig.observe(), all, "{kind:?}: observe");
+    assert_eq!(h.observe(), all, "{kind:?}: observe");
 
     // 3. Add a backend: open connections keep working, new flows follow
     // the new table.
-    let two = state(&active(&["b1", "b2"]));
-    rig.apply(&two);
-    let mut before = rig.open_checked(&two, 30, "two backends");
-    let applied = rig.apply(&all);
+    let two = state_of(h, &active(&["b1", "b2"]));
+    h.apply(&two);
+    let mut before = open_checked(h, svc, &two, 30, "two backends");
+    let applied = h.apply(&all);
     assert_eq!(applied.changes.len(), 1, "{kind:?}: {:?}", applied.changes);
     for c in &mut before {
         c.echo(kind, "open across add");
     }
-    let after = rig.open_checked(&all, 40, "after adding b3");
+    let after = open_checked(h, svc, &all, 40, "after adding b3");
     assert!(
-        after.iter().any(|c| c.backend == backend_addr("b3")),
+        after.iter().any(|c| c.backend == b("b3")),
         "{kind:?}: b3 got no new flow"
     );
     drop((before, after));
 
     // 4. Remove a backend: its established connections keep working, new
     // flows never go there.
-    let mut open = rig.open_checked(&all, 40, "before removing b2");
+    let mut open = open_checked(h, svc, &all, 40, "before removing b2");
     assert!(
-        open.iter().any(|c| c.backend == backend_addr("b2")),
+        open.iter().any(|c| c.backend == b("b2")),
         "{kind:?}: no flow on b2"
     );
-    let without_b2 = state(&active(&["b1", "b3"]));
-    rig.apply(&without_b2);
+    let without_b2 = state_of(h, &active(&["b1", "b3"]));
+    h.apply(&without_b2);
     for c in &mut open {
         c.echo(kind, "established across removal");
     }
-    let fresh = rig.open_checked(&without_b2, 40, "after removing b2");
-    assert!(fresh.iter().all(|c| c.backend != backend_addr("b2")));
+    let fresh = open_checked(h, svc, &without_b2, 40, "after removing b2");
+    assert!(fresh.iter().all(|c| c.backend != b("b2")));
     drop((open, fresh));
 
     // 5. Drain: b1 stays listed but takes no new flows; its established
     // connections keep working.
-    rig.apply(&all);
-    let mut open = rig.open_checked(&all, 40, "before draining b1");
+    h.apply(&all);
+    let mut open = open_checked(h, svc, &all, 40, "before draining b1");
     assert!(
-        open.iter().any(|c| c.backend == backend_addr("b1")),
+        open.iter().any(|c| c.backend == b("b1")),
         "{kind:?}: no flow on b1"
     );
-    let drained = state(&[
-        ("b1", BackendSpec::draining(1)),
-        ("b2", BackendSpec::active(1)),
-        ("b3", BackendSpec::active(1)),
-    ]);
-    rig.apply(&drained);
-    assert_eq!(rig.observe(), drained, "{kind:?}: observe while draining");
+    let drained = state_of(
+        h,
+        &[
+            ("b1", BackendSpec::draining(1)),
+            ("b2", BackendSpec::active(1)),
+            ("b3", BackendSpec::active(1)),
+        ],
+    );
+    h.apply(&drained);
+    assert_eq!(h.observe(), drained, "{kind:?}: observe while draining");
     for c in &mut open {
         c.echo(kind, "established while draining");
     }
-    let fresh = rig.open_checked(&drained, 40, "while b1 drains");
-    assert!(fresh.iter().all(|c| c.backend != backend_addr("b1")));
+    let fresh = open_checked(h, svc, &drained, 40, "while b1 drains");
+    assert!(fresh.iter().all(|c| c.backend != b("b1")));
     drop((open, fresh));
 
     // 6. IPv6: a second service on the v6 VIP over the backends' v6
     // addresses, next to the v4 one.
-    let spec6 = BACKENDS
-        .iter()
-        .fold(ServiceSpec::new(SchedulerKind::Maglev), |s, (n, _)| {
-            s.with_backend(backend_addr6(n), BackendSpec::active(1))
-        });
-    let dual = all.clone().with_service(service6(), spec6);
-    rig.apply(&dual);
-    assert_eq!(rig.observe(), dual, "{kind:?}: observe with the v6 service");
-    let mut v6 = rig.open_checked_on(service6(), &dual, 40, "IPv6 flows follow the table");
-    let used: std::collections::BTreeSet<SocketAddr> = v6.iter().map(|c| c.backend).collect();
+    let svc6 = h.service(true);
+    let dual = all
+        .clone()
+        .with_service(svc6, spec_of(h, svc6, &active(&["b1", "b2", "b3"])));
+    h.apply(&dual);
+    assert_eq!(h.observe(), dual, "{kind:?}: observe with the v6 service");
+    let mut v6 = open_checked(h, svc6, &dual, 40, "IPv6 flows follow the table");
+    let used: BTreeSet<SocketAddr> = v6.iter().map(|c| c.backend).collect();
     assert_eq!(used.len(), 3, "{kind:?}: 40 v6 flows used {used:?}");
     for c in &mut v6 {
         c.echo(kind, "IPv6 round trip");
     }
-    let v4 = rig.open_checked(&dual, 10, "v4 next to v6");
+    let v4 = open_checked(h, svc, &dual, 10, "v4 next to v6");
     drop((v6, v4));
-    drop(rig);
+}
+
+/// The userspace proxy on loopback: in-process backends on 127.0.0.1 and
+/// ::1 (distinct ports stand in for distinct hosts), the service sockets
+/// bound here and handed to the proxy, as `edge` does. No privileges.
+struct Loopback {
+    dp: RefCell<HostedUserspace>,
+    v4: ServiceKey,
+    v6: ServiceKey,
+    backends: BTreeMap<(String, bool), SocketAddr>,
+    predictor: Predictor,
+}
+
+/// A backend that sends its name, then echoes lines. Its thread lives as
+/// long as the test process (it only ever blocks in `accept`).
+fn loopback_backend(name: &str, ip: &str) -> SocketAddr {
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind backend");
+    let addr = listener.local_addr().unwrap();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let name = name.clone();
+            std::thread::spawn(move || {
+                if s.write_all(format!("{name}\n").as_bytes()).is_err() {
+                    return;
+                }
+                let Ok(read) = s.try_clone() else { return };
+                for line in BufReader::new(read).lines() {
+                    let Ok(line) = line else { return };
+                    if s.write_all(format!("{line}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+impl Loopback {
+    fn up() -> Loopback {
+        let mut dp = HostedUserspace::new(UserspaceConfig::default(), 2).expect("proxy");
+        let mut backends = BTreeMap::new();
+        for name in ["b1", "b2", "b3"] {
+            backends.insert((name.to_string(), false), loopback_backend(name, "127.0.0.1"));
+            backends.insert((name.to_string(), true), loopback_backend(name, "::1"));
+        }
+        let proxy = dp.dataplane_mut().expect("proxy");
+        let v4 = proxy
+            .register_tcp_listener(std::net::TcpListener::bind("127.0.0.1:0").expect("bind service"))
+            .expect("register");
+        let v6 = proxy
+            .register_tcp_listener(std::net::TcpListener::bind("[::1]:0").expect("bind service"))
+            .expect("register");
+        Loopback {
+            dp: RefCell::new(dp),
+            v4,
+            v6,
+            backends,
+            predictor: Predictor::new(Kind::Userspace),
+        }
+    }
+}
+
+impl Harness for Loopback {
+    fn kind(&self) -> Kind {
+        Kind::Userspace
+    }
+
+    fn apply(&self, st: &L4State) -> edge_l4::Applied {
+        self.dp.borrow_mut().apply(st).expect("apply")
+    }
+
+    fn observe(&self) -> L4State {
+        self.dp.borrow().observe().expect("observe")
+    }
+
+    fn dial(&self, svc: ServiceKey) -> std::io::Result<TcpStream> {
+        TcpStream::connect_timeout(&svc.socket_addr(), IO)
+    }
+
+    fn service(&self, v6: bool) -> ServiceKey {
+        if v6 { self.v6 } else { self.v4 }
+    }
+
+    fn backend(&self, name: &str, svc: ServiceKey) -> SocketAddr {
+        self.backends[&(name.to_string(), svc.vip.is_ipv6())]
+    }
+
+    fn predictor(&self) -> &Predictor {
+        &self.predictor
+    }
+}
+
+#[test]
+fn conformance_userspace_loopback() {
+    conformance(&Loopback::up());
 }
 
 fn lab_name(tag: &str) -> String {
@@ -534,7 +691,7 @@ fn conformance_userspace() {
     if !lab_ready("conformance_userspace", &["ip", "socat"]) {
         return;
     }
-    conformance(Kind::Userspace, &lab_name("u"));
+    conformance(&Rig::up(Kind::Userspace, &lab_name("u")));
 }
 
 #[test]
@@ -542,7 +699,7 @@ fn conformance_nftables() {
     if !lab_ready("conformance_nftables", &["ip", "socat", "nft"]) {
         return;
     }
-    conformance(Kind::Nftables, &lab_name("n"));
+    conformance(&Rig::up(Kind::Nftables, &lab_name("n")));
 }
 
 #[test]
@@ -550,5 +707,5 @@ fn conformance_xdp() {
     if !lab_ready("conformance_xdp", &["ip", "socat"]) {
         return;
     }
-    conformance(Kind::Xdp, &lab_name("x"));
+    conformance(&Rig::up(Kind::Xdp, &lab_name("x")));
 }
