@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result, bail};
-use edge_l4::Dataplane;
 use edge_l4::userspace::{UserspaceConfig, UserspaceDataplane};
 use edge_topology::{DataplaneKind, Deployment, Protocol};
 use socket2::Type;
@@ -13,7 +12,7 @@ use crate::sockets::bind;
 
 /// Binds every L4 listener of the node's site and returns the dataplane that
 /// serves them, or `None` when the site has no L4 listener.
-pub fn start(dep: &Deployment, node: &str) -> Result<Option<Box<dyn Dataplane>>> {
+pub fn start(dep: &Deployment, node: &str) -> Result<Option<UserspaceDataplane>> {
     let Some((site, _)) = dep.node(node) else {
         return Ok(None);
     };
@@ -54,5 +53,18 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<Box<dyn Dataplane>>>
             }
         }
     }
-    Ok(any.then(|| Box::new(dp) as Box<dyn Dataplane>))
+    Ok(any.then_some(dp))
+}
+
+/// Open flows (TCP connections, UDP flows) and flows opened since start,
+/// over every service of the dataplane.
+pub fn load(dp: &UserspaceDataplane) -> (u64, u64) {
+    let stats = dp.stats();
+    let active = stats
+        .keys()
+        .filter_map(|k| dp.active_flows(k))
+        .map(|n| n as u64)
+        .sum();
+    let opened = stats.values().map(|s| s.flows_opened).sum();
+    (active, opened)
 }

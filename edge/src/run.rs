@@ -24,6 +24,7 @@ use crate::cli::RunArgs;
 use std::collections::{BTreeMap, BTreeSet};
 
 use edge_bgp::{PeerConfig, Speaker, SpeakerConfig};
+use edge_l4::Dataplane as _;
 
 use crate::controller::{self, Announcement, Decision};
 use crate::health::gossip::{GossipBus, Timing};
@@ -338,7 +339,7 @@ fn incarnation() -> u64 {
 struct Consumers {
     speaker: Option<Arc<Speaker>>,
     dns_view: Option<edge_dns::ViewHandle>,
-    l4: Option<Box<dyn edge_l4::Dataplane>>,
+    l4: Option<edge_l4::userspace::UserspaceDataplane>,
     l7: Option<(edge_l7::Proxy, Vec<String>)>,
     /// Backends ejected by passive health, per pool.
     ejected: watch::Receiver<crate::outlier::Ejected>,
@@ -357,6 +358,11 @@ async fn run_controller(
 ) {
     let speaker = consumers.speaker;
     let mut ejected_rx = consumers.ejected.clone();
+    // Load for the health bus (DNS load shedding, `edge status`): sampled
+    // every second, published when it changes.
+    let mut load_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_opened: Option<(u64, std::time::Instant)> = None;
+    let mut last_load = (u64::MAX, 0u64);
     let mut l4 = consumers.l4;
     let mut last_l4 = None;
     let mut last_l7: Option<std::collections::HashMap<String, Vec<edge_l7::Backend>>> = None;
@@ -463,6 +469,33 @@ async fn run_controller(
             changed = snapshots.changed() => if changed.is_err() { break },
             changed = cfg.changed() => if changed.is_err() { break },
             changed = ejected_rx.changed() => if changed.is_err() { break },
+            _ = load_tick.tick() => {
+                let (mut active, mut rate) = (0u64, 0u64);
+                if let Some(dp) = &l4 {
+                    let (a, opened) = crate::l4::load(dp);
+                    active += a;
+                    let now = std::time::Instant::now();
+                    if let Some((prev, at)) = last_opened {
+                        let secs = now.duration_since(at).as_secs_f64().max(0.001);
+                        rate = (opened.saturating_sub(prev) as f64 / secs).round() as u64;
+                    }
+                    last_opened = Some((opened, now));
+                }
+                if let Some((proxy, pools)) = &consumers.l7 {
+                    let ups = proxy.upstreams();
+                    active += pools
+                        .iter()
+                        .filter_map(|p| ups.pool(p))
+                        .flat_map(|v| v.members.iter())
+                        .map(|m| m.stats.active())
+                        .sum::<u64>();
+                }
+                if (active, rate) != last_load {
+                    last_load = (active, rate);
+                    let _ = report_tx.try_send(ReportUpdate::Load { active_connections: active, per_second: rate as f64 });
+                }
+                continue;
+            }
             _ = sleep => {}
             _ = stop.changed() => break,
         }

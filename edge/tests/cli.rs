@@ -417,12 +417,13 @@ fn passive_health_ejects_a_backend_that_keeps_failing() {
     let good = http_backend(200, "good");
     let admin = free_port();
     let l7 = free_port().port();
+    let l4 = free_port().port();
     let cfg = edge_topology_demo()
         .replace("port = 18081", &format!("port = {bad}"))
         .replace("port = 18082", &format!("port = {good}"))
         .replace("127.0.0.1:7946", &free_port().to_string())
         .replace("port = 5353", &format!("port = {}", free_port().port()))
-        .replace("port = 9000", &format!("port = {}", free_port().port()))
+        .replace("port = 9000", &format!("port = {l4}"))
         .replace("l7 = [{ port = 8080 }]", &format!("l7 = [{{ port = {l7} }}]"))
         .replace(
             "check = { kind = \"tcp\", interval = \"1s\", timeout = \"500ms\", rise = 2, fall = 3 }",

@@ -80,6 +80,11 @@ pub enum ReportUpdate {
     Vips(BTreeMap<String, bool>),
     /// Keep only these backends (a reload removed the others).
     Retain(std::collections::BTreeSet<String>),
+    /// Open connections and new flows/requests per second through the node.
+    Load {
+        active_connections: u64,
+        per_second: f64,
+    },
 }
 
 /// Owns this node's [`NodeReport`]: applies updates, bumps `seq`, publishes.
@@ -96,6 +101,16 @@ pub async fn run_reporter(
                 let before = report.backends.len();
                 report.backends.retain(|b, _| keep.contains(b));
                 report.backends.len() != before
+            }
+            ReportUpdate::Load {
+                active_connections,
+                per_second,
+            } => {
+                let changed = report.active_connections != active_connections
+                    || report.requests_per_second != per_second;
+                report.active_connections = active_connections;
+                report.requests_per_second = per_second;
+                changed
             }
             ReportUpdate::Vips(v) => {
                 let changed = report.vips != v;
