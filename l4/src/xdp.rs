@@ -415,8 +415,8 @@ impl XdpDataplane {
         let get = |i: u32| -> Result<Counter, DataplaneError> {
             let per_cpu = self.stats.get(&i, 0).map_err(|e| bpf_err("read stats", e))?;
             Ok(per_cpu.iter().fold(Counter::default(), |acc, v| Counter {
-                packets: acc.packets + v[0],
-                bytes: acc.bytes + v[1],
+                packets: acc.packets.wrapping_add(v[0]),
+                bytes: acc.bytes.wrapping_add(v[1]),
             }))
         };
         Ok(XdpStats {
@@ -593,7 +593,13 @@ impl XdpDataplane {
                     ));
                 }
                 let id = self.next_id;
-                self.next_id += 1;
+                // Ids are never reused while the program runs; u32::MAX
+                // is the program's NO_BACKEND marker.
+                self.next_id = self
+                    .next_id
+                    .checked_add(1)
+                    .filter(|&n| n < NO_BACKEND)
+                    .ok_or_else(|| bpf_err("apply", "backend ids exhausted; reload the dataplane"))?;
                 id
             }
         };
