@@ -323,6 +323,14 @@ fn bird_vips_attributes_merged_ecmp_and_withdraw() {
         }
     });
     eprintln!("BIRD: health-driven withdraw in {:?}", w0.elapsed());
+    TopologyLab::wait("IPv6 VIP withdrawn at BIRD", Duration::from_secs(5), || {
+        match t.lab.birdc("r1", "show route 2001:db8:ffff::10/128") {
+            Ok(r) if r.contains("2001:db8:ffff::10/128") => Err(r),
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("not found") => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
     t.lab
         .wait_route("r1", v4(), RouteExpect::Absent, Duration::from_secs(5))
         .expect("kernel route gone");
