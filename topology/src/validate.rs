@@ -960,7 +960,10 @@ impl Validator<'_> {
                 // The rules' own syntax is the L7 tier's to check (edge
                 // validate does); the cross reference to pools is ours.
                 for (j, r) in f.routes.iter().enumerate() {
-                    let pool = r.get("action").and_then(|a| a.get("pool")).and_then(|p| p.as_str());
+                    let pool = r
+                        .get("action")
+                        .and_then(|a| a.get("pool"))
+                        .and_then(|p| p.as_str());
                     if let Some(pool) = pool
                         && !pools.contains_key(pool)
                     {
