@@ -16,7 +16,7 @@ use serde::{ser::SerializeStruct, Deserialize, Serialize};
 
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
-use std::unimplemented;
+
 pub mod ipv4;
 pub use ipv4::*;
 pub mod ipv6;
@@ -44,7 +44,8 @@ pub trait BgpItem<T: std::marker::Sized> {
 pub trait BgpItemLong<T: std::marker::Sized> {
     fn extract_from(size: usize, buf: &[u8]) -> Result<T, BgpError>;
     fn pack_to(&self, _buf: &mut [u8]) -> Result<usize, BgpError> {
-        unimplemented!()
+        // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
+        return Err(BgpError::static_str("encoding this NLRI type is not supported"));
     }
 }
 

@@ -193,7 +193,8 @@ impl BmpMessage {
                 curpos += rm.encode_to(&mut buf[1..])?;
             }
             BmpMessage::StatisticsReport => {
-                unimplemented!()
+                // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
+        return Err(BgpError::static_str("encoding this BMP message is not supported"));
             }
             BmpMessage::PeerDownNotification(peerdown) => {
                 buf[0] = 2;
@@ -216,7 +217,8 @@ impl BmpMessage {
                 curpos += term.encode_to(&mut buf[1..])?;
             }
             BmpMessage::RouteMirroring => {
-                unimplemented!()
+                // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
+        return Err(BgpError::static_str("encoding this BMP message is not supported"));
             }
         }
         Ok(curpos)

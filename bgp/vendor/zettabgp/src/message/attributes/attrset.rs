@@ -88,6 +88,7 @@ impl BgpAttr for BgpAttrSet {
         }
     }
     fn encode_to(&self, _peer: &BgpSessionParams, _buf: &mut [u8]) -> Result<usize, BgpError> {
-        unimplemented!()
+        // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
+        return Err(BgpError::static_str("encoding ATTR_SET is not supported"));
     }
 }
