@@ -20,7 +20,10 @@
 //! with `net.ipv4.conf.all.arp_ignore=1` and `arp_announce=2` so they never
 //! answer ARP for it (otherwise the LAN would learn the VIP at a backend
 //! and traffic would bypass the balancer). DSR cannot rewrite ports, so a
-//! backend's port must equal the service port.
+//! backend's port must equal the service port. If the node holds the VIP on
+//! its own `lo` and the backends' replies are routed through it, set
+//! `accept_local=1` on its LAN interface, or the kernel drops the replies
+//! as martians (their source is a local address).
 //!
 //! Flow lifecycle: a flow's first packet is placed by Maglev and recorded in
 //! the LRU connection table; later packets follow the table, so a backend
