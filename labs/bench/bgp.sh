@@ -81,6 +81,16 @@ stop_pid() { # pid [grace-seconds]
 	done
 	kill -9 "$pid" 2>/dev/null || true
 }
+# Deleting a namespace does not stop its processes: stop what is left in
+# ours (only this script starts processes there), then delete it.
+ns_del() {
+	local p
+	ip netns pids "$1" &>/dev/null || return 0
+	for p in $(ip netns pids "$1"); do kill "$p" 2>/dev/null || true; done
+	sleep 0.2
+	for p in $(ip netns pids "$1" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+	ip netns del "$1" 2>/dev/null || true
+}
 cleanup() {
 	local rc=$? p
 	trap - EXIT INT TERM
@@ -88,8 +98,8 @@ cleanup() {
 		[[ -r /proc/$p/cmdline ]] && stop_pid "$p" 2
 	done
 	frr_stop 2>/dev/null || true
-	ip netns del "$NS_S" 2>/dev/null || true
-	ip netns del "$NS_R" 2>/dev/null || true
+	ns_del "$NS_S"
+	ns_del "$NS_R"
 	if [[ ${KEEP:-0} == 1 ]]; then echo "work directory kept: $W" >&2; else rm -rf "$W"; fi
 	exit "$rc"
 }
@@ -121,8 +131,8 @@ fib_full() { (($(fib_count) >= ROUTES)); }
 fib_empty() { (($(fib_count) == 0)); }
 
 # ---------------------------------------------------------------- topology
-ip netns del "$NS_S" 2>/dev/null || true # leftovers of an interrupted run
-ip netns del "$NS_R" 2>/dev/null || true
+ns_del "$NS_S" # leftovers of an interrupted run
+ns_del "$NS_R"
 ip netns add "$NS_R"
 ip netns add "$NS_S"
 for n in "$NS_R" "$NS_S"; do ip -n "$n" link set lo up; done

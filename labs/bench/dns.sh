@@ -131,23 +131,28 @@ stop_server() {
 	stop_pid "$SRV_PID2"
 	SRV_PID= SRV_PID2=
 }
+# Deleting a namespace does not stop its processes: stop what is left in
+# ours (only this script starts processes there), then delete it.
+ns_del() {
+	local p
+	ip netns pids "$NS" &>/dev/null || return 0
+	for p in $(ip netns pids "$NS"); do kill "$p" 2>/dev/null || true; done
+	sleep 0.2
+	for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+	ip netns del "$NS" 2>/dev/null || true
+}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	stop_server
-	# Deleting the namespace does not stop processes; stop what is left in it
-	# (only ours live there), then delete it.
-	for p in $(ip netns pids "$NS" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
-	sleep 0.2
-	for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-	ip netns del "$NS" 2>/dev/null || true
+	ns_del
 	if [[ ${KEEP:-0} == 1 ]]; then echo "work directory kept: $W" >&2; else rm -rf "$W"; fi
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ip netns del "$NS" 2>/dev/null || true
+ns_del # leftovers of an interrupted run
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 inns() { ip netns exec "$NS" "$@"; }
