@@ -10,6 +10,10 @@
 //      and remember the choice in conns;
 //   5. backends[id] -> {MAC, egress ifindex, source MAC}: rewrite both MACs
 //      and XDP_TX (egress == ingress) or bpf_redirect_map via tx_ports.
+// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent to a VIP quote
+// a packet the backend sent (VIP -> client); they are forwarded to the
+// backend of that flow (tuple swapped, looked up without recording it), so
+// path MTU discovery works under DSR.
 //
 // flow_hash is SipHash-1-3 with edge's fixed FLOW_KEY over the byte string
 // of l4/src/hash.rs `flow_hash` (family tag, address, big-endian port for
@@ -42,6 +46,7 @@ enum counter {
 	C_REDIRECT,
 	C_CONN_HIT,         /* also counted: forwarded via the conn table */
 	C_CONN_NEW,         /* also counted: new flow placed by Maglev */
+	C_ICMP_TOO_BIG,     /* also counted: PMTU error sent on to its flow's backend */
 	C_MAX,
 };
 
@@ -76,6 +81,23 @@ struct flow_key {
 	__u8 family;
 	__u16 pad;
 };
+
+/* ICMP (v4) and ICMPv6 headers up to the quoted packet: type, code,
+ * checksum, then 4 bytes (unused + next-hop MTU, or the v6 MTU). Defined
+ * here because <linux/icmp.h> pulls in glibc headers (LAB-FACTS §4). */
+struct icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__u16 csum;
+	__u32 rest;
+};
+
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+#define ICMPV6_PKT_TOOBIG 2
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
 
 struct counter_val {
 	__u64 packets;
@@ -240,32 +262,78 @@ int edge_xdp(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > data_end)
 		return count(C_PASS_OTHER, bytes, XDP_PASS);
 
+	int too_big = 0;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > data_end || ip->ihl < 5)
 			return count(C_PASS_OTHER, bytes, XDP_PASS);
-		if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP &&
+		    ip->protocol != IPPROTO_ICMP)
 			return count(C_PASS_OTHER, bytes, XDP_PASS);
 		/* Fragments: only the first carries ports; leave all to the kernel. */
 		if (ip->frag_off & bpf_htons(0x3fff))
 			return count(C_PASS_UNPARSED, bytes, XDP_PASS);
 		l4 = (void *)ip + ip->ihl * 4;
 		f.family = 4;
-		f.proto = ip->protocol;
-		__builtin_memcpy(f.src, &ip->saddr, 4);
-		__builtin_memcpy(f.dst, &ip->daddr, 4);
+		if (ip->protocol == IPPROTO_ICMP) {
+			struct icmp_hdr *ic = l4;
+			if ((void *)(ic + 1) > data_end)
+				return count(C_PASS_OTHER, bytes, XDP_PASS);
+			if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED)
+				return count(C_PASS_OTHER, bytes, XDP_PASS);
+			struct iphdr *in = (void *)(ic + 1);
+			if ((void *)(in + 1) > data_end || in->ihl < 5)
+				return count(C_PASS_UNPARSED, bytes, XDP_PASS);
+			/* Only about packets our backends sent from this VIP. */
+			if ((in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) ||
+			    in->saddr != ip->daddr)
+				return count(C_PASS_OTHER, bytes, XDP_PASS);
+			l4 = (void *)in + in->ihl * 4;
+			f.proto = in->protocol;
+			/* The quoted packet went VIP -> client: swap to our direction. */
+			__builtin_memcpy(f.src, &in->daddr, 4);
+			__builtin_memcpy(f.dst, &in->saddr, 4);
+			too_big = 1;
+		} else {
+			f.proto = ip->protocol;
+			__builtin_memcpy(f.src, &ip->saddr, 4);
+			__builtin_memcpy(f.dst, &ip->daddr, 4);
+		}
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end)
 			return count(C_PASS_OTHER, bytes, XDP_PASS);
 		/* Extension headers are not walked: such packets go to the kernel. */
-		if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
+		if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP &&
+		    ip6->nexthdr != IPPROTO_ICMPV6)
 			return count(C_PASS_OTHER, bytes, XDP_PASS);
 		l4 = (void *)(ip6 + 1);
 		f.family = 6;
-		f.proto = ip6->nexthdr;
-		__builtin_memcpy(f.src, &ip6->saddr, 16);
-		__builtin_memcpy(f.dst, &ip6->daddr, 16);
+		if (ip6->nexthdr == IPPROTO_ICMPV6) {
+			struct icmp_hdr *ic = l4;
+			if ((void *)(ic + 1) > data_end)
+				return count(C_PASS_OTHER, bytes, XDP_PASS);
+			if (ic->type != ICMPV6_PKT_TOOBIG)
+				return count(C_PASS_OTHER, bytes, XDP_PASS);
+			struct ipv6hdr *in = (void *)(ic + 1);
+			if ((void *)(in + 1) > data_end)
+				return count(C_PASS_UNPARSED, bytes, XDP_PASS);
+			if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
+				return count(C_PASS_OTHER, bytes, XDP_PASS);
+			const __u32 *a = (const __u32 *)&in->saddr;
+			const __u32 *b = (const __u32 *)&ip6->daddr;
+			if (a[0] != b[0] || a[1] != b[1] || a[2] != b[2] || a[3] != b[3])
+				return count(C_PASS_OTHER, bytes, XDP_PASS);
+			l4 = (void *)(in + 1);
+			f.proto = in->nexthdr;
+			__builtin_memcpy(f.src, &in->daddr, 16);
+			__builtin_memcpy(f.dst, &in->saddr, 16);
+			too_big = 1;
+		} else {
+			f.proto = ip6->nexthdr;
+			__builtin_memcpy(f.src, &ip6->saddr, 16);
+			__builtin_memcpy(f.dst, &ip6->daddr, 16);
+		}
 	} else {
 		return count(C_PASS_OTHER, bytes, XDP_PASS);
 	}
@@ -274,8 +342,13 @@ int edge_xdp(struct xdp_md *ctx)
 	__u16 *ports = l4;
 	if ((void *)(ports + 2) > data_end)
 		return count(C_PASS_UNPARSED, bytes, XDP_PASS);
-	f.sport = ports[0];
-	f.dport = ports[1];
+	if (too_big) {
+		f.sport = ports[1];
+		f.dport = ports[0];
+	} else {
+		f.sport = ports[0];
+		f.dport = ports[1];
+	}
 
 	struct svc_key sk = {};
 	__builtin_memcpy(sk.addr, f.dst, 16);
@@ -306,10 +379,15 @@ int edge_xdp(struct xdp_md *ctx)
 		be = bpf_map_lookup_elem(&backends, id);
 		if (!be || (be->flags & F_CUT))
 			return count(C_PASS_NO_BACKEND, bytes, XDP_PASS);
-		__u32 chosen = *id;
-		bpf_map_update_elem(&conns, &f, &chosen, BPF_ANY);
-		count(C_CONN_NEW, bytes, 0);
+		/* An ICMP error does not start a flow. */
+		if (!too_big) {
+			__u32 chosen = *id;
+			bpf_map_update_elem(&conns, &f, &chosen, BPF_ANY);
+			count(C_CONN_NEW, bytes, 0);
+		}
 	}
+	if (too_big)
+		count(C_ICMP_TOO_BIG, bytes, 0);
 
 	if (!(be->flags & F_HAS_MAC))
 		return count(C_PASS_UNRESOLVED, bytes, XDP_PASS);

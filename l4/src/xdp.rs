@@ -10,6 +10,10 @@
 //!  backend (VIP on lo) ──► answers the client directly (DSR), not via us
 //! ```
 //!
+//! ICMP "fragmentation needed" and ICMPv6 "packet too big" addressed to a
+//! VIP quote a packet a backend sent; the program forwards them to the
+//! backend of the quoted flow, so path MTU discovery works under DSR.
+//!
 //! Userspace side (this module): builds each service's Maglev table with
 //! [`ServiceTable`] (the same table the proxy uses: the program's SipHash-1-3
 //! flow hash is byte-for-byte [`crate::flow_hash`]), writes only the slots
@@ -263,6 +267,9 @@ pub struct XdpStats {
     pub conn_hit: Counter,
     /// Of tx+redirect: new flows placed by Maglev.
     pub conn_new: Counter,
+    /// Of tx+redirect: ICMP "fragmentation needed" / ICMPv6 "packet too
+    /// big" about a flow, sent on to its backend (path MTU discovery).
+    pub icmp_too_big: Counter,
 }
 
 /// What `apply` wrote for one service, so the next apply writes only the
@@ -431,6 +438,7 @@ impl XdpDataplane {
             redirect: get(5)?,
             conn_hit: get(6)?,
             conn_new: get(7)?,
+            icmp_too_big: get(8)?,
         })
     }
 

@@ -118,6 +118,51 @@ fn with_ipv4_option(p: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An ICMP "fragmentation needed" (v4) or ICMPv6 "packet too big" from a
+/// router at `from` to the VIP, quoting the first bytes of the packet the
+/// backend sent for the flow `client -> vip` (that is, `vip -> client`).
+fn too_big(from: IpAddr, client: SocketAddr, vip: SocketAddr, proto: Protocol) -> Vec<u8> {
+    // The quoted packet: IP header + the first 8 bytes of TCP/UDP.
+    let quoted = packet(vip, client, proto, b"");
+    let quoted_ip = match vip {
+        SocketAddr::V4(_) => &quoted[14..14 + 20 + 8],
+        SocketAddr::V6(_) => &quoted[14..14 + 40 + 8],
+    };
+    let mut icmp = match vip {
+        SocketAddr::V4(_) => vec![3, 4, 0, 0, 0, 0, 0x05, 0x78], // frag needed, MTU 1400
+        SocketAddr::V6(_) => vec![2, 0, 0, 0, 0, 0, 0x05, 0x78], // packet too big, MTU 1400
+    };
+    icmp.extend_from_slice(quoted_ip);
+    let mut p = Vec::new();
+    p.extend_from_slice(&NODE_MAC);
+    p.extend_from_slice(&CLIENT_MAC);
+    match (from, vip.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let c = csum(&icmp);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            p.extend_from_slice(&[0x08, 0x00]);
+            let mut h = vec![0x45, 0];
+            h.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+            h.extend_from_slice(&[0, 1, 0, 0, 64, 1, 0, 0]);
+            h.extend_from_slice(&s.octets());
+            h.extend_from_slice(&d.octets());
+            let c = csum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            p.extend_from_slice(&h);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            p.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+            p.extend_from_slice(&[58, 64]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+        }
+        _ => panic!("mixed families"),
+    }
+    p.extend_from_slice(&icmp);
+    p
+}
+
 /// `input` with the MACs rewritten as the program must.
 fn rewritten(input: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     let mut p = input.to_vec();
@@ -305,6 +350,55 @@ fn fixtures_in_namespace() {
         ingress: up,
         verdict: XDP_REDIRECT,
     });
+    // Path MTU: a router's "fragmentation needed" about the backend's reply
+    // of flow 198.18.1.2:41123 (no connection entry yet) goes to that flow's backend.
+    let client = v4("198.18.1.2:41123");
+    let flow = FlowKey {
+        src: client,
+        dst: vip.socket_addr(),
+        protocol: Protocol::Tcp,
+    };
+    let want = table.lookup(&flow).expect("backend");
+    let input = too_big(
+        "198.18.1.1".parse().unwrap(),
+        client,
+        vip.socket_addr(),
+        Protocol::Tcp,
+    );
+    fixtures.push(Fixture {
+        description: "ICMP fragmentation needed about a flow: to its backend".into(),
+        output: rewritten(&input, mac_of(want.ip()), LAN_MAC),
+        input,
+        ingress: up,
+        verdict: XDP_REDIRECT,
+    });
+    let input = too_big(
+        "2001:db8:1::1".parse().unwrap(),
+        "[2001:db8:1::2]:5353".parse().unwrap(),
+        vip6.socket_addr(),
+        Protocol::Udp,
+    );
+    fixtures.push(Fixture {
+        description: "ICMPv6 packet too big about a flow: to its backend".into(),
+        output: rewritten(&input, B1_MAC, LAN_MAC),
+        input,
+        ingress: up,
+        verdict: XDP_REDIRECT,
+    });
+    let mut other = too_big(
+        "198.18.1.1".parse().unwrap(),
+        client,
+        vip.socket_addr(),
+        Protocol::Tcp,
+    );
+    other[14 + 20] = 11; // time exceeded: not ours to forward
+    fixtures.push(Fixture {
+        description: "other ICMP to the VIP: left to the kernel".into(),
+        output: other.clone(),
+        input: other,
+        ingress: up,
+        verdict: XDP_PASS,
+    });
     let v6src: SocketAddr = "[2001:db8:1::2]:5353".parse().unwrap();
     let input = packet(v6src, vip6.socket_addr(), Protocol::Udp, b"query");
     fixtures.push(Fixture {
@@ -386,7 +480,8 @@ fn fixtures_in_namespace() {
     let before = dp.stats().expect("stats");
     run_all(&dp, &fixtures);
     let after = dp.stats().expect("stats");
-    assert_eq!(after.redirect.packets - before.redirect.packets, 302);
+    assert_eq!(after.redirect.packets - before.redirect.packets, 304);
+    assert_eq!(after.icmp_too_big.packets - before.icmp_too_big.packets, 2);
     assert_eq!(after.tx.packets - before.tx.packets, 1);
     assert_eq!(after.pass_unresolved.packets - before.pass_unresolved.packets, 1);
     assert_eq!(after.pass_no_backend.packets - before.pass_no_backend.packets, 1);
