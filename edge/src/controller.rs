@@ -202,12 +202,14 @@ pub fn routes(dep: &Deployment, ann: &BTreeMap<String, Announcement>) -> BTreeSe
     out
 }
 
-/// The prefixes that belong on `lo`: those of every VIP the node announces,
-/// including while it drains (traffic still arrives until the routers have
-/// moved away).
-pub fn local_prefixes(dep: &Deployment, ann: &BTreeMap<String, Announcement>) -> BTreeSet<IpNet> {
-    ann.iter()
-        .filter(|(_, a)| **a != Announcement::Withdrawn)
+/// The prefixes that belong on `lo`: those of every VIP the node serves or
+/// drains. A drained VIP stays local even after its withdraw: the routers
+/// send no new flows, but connections that still reach this node (through
+/// the L4 hand-off, or routers slow to converge) must keep working.
+pub fn local_prefixes(dep: &Deployment, verdicts: &BTreeMap<String, Verdict>) -> BTreeSet<IpNet> {
+    verdicts
+        .iter()
+        .filter(|(_, v)| v.decision != Decision::Withdraw)
         .filter_map(|(name, _)| dep.vips.get(name))
         .flat_map(|v| v.prefixes.iter().copied())
         .collect()
@@ -441,16 +443,25 @@ mod tests {
     fn lo_holds_announced_and_draining_vips_only() {
         let d = dep();
         let now = Instant::now();
-        let none = BTreeMap::new();
         let v = view_with("ams-e1", "ams", &[("ams-b1", false), ("ams-b2", false)]);
-        let ann = announcements(&d, &vip_verdicts(&d, "ams-e1", &v), &none, now);
-        let p: Vec<String> = local_prefixes(&d, &ann).iter().map(|p| p.to_string()).collect();
+        let verdicts = vip_verdicts(&d, "ams-e1", &v);
+        let p: Vec<String> = local_prefixes(&d, &verdicts)
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(p, ["203.0.113.53/32"], "only the DNS VIP survives dead backends");
         let mut v = view_with("ams-e1", "ams", &[("ams-b1", true)]);
         v.intent.drained_nodes.insert("ams-e1".into());
-        let ann = announcements(&d, &vip_verdicts(&d, "ams-e1", &v), &none, now);
-        let p = local_prefixes(&d, &ann);
-        assert_eq!(p.len(), 4, "draining keeps every VIP local: {p:?}");
+        let verdicts = vip_verdicts(&d, "ams-e1", &v);
+        // Even after the drain time, when nothing is announced any more.
+        let since = verdicts.keys().map(|k| (k.clone(), now)).collect();
+        let ann_after = announcements(&d, &verdicts, &since, now + d.bgp.drain * 2);
+        assert!(
+            ann_after.values().all(|a| *a == Announcement::Withdrawn),
+            "{ann_after:?}"
+        );
+        let p = local_prefixes(&d, &verdicts);
+        assert_eq!(p.len(), 4, "a drained node keeps every VIP local: {p:?}");
     }
 
     #[test]

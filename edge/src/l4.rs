@@ -68,3 +68,72 @@ pub fn load(dp: &UserspaceDataplane) -> (u64, u64) {
     let opened = stats.values().map(|s| s.flows_opened).sum();
     (active, opened)
 }
+
+/// Installs the L4 connection hand-off (`site.handoff`) between this node
+/// and the other node of its site: mid-connection TCP packets for the VIPs
+/// that this node has no state for go to the peer's LAN address.
+pub fn handoff(dep: &Deployment, node: &str) -> Result<Option<edge_l4::handoff::Handoff>> {
+    let Some((site, me)) = dep.node(node) else {
+        return Ok(None);
+    };
+    if !site.handoff {
+        return Ok(None);
+    }
+    let on_lan = |ip: &std::net::IpAddr| site.lan.iter().any(|l| l.contains(ip));
+    let peer = site
+        .nodes
+        .iter()
+        .filter(|n| n.name != node)
+        .flat_map(|n| n.addresses.iter().map(|a| a.addr()))
+        .filter(|a| a.is_ipv4())
+        .find(|a| on_lan(a))
+        .context("hand-off: the peer node has no IPv4 address on the site LAN")?;
+    let uplinks = uplink_interfaces(me.peers.iter().map(|p| p.local).collect())?;
+    let services: Vec<edge_l4::ServiceKey> = crate::controller::l4_state(dep, node, &Default::default())
+        .services
+        .into_keys()
+        .collect();
+    let h = edge_l4::handoff::Handoff::install(
+        edge_l4::handoff::HandoffConfig {
+            uplinks: uplinks.clone(),
+            peer,
+        },
+        &services,
+    )
+    .context("installing the L4 hand-off")?;
+    tracing::info!(%peer, ?uplinks, "L4 connection hand-off installed");
+    // Handed-off packets are routed on to the peer, which needs forwarding.
+    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0") {
+        tracing::warn!(
+            "net.ipv4.ip_forward is 0: handed-off packets will be dropped; enable it for the hand-off"
+        );
+    }
+    Ok(Some(h))
+}
+
+/// The interfaces that hold `addrs` (the node's side of its router links).
+fn uplink_interfaces(addrs: Vec<std::net::IpAddr>) -> Result<Vec<String>> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "addr", "show"])
+        .output()
+        .context("running ip -j addr show")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing ip -j addr")?;
+    let mut names = std::collections::BTreeSet::new();
+    for link in v.as_array().into_iter().flatten() {
+        let Some(name) = link["ifname"].as_str() else {
+            continue;
+        };
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            let local = a["local"]
+                .as_str()
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok());
+            if local.is_some_and(|l| addrs.contains(&l)) {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        bail!("hand-off: none of the node's peering addresses ({addrs:?}) is on an interface here");
+    }
+    Ok(names.into_iter().collect())
+}

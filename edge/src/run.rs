@@ -165,6 +165,12 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     } else {
         crate::l4::start(&dep, &node)?
     };
+    // Held until shutdown; removing it takes away the rules it installed.
+    let handoff = if l4.is_some() {
+        crate::l4::handoff(&dep, &node)?
+    } else {
+        None
+    };
     let controller_task = tokio::spawn(run_controller(
         !args.no_vip_on_lo,
         cfg_rx.clone(),
@@ -223,6 +229,11 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    if let Some(h) = handoff
+        && let Err(e) = h.remove()
+    {
+        tracing::warn!(error = %e, "removing the L4 hand-off");
+    }
     if let Some(mut d) = dns {
         d.shutdown().await;
     }
@@ -424,7 +435,7 @@ async fn run_controller(
             for (vip, a) in &ann {
                 tracing::info!(%vip, announcement = ?a, reason = %verdicts[vip].reason, "vip announcement");
             }
-            let next_local = controller::local_prefixes(&dep, &ann);
+            let next_local = controller::local_prefixes(&dep, &verdicts);
             if let Some(lo) = &mut lo {
                 // Addresses first, so traffic the routers send is accepted.
                 let both = local.union(&next_local).copied().collect();

@@ -181,7 +181,8 @@ pub fn plan(dep: &topo::Deployment) -> Result<LabSpec> {
         for n in &site.nodes {
             spec.namespaces.push(NamespaceSpec {
                 name: n.name.clone(),
-                forwarding: false,
+                // The L4 hand-off routes packets on to the peer node.
+                forwarding: site.handoff,
                 multipath_hash_l4: false,
                 loopback: Vec::new(),
             });

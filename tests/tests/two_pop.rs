@@ -237,6 +237,88 @@ fn two_pop_steering_pop_failure_and_router_restart() {
     // Only requests in flight while the path moved may fail.
     assert!(failed <= 2, "{failed} requests failed");
 
+    // 4. Node drain: drain ams-e1 while 50 long-lived TCP connections (L4,
+    // through both nodes) and an HTTP request loop run. GSHUT moves the
+    // routers' traffic to ams-e2 before the withdraw; connections that were
+    // on ams-e1 reach ams-e2 mid-stream and are handed back to ams-e1
+    // (site hand-off), so none breaks and no request fails.
+    let client_ns = t.lab.kernel_ns("ams-c1").expect("ns");
+    let nt = edge_l4::netns::NetnsThread::spawn(&client_ns).expect("enter the client namespace");
+    let conns: Vec<std::net::TcpStream> = nt
+        .run(|| {
+            (0..50)
+                .map(|_| {
+                    let s = std::net::TcpStream::connect(("203.0.113.10", 9000)).expect("L4 connect");
+                    s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+                    s
+                })
+                .collect()
+        })
+        .expect("namespace thread");
+    let echo = |conns: &[std::net::TcpStream], round: &str| -> usize {
+        use std::io::{BufRead, Write};
+        let mut ok = 0;
+        for (i, mut c) in conns.iter().enumerate() {
+            let line = format!("{round}-{i}\n");
+            if c.write_all(line.as_bytes()).is_err() {
+                continue;
+            }
+            let mut r = std::io::BufReader::new(c);
+            let mut got = String::new();
+            // The first line a backend sends is its name; then the echo.
+            while r.read_line(&mut got).is_ok_and(|n| n > 0) {
+                if got.trim_end().ends_with(&format!("{round}-{i}")) {
+                    ok += 1;
+                    break;
+                }
+                got.clear();
+            }
+        }
+        ok
+    };
+    assert_eq!(
+        echo(&conns, "before"),
+        50,
+        "all 50 connections work before the drain"
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed, survived) = std::thread::scope(|scope| {
+        let looper = scope.spawn(|| request_loop(&t, "ams-c1", &stop));
+        std::thread::sleep(Duration::from_millis(300));
+        let d0 = Instant::now();
+        let out = t.edge("ams-e1", &["drain", "ams-e1"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        TopologyLab::wait(
+            "ams-r1 to route the VIP via ams-e2 only",
+            Duration::from_secs(10),
+            || {
+                let g = gateways(&t)?;
+                if g == ["198.18.12.2"] {
+                    Ok(())
+                } else {
+                    Err(format!("{g:?}"))
+                }
+            },
+        );
+        eprintln!("drain: traffic moved to ams-e2 after {:?}", d0.elapsed());
+        // Past the drain time: ams-e1 has withdrawn, not just GSHUT.
+        std::thread::sleep(t.deployment.bgp.drain + Duration::from_millis(500));
+        let survived = echo(&conns, "after");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = looper.join().expect("request loop");
+        (ok, failed, survived)
+    });
+    eprintln!(
+        "node drain: {survived}/50 long-lived connections survived; request loop {ok} ok, {failed} failed"
+    );
+    assert_eq!(survived, 50, "every long-lived connection survives the drain");
+    assert_eq!(failed, 0, "no request fails during a planned drain");
+    assert!(t.edge("ams-e1", &["undrain", "ams-e1"]).status.success());
+    t.lab
+        .wait_route("ams-r1", vip(), RouteExpect::Ecmp(2), Duration::from_secs(10))
+        .expect("ECMP back after undrain");
+    drop(conns);
+
     // 5. FRR at ams restarts; the edge nodes reconnect on their own.
     let procs = t.lab.state().processes.clone();
     let daemons: Vec<_> = procs

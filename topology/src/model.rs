@@ -44,6 +44,8 @@ pub struct Site {
     pub routers: Vec<Router>,
     pub nodes: Vec<Node>,
     pub clients: Vec<Client>,
+    /// L4 connection hand-off between the site's two nodes.
+    pub handoff: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]

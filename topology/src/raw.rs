@@ -60,6 +60,12 @@ pub struct RawSite {
     /// Lab only: hosts that stand for users behind one of this site's routers.
     #[serde(default)]
     pub clients: Vec<RawClient>,
+    /// Connection hand-off between the site's two nodes for the userspace
+    /// L4 stage: a node forwards mid-connection TCP packets it has no state
+    /// for to its peer on the LAN, so connections survive ECMP changes
+    /// (drains, a node leaving). Needs exactly two nodes on the LAN.
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -324,6 +324,15 @@ impl Validator<'_> {
                     addresses,
                 });
             }
+            if rs.handoff && (nodes.len() != 2 || lan.is_empty()) {
+                self.e.push(
+                    format!("{sp}.handoff"),
+                    format!(
+                        "needs exactly two nodes on a LAN, the site has {} node(s)",
+                        nodes.len()
+                    ),
+                );
+            }
             sites.insert(
                 sname.clone(),
                 Site {
@@ -333,6 +342,7 @@ impl Validator<'_> {
                     routers,
                     nodes,
                     clients,
+                    handoff: rs.handoff,
                 },
             );
         }
