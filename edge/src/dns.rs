@@ -93,7 +93,13 @@ pub async fn start(dep: &Deployment, base_dir: &Path, registry: &mut Registry) -
     };
     let geo = GeoDb::for_deployment(dep, base_dir).context("opening the GeoIP database")?;
     let explain_geo = GeoDb::for_deployment(dep, base_dir).context("opening the GeoIP database")?;
-    let options = DnsOptions::default();
+    let mut options = DnsOptions::default();
+    options.rrl.responses_per_second = cfg.rrl.responses_per_second;
+    options.rrl.burst = cfg.rrl.burst;
+    options.rrl.slip = cfg.rrl.slip;
+    options.rrl.ipv4_prefix = cfg.rrl.ipv4_prefix;
+    options.rrl.ipv6_prefix = cfg.rrl.ipv6_prefix;
+    options.axfr_allow = cfg.axfr_allow.clone();
     let authority = Authority::new(dep, explain_geo.map(Arc::new), options.steer.clone())
         .context("building the DNS zones")?;
     let mut server = DnsServer::new(dep, geo, DnsView::default(), options, Some(registry))

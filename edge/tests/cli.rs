@@ -466,3 +466,78 @@ fn passive_health_ejects_a_backend_that_keeps_failing() {
         "{answers:?}"
     );
 }
+
+/// Sends `n` A queries for www.edge.example. over UDP at about 2000/s
+/// (a burst for RRL) and counts full (not truncated) answers. A reader
+/// thread drains the answers as they come, so the server never has more
+/// than a few queries in flight.
+fn dns_burst(server: SocketAddr, n: u16) -> usize {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(1000)))
+        .expect("timeout");
+    let reader = sock.try_clone().expect("clone");
+    let counter = std::thread::spawn(move || {
+        let mut full = 0;
+        let mut buf = [0u8; 1500];
+        while let Ok((len, _)) = reader.recv_from(&mut buf) {
+            // Header byte 2, bit 0x02: TC (a slipped, truncated answer).
+            if len > 12 && buf[2] & 0x02 == 0 {
+                full += 1;
+            }
+        }
+        full
+    });
+    for id in 0..n {
+        let mut q = Vec::new();
+        q.extend_from_slice(&id.to_be_bytes());
+        q.extend_from_slice(&[0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in ["www", "edge", "example"] {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let _ = sock.send_to(&q, server);
+        if id % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    counter.join().expect("reader")
+}
+
+#[test]
+fn dns_rate_limiting_is_configurable() {
+    for (rrl, expect_all) in [("", false), ("rrl = { responses_per_second = 0 }\n", true)] {
+        let admin = free_port();
+        let dns = free_port();
+        let cfg = edge_topology_demo()
+            .replace("127.0.0.1:7946", &free_port().to_string())
+            .replace("port = 9000", &format!("port = {}", free_port().port()))
+            .replace(
+                "l7 = [{ port = 8080 }]",
+                &format!("l7 = [{{ port = {} }}]", free_port().port()),
+            )
+            .replace("port = 5353\n", &format!("port = {}\n{rrl}", dns.port()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("demo.toml");
+        std::fs::write(&f, cfg).expect("write");
+        let child = Command::new(EDGE)
+            .args(["run", "--no-vip-on-lo", "--config"])
+            .arg(&f)
+            .args(["--admin", &admin.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let _child = Killed(child);
+        wait_status(admin, "node up", Duration::from_secs(10), |_| true);
+        let full = dns_burst(dns, 300);
+        if expect_all {
+            assert_eq!(full, 300, "RRL off: every query answered");
+        } else {
+            assert!(
+                (50..250).contains(&full),
+                "default RRL (50/s, burst 100) limits a burst: {full}"
+            );
+        }
+    }
+}

@@ -267,6 +267,19 @@ pub struct Dns {
     pub geoip: Option<String>,
     pub zones: Vec<Zone>,
     pub gslb: Vec<Gslb>,
+    pub rrl: Rrl,
+    pub axfr_allow: Vec<IpNet>,
+}
+
+/// DNS response rate limiting (RRL) per client prefix.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Rrl {
+    /// 0 disables it.
+    pub responses_per_second: u32,
+    pub burst: u32,
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -271,6 +271,26 @@ pub struct RawDns {
     pub zones: Vec<RawZone>,
     #[serde(default)]
     pub gslb: Vec<RawGslb>,
+    /// Response rate limiting per client prefix.
+    pub rrl: Option<RawRrl>,
+    /// Sources (CIDR) allowed to transfer zones (AXFR, over TCP only).
+    #[serde(default)]
+    pub axfr_allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRrl {
+    /// Responses per second per client prefix; 0 disables RRL (default 50).
+    pub responses_per_second: Option<u32>,
+    /// Bucket depth (default 100).
+    pub burst: Option<u32>,
+    /// Every n-th limited response goes out truncated (TC=1) so real
+    /// clients retry over TCP; 0 never (default 2).
+    pub slip: Option<u32>,
+    /// Client prefix lengths (default /24 and /56).
+    pub ipv4_prefix: Option<u8>,
+    pub ipv6_prefix: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -1210,12 +1210,38 @@ impl Validator<'_> {
                 policy,
             });
         }
+        let r = d.rrl.clone().unwrap_or_default();
+        let rrl = Rrl {
+            responses_per_second: r.responses_per_second.unwrap_or(50),
+            burst: r.burst.unwrap_or(100),
+            slip: r.slip.unwrap_or(2),
+            ipv4_prefix: r.ipv4_prefix.unwrap_or(24),
+            ipv6_prefix: r.ipv6_prefix.unwrap_or(56),
+        };
+        if rrl.ipv4_prefix > 32 {
+            self.e.push(
+                "dns.rrl.ipv4_prefix",
+                format!("/{} is longer than /32", rrl.ipv4_prefix),
+            );
+        }
+        if rrl.ipv6_prefix > 128 {
+            self.e.push(
+                "dns.rrl.ipv6_prefix",
+                format!("/{} is longer than /128", rrl.ipv6_prefix),
+            );
+        }
+        if rrl.responses_per_second > 0 && rrl.burst == 0 {
+            self.e.push("dns.rrl.burst", "must be at least 1 while RRL is on");
+        }
+        let axfr_allow = self.prefixes("dns.axfr_allow", &d.axfr_allow);
         Dns {
             vip: d.vip.clone(),
             port,
             geoip: d.geoip.clone(),
             zones,
             gslb,
+            rrl,
+            axfr_allow,
         }
     }
 
