@@ -312,6 +312,17 @@ fn scheduler(a: L4Algorithm) -> SchedulerKind {
 /// Backups appear only when no primary is up; drained backends keep their
 /// flows but take no new ones.
 pub fn l4_state(dep: &Deployment, node: &str, view: &HealthSnapshot) -> L4State {
+    l4_state_of(dep, node, view, None)
+}
+
+/// [`l4_state`] restricted to the listeners of one dataplane (all when
+/// `kind` is `None`).
+pub fn l4_state_of(
+    dep: &Deployment,
+    node: &str,
+    view: &HealthSnapshot,
+    kind: Option<edge_topology::DataplaneKind>,
+) -> L4State {
     let mut state = L4State::default();
     let Some((site, _)) = dep.node(node) else {
         return state;
@@ -325,14 +336,22 @@ pub fn l4_state(dep: &Deployment, node: &str, view: &HealthSnapshot) -> L4State 
         }
         let set = backend_set(dep, node, &svc.pool, view);
         let primaries_up = set.iter().any(|b| !b.backup && !b.draining);
-        for l in &svc.l4 {
+        for l in svc.l4.iter().filter(|l| kind.is_none_or(|k| k == l.dataplane)) {
             let proto = match l.protocol {
                 edge_topology::Protocol::Tcp => L4Protocol::Tcp,
                 edge_topology::Protocol::Udp => L4Protocol::Udp,
             };
+            // Kernel dataplanes translate addresses, so they cannot take an
+            // IPv6 VIP to IPv4 backends (the userspace proxy can): such a
+            // listener address is left to the local stack (see l4::start).
+            let same_family_only = l.dataplane != edge_topology::DataplaneKind::Userspace;
             for ip in listen_addrs(vip) {
+                let fits = |b: &&ActiveBackend| !same_family_only || b.addr.is_ipv4() == ip.is_ipv4();
+                if same_family_only && !set.iter().any(|b| fits(&b)) {
+                    continue;
+                }
                 let mut spec = ServiceSpec::new(scheduler(l.algorithm));
-                for b in set.iter().filter(|b| b.backup != primaries_up) {
+                for b in set.iter().filter(|b| b.backup != primaries_up).filter(fits) {
                     let addr =
                         std::net::SocketAddr::new(b.addr.ip(), l.backend_port.unwrap_or(b.addr.port()));
                     let bs = if b.draining {

@@ -10,15 +10,74 @@ use socket2::Type;
 use crate::controller::listen_addrs;
 use crate::sockets::bind;
 
-/// Binds every L4 listener of the node's site and returns the dataplane that
-/// serves them, or `None` when the site has no L4 listener.
-pub fn start(dep: &Deployment, node: &str) -> Result<Option<UserspaceDataplane>> {
+/// The node's L4 dataplanes: the userspace proxy for `userspace`
+/// listeners, nftables DNAT for `nftables` ones.
+pub struct L4Stage {
+    pub userspace: Option<UserspaceDataplane>,
+    pub nft: Option<edge_l4::nftables::NftDataplane>,
+}
+
+impl L4Stage {
+    /// Programs every dataplane with its share of the desired state.
+    pub fn apply(
+        &mut self,
+        dep: &Deployment,
+        node: &str,
+        view: &edge_topology::health::HealthSnapshot,
+    ) -> bool {
+        let mut ok = true;
+        let planes: [(Option<&mut dyn edge_l4::Dataplane>, DataplaneKind); 2] = [
+            (
+                self.userspace.as_mut().map(|d| d as &mut dyn edge_l4::Dataplane),
+                DataplaneKind::Userspace,
+            ),
+            (
+                self.nft.as_mut().map(|d| d as &mut dyn edge_l4::Dataplane),
+                DataplaneKind::Nftables,
+            ),
+        ];
+        for (dp, kind) in planes {
+            let Some(dp) = dp else { continue };
+            let desired = crate::controller::l4_state_of(dep, node, view, Some(kind));
+            match dp.apply(&desired) {
+                Ok(applied) => {
+                    if !applied.is_noop() {
+                        tracing::info!(
+                            changes = applied.changes.len(),
+                            dataplane = dp.name(),
+                            "L4 state applied"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, dataplane = dp.name(), "L4 apply failed");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// Removes what the kernel dataplanes installed (shutdown).
+    pub fn remove(&mut self) {
+        if let Some(n) = &mut self.nft
+            && let Err(e) = n.remove()
+        {
+            tracing::warn!(error = %e, "removing the nftables dataplane");
+        }
+    }
+}
+
+/// Binds every L4 listener of the node's site and sets up the dataplanes
+/// that serve them, or `None` when the site has no L4 listener.
+pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
     let Some((site, _)) = dep.node(node) else {
         return Ok(None);
     };
     let handle = tokio::runtime::Handle::try_current().context("the L4 stage needs the tokio runtime")?;
     let mut dp = UserspaceDataplane::new(handle, UserspaceConfig::default());
     let mut any = false;
+    let mut nft = false;
     for svc in dep.services.values() {
         let Some(vip) = dep.vips.get(&svc.vip) else {
             continue;
@@ -29,8 +88,28 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<UserspaceDataplane>>
         for l in &svc.l4 {
             match l.dataplane {
                 DataplaneKind::Userspace => {}
-                other => bail!(
-                    "service {}: dataplane {other:?} is not available in this build; use `userspace`",
+                DataplaneKind::Nftables => {
+                    // Kernel DNAT on VIP:port: nothing to bind.
+                    nft = true;
+                    if let Some(pool) = dep.pools.get(&svc.pool) {
+                        for ip in listen_addrs(vip) {
+                            let same = pool.backends.iter().any(|b| b.address.is_ipv4() == ip.is_ipv4());
+                            if !same {
+                                tracing::warn!(service = %svc.name, vip = %ip, port = l.port,
+                                    "nftables cannot translate to backends of another address family: \
+                                     this VIP address is not served on this port");
+                            }
+                        }
+                    }
+                    continue;
+                }
+                DataplaneKind::Xdp => bail!(
+                    "service {}: the xdp dataplane is built and tested in edge-l4 but not yet run by edge; \
+                     use `userspace` or `nftables`",
+                    svc.name
+                ),
+                DataplaneKind::Ipvs => bail!(
+                    "service {}: IPVS is not available on this kernel (no /proc/net/ip_vs); use `userspace` or `nftables`",
                     svc.name
                 ),
             }
@@ -53,7 +132,21 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<UserspaceDataplane>>
             }
         }
     }
-    Ok(any.then_some(dp))
+    if !any && !nft {
+        return Ok(None);
+    }
+    // With several nodes in a site the backends' replies must come back to
+    // the node that translated the flow, which only source NAT guarantees.
+    let nft = nft.then(|| {
+        edge_l4::nftables::NftDataplane::new(edge_l4::nftables::NftConfig {
+            masquerade: site.nodes.len() > 1,
+            ..Default::default()
+        })
+    });
+    Ok(Some(L4Stage {
+        userspace: any.then_some(dp),
+        nft,
+    }))
 }
 
 /// Open flows (TCP connections, UDP flows) and flows opened since start,

@@ -24,7 +24,6 @@ use crate::cli::RunArgs;
 use std::collections::{BTreeMap, BTreeSet};
 
 use edge_bgp::{PeerConfig, Speaker, SpeakerConfig};
-use edge_l4::Dataplane as _;
 
 use crate::controller::{self, Announcement, Decision};
 use crate::health::gossip::{GossipBus, Timing};
@@ -350,7 +349,7 @@ fn incarnation() -> u64 {
 struct Consumers {
     speaker: Option<Arc<Speaker>>,
     dns_view: Option<edge_dns::ViewHandle>,
-    l4: Option<edge_l4::userspace::UserspaceDataplane>,
+    l4: Option<crate::l4::L4Stage>,
     l7: Option<(edge_l7::Proxy, Vec<String>)>,
     /// Backends ejected by passive health, per pool.
     ejected: watch::Receiver<crate::outlier::Ejected>,
@@ -401,23 +400,11 @@ async fn run_controller(
             }
         }
         // Program the dataplane before anything is announced.
-        if let Some(dp) = &mut l4 {
+        if let Some(stage) = &mut l4 {
             let desired = controller::l4_state(&dep, &node, &snap);
-            if last_l4.as_ref() != Some(&desired) {
-                match dp.apply(&desired) {
-                    Ok(applied) => {
-                        if !applied.is_noop() {
-                            tracing::info!(
-                                changes = applied.changes.len(),
-                                dataplane = dp.name(),
-                                "L4 state applied"
-                            );
-                        }
-                        last_l4 = Some(desired);
-                    }
-                    // Left unrecorded so the next event retries it.
-                    Err(e) => tracing::error!(error = %e, dataplane = dp.name(), "L4 apply failed"),
-                }
+            // Left unrecorded on failure so the next event retries it.
+            if last_l4.as_ref() != Some(&desired) && stage.apply(&dep, &node, &snap) {
+                last_l4 = Some(desired);
             }
         }
         if let Some((proxy, pools)) = &consumers.l7 {
@@ -482,7 +469,7 @@ async fn run_controller(
             changed = ejected_rx.changed() => if changed.is_err() { break },
             _ = load_tick.tick() => {
                 let (mut active, mut rate) = (0u64, 0u64);
-                if let Some(dp) = &l4 {
+                if let Some(dp) = l4.as_ref().and_then(|s| s.userspace.as_ref()) {
                     let (a, opened) = crate::l4::load(dp);
                     active += a;
                     let now = std::time::Instant::now();
@@ -518,6 +505,9 @@ async fn run_controller(
     }
     if let Some(lo) = &mut lo {
         lo.clear().await;
+    }
+    if let Some(stage) = &mut l4 {
+        stage.remove();
     }
 }
 

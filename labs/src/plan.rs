@@ -181,8 +181,9 @@ pub fn plan(dep: &topo::Deployment) -> Result<LabSpec> {
         for n in &site.nodes {
             spec.namespaces.push(NamespaceSpec {
                 name: n.name.clone(),
-                // The L4 hand-off routes packets on to the peer node.
-                forwarding: site.handoff,
+                // Nodes route: kernel L4 dataplanes (nftables DNAT) forward
+                // to backends and the L4 hand-off forwards to the peer node.
+                forwarding: true,
                 multipath_hash_l4: false,
                 loopback: Vec::new(),
             });
