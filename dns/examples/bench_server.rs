@@ -15,7 +15,8 @@
 //!     --config topo.toml --listen 127.0.0.71:5301 [--workers 2] [--rrl]
 //! ```
 //! `--workers` sets the tokio worker threads (2, as in `edge run`, by default);
-//! `--rrl` turns the default rate limiter back on.
+//! `--rrl` turns the default rate limiter back on; `--udp-loops` overrides
+//! `DnsOptions::udp_loops` (receive loops per UDP socket).
 //! Runs until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
@@ -25,7 +26,9 @@ use std::process::ExitCode;
 use edge_dns::{DnsOptions, DnsServer, DnsView, GeoDb, RrlConfig, SiteState};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: bench_server --config TOPOLOGY.toml --listen IP:PORT [--workers N] [--rrl]");
+    eprintln!(
+        "usage: bench_server --config TOPOLOGY.toml --listen IP:PORT [--workers N] [--rrl] [--udp-loops N]"
+    );
     ExitCode::from(2)
 }
 
@@ -46,7 +49,12 @@ fn all_up(dep: &edge_topology::Deployment) -> DnsView {
     view
 }
 
-async fn serve(config: PathBuf, listen: SocketAddr, rrl: bool) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    config: PathBuf,
+    listen: SocketAddr,
+    rrl: bool,
+    udp_loops: Option<usize>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let dep = edge_topology::load(&config)?;
     // Relative paths in the topology (GeoIP) are relative to its file, as in `edge run`.
     let base = config.parent().unwrap_or(Path::new("."));
@@ -55,6 +63,9 @@ async fn serve(config: PathBuf, listen: SocketAddr, rrl: bool) -> Result<(), Box
         return Err("the topology names no GeoIP database: geo steering would not run".into());
     }
     let mut options = DnsOptions::default();
+    if let Some(n) = udp_loops {
+        options.udp_loops = n;
+    }
     if !rrl {
         options.rrl = RrlConfig {
             responses_per_second: 0,
@@ -81,13 +92,17 @@ async fn serve(config: PathBuf, listen: SocketAddr, rrl: bool) -> Result<(), Box
 }
 
 fn main() -> ExitCode {
-    let (mut config, mut listen, mut rrl, mut workers) = (None, None, false, 2);
+    let (mut config, mut listen, mut rrl, mut workers, mut udp_loops) = (None, None, false, 2, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => config = args.next().map(PathBuf::from),
             "--listen" => listen = args.next().and_then(|s| s.parse::<SocketAddr>().ok()),
             "--rrl" => rrl = true,
+            "--udp-loops" => match args.next().and_then(|s| s.parse::<usize>().ok()) {
+                Some(n) => udp_loops = Some(n),
+                None => return usage(),
+            },
             "--workers" => match args.next().and_then(|s| s.parse::<usize>().ok()) {
                 Some(n) if n > 0 => workers = n,
                 _ => return usage(),
@@ -110,7 +125,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(config, listen, rrl)) {
+    match rt.block_on(serve(config, listen, rrl, udp_loops)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench_server: {e}");

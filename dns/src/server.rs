@@ -13,16 +13,20 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use edge_topology::Deployment;
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, HINFO};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use ipnet::IpNet;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::DnsError;
 use crate::ecs::{self, QueryEcs};
@@ -48,6 +52,8 @@ pub struct DnsOptions {
     pub max_udp_payload: u16,
     /// Idle TCP connections are closed after this.
     pub tcp_timeout: Duration,
+    /// Receive loops per UDP socket; `0`: one per tokio worker thread.
+    pub udp_loops: usize,
 }
 
 impl Default for DnsOptions {
@@ -58,6 +64,7 @@ impl Default for DnsOptions {
             axfr_allow: Vec::new(),
             max_udp_payload: 1232,
             tcp_timeout: Duration::from_secs(10),
+            udp_loops: 0,
         }
     }
 }
@@ -368,7 +375,11 @@ impl fmt::Debug for GslbHandler {
 /// The authoritative GSLB server.
 pub struct DnsServer {
     handler: GslbHandler,
+    /// TCP (hickory's connection handling).
     server: hickory_server::Server<GslbHandler>,
+    /// UDP: our own receive loops (see [`udp_loop`]).
+    udp: JoinSet<()>,
+    stop: watch::Sender<bool>,
 }
 
 impl fmt::Debug for DnsServer {
@@ -403,14 +414,31 @@ impl DnsServer {
         Ok(Self {
             server: hickory_server::Server::new(handler.clone()),
             handler,
+            udp: JoinSet::new(),
+            stop: watch::Sender::new(false),
         })
     }
 
-    /// Serves UDP on a bound socket (one per service address: hickory replies
+    /// Serves UDP on a bound socket (one per service address: replies leave
     /// from the socket's address, not the query's destination). Must be
     /// called inside a tokio runtime.
+    ///
+    /// Each query is answered inline by the task that received it (no task
+    /// per query, no channel back to a sender task): one `recvfrom` and one
+    /// `sendto` per query and no thread wake-up while queries keep coming.
     pub fn serve_udp(&mut self, socket: UdpSocket) {
-        self.server.register_socket(socket);
+        let socket = Arc::new(socket);
+        let loops = match self.handler.0.options.udp_loops {
+            0 => tokio::runtime::Handle::current().metrics().num_workers(),
+            n => n,
+        };
+        for _ in 0..loops.max(1) {
+            self.udp.spawn(udp_loop(
+                self.handler.clone(),
+                socket.clone(),
+                self.stop.subscribe(),
+            ));
+        }
     }
 
     /// Serves TCP on a bound listener.
@@ -453,6 +481,8 @@ impl DnsServer {
 
     /// Stops accepting queries and waits for the socket tasks to end.
     pub async fn shutdown(&mut self) -> Result<(), DnsError> {
+        self.stop.send_replace(true);
+        while self.udp.join_next().await.is_some() {}
         self.server
             .shutdown_gracefully()
             .await
@@ -461,10 +491,11 @@ impl DnsServer {
 
     /// Runs until every socket task ends (a socket error, or shutdown).
     pub async fn block_until_done(&mut self) -> Result<(), DnsError> {
-        self.server
-            .block_until_done()
-            .await
-            .map_err(|e| DnsError::Io(std::io::Error::other(e.to_string())))
+        let udp = &mut self.udp;
+        let (tcp, ()) = tokio::join!(self.server.block_until_done(), async {
+            while udp.join_next().await.is_some() {}
+        });
+        tcp.map_err(|e| DnsError::Io(std::io::Error::other(e.to_string())))
     }
 }
 
@@ -486,11 +517,168 @@ fn rcode_name(r: ResponseCode) -> String {
 
 #[async_trait::async_trait]
 impl RequestHandler for GslbHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut rh: R,
-    ) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, rh: R) -> ResponseInfo {
+        self.respond(request, rh).await
+    }
+}
+
+/// Largest UDP query read (as hickory's UDP stream).
+const UDP_RECV_BUFFER: usize = 4096;
+/// Queries a UDP loop answers in a row before it yields to other tasks.
+const UDP_BURST: u32 = 64;
+
+/// Receives queries on `socket` and answers each before reading the next,
+/// until `stop` turns true (or the server is dropped).
+async fn udp_loop(handler: GslbHandler, socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; UDP_RECV_BUFFER];
+    let mut burst = 0u32;
+    loop {
+        match socket.try_recv_from(&mut buf) {
+            Ok((n, src)) => {
+                let query = buf.get(..n).unwrap_or_default();
+                handler.handle_udp(query, src, &socket).await;
+                burst += 1;
+                if burst >= UDP_BURST {
+                    burst = 0;
+                    if *stop.borrow() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                burst = 0;
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                    r = socket.readable() => if let Err(e) = r {
+                        tracing::warn!(error = %e, "UDP socket not readable");
+                        return;
+                    },
+                }
+            }
+            Err(e) => {
+                // ICMP errors of earlier replies and the like: keep serving.
+                tracing::debug!(error = %e, "error receiving on the UDP socket");
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted
+                ) {
+                    tracing::warn!(error = %e, "UDP socket closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends a UDP response straight from the receiving task.
+#[derive(Clone)]
+struct UdpResponder {
+    socket: Arc<UdpSocket>,
+    dst: std::net::SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let (info, bytes) = encode_udp(response)?;
+        self.socket.send_to(&bytes, self.dst).await?;
+        Ok(info)
+    }
+}
+
+/// Encodes a UDP response as hickory does: at most the response EDNS
+/// payload size (512 without EDNS), truncated with TC=1 beyond; SERVFAIL if
+/// it cannot be encoded at all.
+fn encode_udp<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> Result<(ResponseInfo, Vec<u8>), NetError> {
+    let id = response.metadata().id;
+    let max = response.edns().map_or(512, Edns::max_payload);
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(max);
+    let error = match response.destructive_emit(&mut encoder) {
+        Ok(info) => return Ok((info, bytes)),
+        Err(e) => e,
+    };
+    tracing::error!(%error, "error encoding DNS response");
+    bytes.clear();
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(512);
+    let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+    metadata.response_code = ResponseCode::ServFail;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    header.emit(&mut encoder)?;
+    Ok((ResponseInfo::from(header), bytes))
+}
+
+impl GslbHandler {
+    /// One UDP datagram, handled as hickory's server would: no reply to a
+    /// source that cannot take one, to anything shorter than a header or to a
+    /// response; FORMERR to what does not parse.
+    async fn handle_udp(&self, query: &[u8], src: std::net::SocketAddr, socket: &Arc<UdpSocket>) {
+        let unusable = src.port() == 0
+            || match src.ip() {
+                IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast(),
+                IpAddr::V6(a) => a.is_unspecified(),
+            };
+        if unusable {
+            tracing::debug!(%src, "cannot reply to this source");
+            return;
+        }
+        let mut rh = UdpResponder {
+            socket: socket.clone(),
+            dst: src,
+        };
+        match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
+            Ok(request) => {
+                if request.metadata.message_type == MessageType::Response {
+                    return;
+                }
+                self.respond(&request, rh).await;
+            }
+            Err(error) => {
+                let Ok(header) = Header::read(&mut BinDecoder::new(query)) else {
+                    return;
+                };
+                tracing::debug!(%src, %error, "malformed query: FORMERR");
+                let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+                    return;
+                };
+                let resp = MessageResponseBuilder::new(&queries, None)
+                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                if let Err(e) = rh.send_response(resp).await {
+                    tracing::debug!(%src, error = %e, "failed to send FORMERR");
+                }
+            }
+        }
+    }
+
+    async fn respond<R: ResponseHandler>(&self, request: &Request, mut rh: R) -> ResponseInfo {
         let s = &*self.0;
         let mut src = request.src();
         // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; steering,
@@ -671,9 +859,7 @@ impl RequestHandler for GslbHandler {
         }
         self.finish(sent, request, &qtype_label)
     }
-}
 
-impl GslbHandler {
     async fn send_error<R: ResponseHandler>(
         &self,
         request: &Request,

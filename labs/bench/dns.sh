@@ -50,6 +50,8 @@
 #   OUTSTANDING=100 (dnsperf -q) RATE=10000 (qps for the "rate" pass; 0 skips it)
 #   SERVERS="edge gdnsd knot nsd" KEEP=1 (keep the work directory)
 #   EDGE_WORKERS=2 (tokio worker threads of the edge server; `edge run` uses 2)
+#   EDGE_UDP_LOOPS (receive loops per UDP socket of the edge server; default:
+#     DnsOptions::udp_loops, as `edge run`)
 #   EDGE_MODE=example | run: `run` benchmarks the product binary instead,
 #     `target/release/edge run` (node ams-e1 serves DNS; node nyc-e1 runs
 #     --no-listeners beside it so the health bus reports both sites up). Today
@@ -376,7 +378,8 @@ start_server() { # name
 			inns taskset -c $SERVER_CPU "$EDGE_BIN" run --config "$W/edge.toml" --node ams-e1 >"$log" 2>&1 &
 		else
 			inns taskset -c $SERVER_CPU "$EDGE_BIN" --config "$W/edge.toml" \
-				--listen "${ADDR[edge]}:${PORT[edge]}" --workers "$EDGE_WORKERS" >"$log" 2>&1 &
+				--listen "${ADDR[edge]}:${PORT[edge]}" --workers "$EDGE_WORKERS" \
+				${EDGE_UDP_LOOPS:+--udp-loops "$EDGE_UDP_LOOPS"} >"$log" 2>&1 &
 		fi
 		;;
 	gdnsd) inns taskset -c $SERVER_CPU gdnsd -c "$G" start >"$log" 2>&1 & ;;
