@@ -70,12 +70,14 @@ impl DnsMetrics {
         self.rrl.get_or_create(&labels(&[("action", action)])).get()
     }
 
+    #[cfg(test)]
     pub(crate) fn inc_query(&self, qtype: &str, rcode: &str) {
         self.queries
             .get_or_create(&labels(&[("qtype", qtype), ("rcode", rcode)]))
             .inc();
     }
 
+    #[cfg(test)]
     pub(crate) fn inc_site(&self, site: &str) {
         self.gslb_answers.get_or_create(&labels(&[("site", site)])).inc();
     }

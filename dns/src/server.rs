@@ -6,9 +6,10 @@
 //! hickory's `Catalog` rebuilds the response EDNS and drops ECS, which is why
 //! this is a `RequestHandler` of its own.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -31,11 +32,12 @@ use tokio::task::JoinSet;
 use crate::DnsError;
 use crate::ecs::{self, QueryEcs};
 use crate::geo::GeoDb;
-use crate::metrics::DnsMetrics;
+use crate::metrics::{DnsMetrics, labels};
 use crate::rrl::{Action, Rrl, RrlConfig};
 use crate::steer::{ClientInfo, Decision, SteerOptions, Steering};
 use crate::view::DnsView;
 use crate::zone::{Step, Zones};
+use prometheus_client::metrics::counter::Counter;
 
 /// CNAME chains longer than this are cut (and answered as far as followed).
 const MAX_CNAME_HOPS: usize = 8;
@@ -80,7 +82,14 @@ pub struct Outcome {
     /// ECS SCOPE PREFIX-LENGTH for the response (0: client-independent).
     pub scope: u8,
     /// The GSLB decisions taken (one per GSLB name met, CNAMEs included).
+    /// Only [`Authority::answer`] and `explain` build them; the server
+    /// answers without the trace.
     pub decisions: Vec<Decision>,
+    /// A GSLB answer failed open.
+    fail_open: bool,
+    /// The site of the first chosen GSLB candidate (index into
+    /// [`Steering::sites`]).
+    site: Option<usize>,
 }
 
 impl Outcome {
@@ -93,6 +102,8 @@ impl Outcome {
             additionals: Vec::new(),
             scope: 0,
             decisions: Vec::new(),
+            fail_open: false,
+            site: None,
         }
     }
 
@@ -168,8 +179,21 @@ impl Authority {
     }
 
     /// Answers `qtype` for `name` (not AXFR/IXFR: those are a transport
-    /// policy, see the handler).
+    /// policy, see the handler), with the GSLB decision trace.
     pub fn answer(&self, name: &LowerName, qtype: RecordType, client: ClientInfo, view: &DnsView) -> Outcome {
+        self.answer_with(name, qtype, client, view, true)
+    }
+
+    /// [`Self::answer`]; `trace` false skips building the decision trace (the
+    /// query path): the same filter chain runs either way.
+    fn answer_with(
+        &self,
+        name: &LowerName,
+        qtype: RecordType,
+        client: ClientInfo,
+        view: &DnsView,
+        trace: bool,
+    ) -> Outcome {
         let mut out = Outcome::new(ResponseCode::NoError);
         let mut name = name.clone();
         for hop in 0..MAX_CNAME_HOPS {
@@ -257,12 +281,24 @@ impl Authority {
                     return out;
                 }
                 Step::Gslb => {
-                    let decision = match qtype {
-                        RecordType::A | RecordType::AAAA => self.steering.decide(&name, qtype, client, view),
-                        _ => None,
-                    };
-                    match decision {
-                        Some(d) if !d.answer.is_empty() => {
+                    if !matches!(qtype, RecordType::A | RecordType::AAAA) {
+                        out.authority.push(zone.negative_soa());
+                        return out;
+                    }
+                    if trace {
+                        let Some(d) = self.steering.decide(&name, qtype, client, view) else {
+                            out.authority.push(zone.negative_soa());
+                            return out;
+                        };
+                        out.site = d
+                            .chosen
+                            .first()
+                            .and_then(|c| c.split('@').nth(1))
+                            .and_then(|site| self.steering.sites().iter().position(|s| s == site));
+                        out.fail_open |= d.fail_open;
+                        if d.answer.is_empty() {
+                            out.authority.push(zone.negative_soa());
+                        } else {
                             let owner = Name::from(&name);
                             for a in &d.answer {
                                 let data = match a {
@@ -272,13 +308,29 @@ impl Authority {
                                 out.answers.push(Record::from_rdata(owner.clone(), d.ttl, data));
                             }
                             out.scope = out.scope.max(d.scope);
-                            out.decisions.push(d);
                         }
-                        Some(d) => {
-                            out.authority.push(zone.negative_soa());
-                            out.decisions.push(d);
+                        out.decisions.push(d);
+                        return out;
+                    }
+                    let Some((rec, choice)) = self.steering.choose(&name, qtype, client, view) else {
+                        out.authority.push(zone.negative_soa());
+                        return out;
+                    };
+                    let start = out.answers.len();
+                    for idx in choice.chosen() {
+                        for r in rec.records_of(idx, qtype) {
+                            // Addresses are answered once, in order.
+                            if !out.answers[start..].iter().any(|o| o.data == r.data) {
+                                out.answers.push(r.clone());
+                            }
                         }
-                        None => out.authority.push(zone.negative_soa()),
+                    }
+                    out.fail_open |= choice.fail_open;
+                    out.site = choice.chosen().next().and_then(|i| rec.site_id(i));
+                    if out.answers.len() == start {
+                        out.authority.push(zone.negative_soa());
+                    } else {
+                        out.scope = out.scope.max(choice.scope);
                     }
                     return out;
                 }
@@ -360,6 +412,49 @@ struct Shared {
     rrl: Rrl,
     metrics: DnsMetrics,
     options: DnsOptions,
+    /// `metrics.gslb_answers` by site index, created on first use.
+    site_counters: Vec<OnceLock<Counter>>,
+    /// `metrics.queries` by (qtype, rcode), created on first use: no label
+    /// strings on the query path.
+    query_counters: RwLock<HashMap<(Option<RecordType>, u16), Counter>>,
+}
+
+impl Shared {
+    fn site_answers(&self, site: usize) -> &Counter {
+        static NONE: OnceLock<Counter> = OnceLock::new();
+        match self.site_counters.get(site) {
+            Some(c) => c.get_or_init(|| {
+                let name = self
+                    .authority
+                    .steering()
+                    .sites()
+                    .get(site)
+                    .map_or("", String::as_str);
+                self.metrics
+                    .gslb_answers
+                    .get_or_create(&labels(&[("site", name)]))
+                    .clone()
+            }),
+            None => NONE.get_or_init(Counter::default),
+        }
+    }
+
+    fn query_counter(&self, qtype: Option<RecordType>, rcode: ResponseCode) -> Counter {
+        let key = (qtype, u16::from(rcode));
+        if let Some(c) = self.query_counters.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return c;
+        }
+        let qtype = qtype.map_or_else(|| "none".to_string(), |q| q.to_string());
+        let c = self
+            .metrics
+            .queries
+            .get_or_create(&labels(&[("qtype", &qtype), ("rcode", &rcode_name(rcode))]))
+            .clone();
+        if let Ok(mut m) = self.query_counters.write() {
+            m.insert(key, c.clone());
+        }
+        c
+    }
 }
 
 /// The hickory [`RequestHandler`].
@@ -401,6 +496,7 @@ impl DnsServer {
     ) -> Result<Self, DnsError> {
         let authority = Authority::new(dep, geo.map(Arc::new), options.steer.clone())?;
         let metrics = DnsMetrics::default();
+        let authority_sites = authority.steering().sites().len();
         if let Some(r) = registry {
             metrics.register(r);
         }
@@ -410,6 +506,8 @@ impl DnsServer {
             rrl: Rrl::new(options.rrl.clone()),
             metrics,
             options,
+            site_counters: (0..authority_sites).map(|_| OnceLock::new()).collect(),
+            query_counters: RwLock::new(HashMap::new()),
         }));
         Ok(Self {
             server: hickory_server::Server::new(handler.clone()),
@@ -694,11 +792,7 @@ impl GslbHandler {
             e.set_version(0);
             e
         });
-        let qtype_label = request
-            .queries
-            .queries()
-            .first()
-            .map_or_else(|| "none".to_string(), |q| q.query_type().to_string());
+        let qtype_label = request.queries.queries().first().map(|q| q.query_type());
 
         let reply = |rcode: ResponseCode, edns: Option<Edns>| (rcode, edns);
         let early = if request.metadata.op_code != OpCode::Query {
@@ -714,7 +808,7 @@ impl GslbHandler {
         };
         if let Some((rcode, edns)) = early {
             return self
-                .send_error(request, rh, meta, rcode, edns.as_ref(), &qtype_label)
+                .send_error(request, rh, meta, rcode, edns.as_ref(), qtype_label)
                 .await;
         }
 
@@ -729,7 +823,7 @@ impl GslbHandler {
                         meta,
                         ResponseCode::FormErr,
                         resp_edns.as_ref(),
-                        &qtype_label,
+                        qtype_label,
                     )
                     .await;
             }
@@ -745,7 +839,7 @@ impl GslbHandler {
                     meta,
                     ResponseCode::FormErr,
                     resp_edns.as_ref(),
-                    &qtype_label,
+                    qtype_label,
                 )
                 .await;
         };
@@ -761,7 +855,7 @@ impl GslbHandler {
                     meta,
                     ResponseCode::Refused,
                     resp_edns.as_ref(),
-                    &qtype_label,
+                    qtype_label,
                 )
                 .await;
         }
@@ -790,10 +884,11 @@ impl GslbHandler {
                 ecs: ecs_opt.and_then(|e| e.effective()),
             };
             let view = s.view.0.load();
-            let o = s.authority.answer(&qname, qtype, client, &view);
-            for d in &o.decisions {
-                tracing::debug!(name = %d.name, %src, ecs = ?client.ecs, chosen = ?d.chosen,
-                    scope = d.scope, fail_open = d.fail_open, "gslb decision");
+            let o = s.authority.answer_with(&qname, qtype, client, &view, false);
+            if let Some(site) = o.site {
+                tracing::debug!(name = %qname, %src, ecs = ?client.ecs,
+                    site = s.authority.steering().sites().get(site).map(String::as_str),
+                    scope = o.scope, fail_open = o.fail_open, "gslb decision");
             }
             o
         };
@@ -829,18 +924,16 @@ impl GslbHandler {
                     meta.truncation = true;
                     let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
                     let resp = builder.build_no_records(meta);
-                    return self.finish(rh.send_response(resp).await, request, &qtype_label);
+                    return self.finish(rh.send_response(resp).await, request, qtype_label);
                 }
             }
         }
 
-        if outcome.decisions.iter().any(|d| d.fail_open) {
+        if outcome.fail_open {
             s.metrics.fail_open.inc();
         }
-        for d in &outcome.decisions {
-            if let Some(site) = d.chosen.first().and_then(|c| c.split('@').nth(1)) {
-                s.metrics.inc_site(site);
-            }
+        if let Some(site) = outcome.site {
+            s.site_answers(site).inc();
         }
         let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
         let resp = builder.build(
@@ -857,7 +950,7 @@ impl GslbHandler {
         {
             s.metrics.truncated.inc();
         }
-        self.finish(sent, request, &qtype_label)
+        self.finish(sent, request, qtype_label)
     }
 
     async fn send_error<R: ResponseHandler>(
@@ -867,7 +960,7 @@ impl GslbHandler {
         mut meta: Metadata,
         rcode: ResponseCode,
         edns: Option<&Edns>,
-        qtype: &str,
+        qtype: Option<RecordType>,
     ) -> ResponseInfo {
         meta.response_code = rcode;
         let builder = MessageResponseBuilder::new(&request.queries, edns);
@@ -879,11 +972,11 @@ impl GslbHandler {
         &self,
         sent: Result<ResponseInfo, hickory_server::net::NetError>,
         request: &Request,
-        qtype: &str,
+        qtype: Option<RecordType>,
     ) -> ResponseInfo {
         match sent {
             Ok(info) => {
-                self.0.metrics.inc_query(qtype, &rcode_name(info.response_code));
+                self.0.query_counter(qtype, info.response_code).inc();
                 info
             }
             Err(e) => {

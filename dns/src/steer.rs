@@ -16,13 +16,14 @@
 //!
 //! The first `answers` candidates are returned with the record's TTL.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use edge_topology::{Deployment, GslbFilter};
-use hickory_proto::rr::{LowerName, Name, RecordType};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use crate::DnsError;
@@ -73,12 +74,31 @@ pub struct GslbRecord {
     pub answers: u32,
     pub policy: Vec<GslbFilter>,
     pub candidates: Vec<Candidate>,
+    /// Per candidate, its answer records: `[A, AAAA]` (built once).
+    rrs: Vec<[Vec<Record>; 2]>,
+    /// Per candidate, the index of its site in [`Steering::site_name`].
+    site_ids: Vec<usize>,
+}
+
+impl GslbRecord {
+    /// The A (or AAAA) records candidate `idx` answers with.
+    pub(crate) fn records_of(&self, idx: usize, qtype: RecordType) -> &[Record] {
+        let fam = usize::from(qtype != RecordType::A);
+        self.rrs.get(idx).map_or(&[], |r| r[fam].as_slice())
+    }
+
+    /// The site index of candidate `idx`.
+    pub(crate) fn site_id(&self, idx: usize) -> Option<usize> {
+        self.site_ids.get(idx).copied()
+    }
 }
 
 /// The steering engine: every GSLB record plus the GeoIP database.
 #[derive(Debug, Clone)]
 pub struct Steering {
     records: BTreeMap<LowerName, GslbRecord>,
+    /// Every site some candidate is at.
+    sites: Vec<String>,
     geo: Option<Arc<GeoDb>>,
     options: SteerOptions,
 }
@@ -193,19 +213,15 @@ fn list(v: &[String]) -> String {
     }
 }
 
-struct Live {
-    idx: usize,
-    /// Ranking key, most significant component first.
-    key: Vec<u64>,
-}
-
 impl Steering {
     /// Resolves every GSLB record's VIPs to (VIP, site, addresses) candidates.
     pub fn new(dep: &Deployment, geo: Option<Arc<GeoDb>>, options: SteerOptions) -> Result<Self, DnsError> {
         let mut records = BTreeMap::new();
+        let mut sites: Vec<String> = Vec::new();
         let Some(dns) = &dep.dns else {
             return Ok(Self {
                 records,
+                sites: Vec::new(),
                 geo,
                 options,
             });
@@ -239,6 +255,32 @@ impl Steering {
                     });
                 }
             }
+            let owner = Name::from(&name);
+            let rrs = candidates
+                .iter()
+                .map(|c| {
+                    let mut v4 = Vec::new();
+                    let mut v6 = Vec::new();
+                    for a in &c.addrs {
+                        let (list, data) = match a {
+                            IpAddr::V4(a) => (&mut v4, RData::A(A(*a))),
+                            IpAddr::V6(a) => (&mut v6, RData::AAAA(AAAA(*a))),
+                        };
+                        list.push(Record::from_rdata(owner.clone(), g.ttl, data));
+                    }
+                    [v4, v6]
+                })
+                .collect();
+            let site_ids = candidates
+                .iter()
+                .map(|c| match sites.iter().position(|s| *s == c.site) {
+                    Some(i) => i,
+                    None => {
+                        sites.push(c.site.clone());
+                        sites.len() - 1
+                    }
+                })
+                .collect();
             records.insert(
                 name.clone(),
                 GslbRecord {
@@ -247,11 +289,14 @@ impl Steering {
                     answers: g.answers.max(1),
                     policy: g.policy.clone(),
                     candidates,
+                    rrs,
+                    site_ids,
                 },
             );
         }
         Ok(Self {
             records,
+            sites,
             geo,
             options,
         })
@@ -265,6 +310,11 @@ impl Steering {
         self.records.values()
     }
 
+    /// Every site a GSLB candidate is at; [`GslbRecord`]s refer to them by index.
+    pub fn sites(&self) -> &[String] {
+        &self.sites
+    }
+
     /// Runs the filter chain. `None` when `name` is not a GSLB record.
     pub fn decide(
         &self,
@@ -276,18 +326,97 @@ impl Steering {
         let rec = self.records.get(name)?;
         Some(self.run(rec, qtype, client, view))
     }
+}
 
+/// A candidate still in the running.
+struct Live {
+    idx: usize,
+    /// Rank among the remaining candidates by every ranking key so far
+    /// (equal keys, equal group; `live` is kept sorted by it).
+    group: u32,
+    /// The key of the ranking filter being applied.
+    key: u64,
+    /// Weighted rendezvous score (only computed to break ties).
+    score: f64,
+}
+
+impl Live {
+    fn new(idx: usize) -> Self {
+        Self {
+            idx,
+            group: 0,
+            key: 0,
+            score: 0.0,
+        }
+    }
+}
+
+/// Sorts by the new `key` first and the previous ranking second, then
+/// renumbers the groups: the same order as sorting by the whole key vector,
+/// newest component first.
+fn rank(live: &mut [Live]) {
+    live.sort_by(|a, b| a.key.cmp(&b.key).then(a.group.cmp(&b.group)));
+    let mut g = 0;
+    let mut prev: Option<(u64, u32)> = None;
+    for l in live.iter_mut() {
+        let k = (l.key, l.group);
+        if prev.is_some_and(|p| p != k) {
+            g += 1;
+        }
+        prev = Some(k);
+        l.group = g;
+    }
+}
+
+/// The outcome of the chain as plain data: what the server answers with.
+/// [`Decision`] (the explain trace) is built from the same run.
+pub(crate) struct Choice {
+    live: Vec<Live>,
+    /// How many of `live` are chosen.
+    n: usize,
+    pub(crate) fail_open: bool,
+    pub(crate) scope: u8,
+}
+
+impl Choice {
+    /// Chosen candidate indices, best first.
+    pub(crate) fn chosen(&self) -> impl Iterator<Item = usize> + '_ {
+        self.live.iter().take(self.n).map(|l| l.idx)
+    }
+}
+
+/// A short string on the stack (an `IpNet` as text) for hashing.
+struct StackStr {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl fmt::Write for StackStr {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl Steering {
+    /// Runs the filter chain without building the trace (the query path).
+    pub(crate) fn choose(
+        &self,
+        name: &LowerName,
+        qtype: RecordType,
+        client: ClientInfo,
+        view: &DnsView,
+    ) -> Option<(&GslbRecord, Choice)> {
+        let rec = self.records.get(name)?;
+        Some((rec, self.chain(rec, qtype, client, view, None)))
+    }
+
+    /// Runs the filter chain and builds the explain trace from the same run.
     fn run(&self, rec: &GslbRecord, qtype: RecordType, client: ClientInfo, view: &DnsView) -> Decision {
-        let want_v4 = qtype == RecordType::A;
-        let fam = |c: &Candidate| -> Vec<IpAddr> {
-            c.addrs
-                .iter()
-                .copied()
-                .filter(|a| a.is_ipv4() == want_v4)
-                .collect()
-        };
         let cands = &rec.candidates;
-        let label = |l: &Live| cands[l.idx].label();
         let mut d = Decision {
             name: rec.name.to_string(),
             qtype,
@@ -301,74 +430,126 @@ impl Steering {
             ttl: rec.ttl,
             scope: 0,
         };
+        let choice = self.chain(rec, qtype, client, view, Some(&mut d));
+        let want_v4 = qtype == RecordType::A;
+        for idx in choice.chosen() {
+            d.chosen.push(cands[idx].label());
+            for a in cands[idx].addrs.iter().filter(|a| a.is_ipv4() == want_v4) {
+                if !d.answer.contains(a) {
+                    d.answer.push(*a);
+                }
+            }
+        }
+        d.fail_open = choice.fail_open;
+        d.scope = choice.scope;
+        d
+    }
+
+    /// The filter chain. With `trace`, records every step in it (text is
+    /// only ever built there).
+    fn chain(
+        &self,
+        rec: &GslbRecord,
+        qtype: RecordType,
+        client: ClientInfo,
+        view: &DnsView,
+        mut trace: Option<&mut Decision>,
+    ) -> Choice {
+        let want_v4 = qtype == RecordType::A;
+        let has_family = |c: &Candidate| c.addrs.iter().any(|a| a.is_ipv4() == want_v4);
+        let cands = &rec.candidates;
+        let label = |l: &Live| cands[l.idx].label();
+        let labels = |live: &[Live]| live.iter().map(label).collect::<Vec<_>>();
         // Only candidates with an address of the asked family can answer.
-        let family: Vec<usize> = (0..cands.len()).filter(|&i| !fam(&cands[i]).is_empty()).collect();
-        let mut live: Vec<Live> = family.iter().map(|&idx| Live { idx, key: Vec::new() }).collect();
-        if live.len() < cands.len() {
+        let family = || (0..cands.len()).filter(|&i| has_family(&cands[i])).map(Live::new);
+        let mut live: Vec<Live> = Vec::with_capacity(cands.len());
+        live.extend(family());
+        let mut choice_fail_open = false;
+        if live.len() < cands.len()
+            && let Some(d) = trace.as_deref_mut()
+        {
             let removed = (0..cands.len())
-                .filter(|i| !family.contains(i))
+                .filter(|&i| !has_family(&cands[i]))
                 .map(|i| (cands[i].label(), format!("no {qtype} address")))
                 .collect();
             d.steps.push(FilterTrace {
                 filter: "family".into(),
                 removed,
                 note: String::new(),
-                after: live.iter().map(label).collect(),
+                after: labels(&live),
             });
         }
         if live.is_empty() {
-            return d;
+            return Choice {
+                live,
+                n: 0,
+                fail_open: false,
+                scope: 0,
+            };
         }
         // Bits of the client address the answer depended on.
         let mut depends: u8 = 0;
         for filter in &rec.policy {
-            let mut t = FilterTrace {
+            let mut t = trace.as_ref().map(|_| FilterTrace {
                 filter: filter_name(*filter).into(),
                 removed: Vec::new(),
                 note: String::new(),
                 after: Vec::new(),
-            };
+            });
             match filter {
                 GslbFilter::Health => {
-                    let (keep, gone): (Vec<Live>, Vec<Live>) = live
-                        .into_iter()
-                        .partition(|l| view.site(&cands[l.idx].site).serves(&cands[l.idx].vip));
-                    t.removed = gone
-                        .iter()
-                        .map(|l| {
-                            let s = view.site(&cands[l.idx].site);
-                            let why = if s.up { "service down" } else { "site down" };
-                            (label(l), why.to_string())
-                        })
-                        .collect();
-                    live = keep;
+                    let serves = |l: &Live| view.site(&cands[l.idx].site).serves(&cands[l.idx].vip);
+                    if let Some(t) = t.as_mut() {
+                        t.removed = live
+                            .iter()
+                            .filter(|l| !serves(l))
+                            .map(|l| {
+                                let s = view.site(&cands[l.idx].site);
+                                let why = if s.up { "service down" } else { "site down" };
+                                (label(l), why.to_string())
+                            })
+                            .collect();
+                    }
+                    live.retain(serves);
                     if live.is_empty() {
                         // Answering with nothing turns an outage of our
                         // health signal into an outage of the service.
-                        d.fail_open = true;
-                        t.note = "every candidate down: failing open to all configured".into();
+                        choice_fail_open = true;
+                        if let Some(t) = t.as_mut() {
+                            t.note = "every candidate down: failing open to all configured".into();
+                        }
                         tracing::warn!(name = %rec.name, "GSLB fail-open: every candidate is down");
-                        live = family.iter().map(|&idx| Live { idx, key: Vec::new() }).collect();
+                        live.extend(family());
                     }
                 }
                 GslbFilter::Drain => {
-                    let drained: Vec<bool> = live
-                        .iter()
-                        .map(|l| view.site(&cands[l.idx].site).drained)
-                        .collect();
-                    if drained.iter().all(|x| *x) {
-                        t.note = "every remaining candidate is drained: drain not applied".into();
+                    let drained = |l: &Live| view.site(&cands[l.idx].site).drained;
+                    if live.iter().all(drained) {
+                        if let Some(t) = t.as_mut() {
+                            t.note = "every remaining candidate is drained: drain not applied".into();
+                        }
                     } else {
-                        let mut it = drained.into_iter();
-                        let (keep, gone): (Vec<Live>, Vec<Live>) =
-                            live.into_iter().partition(|_| !it.next().unwrap_or(false));
-                        t.removed = gone.iter().map(|l| (label(l), "drained".into())).collect();
-                        live = keep;
+                        if let Some(t) = t.as_mut() {
+                            t.removed = live
+                                .iter()
+                                .filter(|l| drained(l))
+                                .map(|l| (label(l), "drained".into()))
+                                .collect();
+                        }
+                        live.retain(|l| !drained(l));
                     }
                 }
                 GslbFilter::Geo => match &self.geo {
-                    None => t.note = "no GeoIP database".into(),
-                    Some(_) if live.len() < 2 => t.note = "single candidate, nothing to rank".into(),
+                    None => {
+                        if let Some(t) = t.as_mut() {
+                            t.note = "no GeoIP database".into();
+                        }
+                    }
+                    Some(_) if live.len() < 2 => {
+                        if let Some(t) = t.as_mut() {
+                            t.note = "single candidate, nothing to rank".into();
+                        }
+                    }
                     Some(db) => {
                         let at = client.locate_by();
                         let found = db.lookup(at);
@@ -378,139 +559,184 @@ impl Steering {
                         depends = depends.max(found.prefix_len);
                         match found.hit {
                             None => {
-                                d.location = Some(format!("{at}: not in database (/{})", found.prefix_len));
-                                t.note = "client location unknown".into();
+                                if let Some(d) = trace.as_deref_mut() {
+                                    d.location =
+                                        Some(format!("{at}: not in database (/{})", found.prefix_len));
+                                }
+                                if let Some(t) = t.as_mut() {
+                                    t.note = "client location unknown".into();
+                                }
                             }
                             Some(hit) => {
-                                let country = hit.country.clone().unwrap_or_default();
-                                let preferred = self.options.country_sites.get(&country);
-                                d.location = Some(match hit.coords {
-                                    Some((lat, lon)) => {
-                                        format!("{country} ({lat:.2},{lon:.2}) per /{}", found.prefix_len)
-                                    }
-                                    None => format!("{country} per /{}", found.prefix_len),
-                                });
+                                let country = hit.country.as_deref().unwrap_or_default();
+                                let preferred = self.options.country_sites.get(country);
+                                if let Some(d) = trace.as_deref_mut() {
+                                    d.location = Some(match hit.coords {
+                                        Some((lat, lon)) => {
+                                            format!("{country} ({lat:.2},{lon:.2}) per /{}", found.prefix_len)
+                                        }
+                                        None => format!("{country} per /{}", found.prefix_len),
+                                    });
+                                }
                                 let mut notes = Vec::new();
                                 for l in &mut live {
                                     let c = &cands[l.idx];
-                                    let (k, why) = if preferred.is_some_and(|p| p.contains(&c.site)) {
-                                        (0, format!("{} mapped for {country}", c.label()))
+                                    l.key = if preferred.is_some_and(|p| p.contains(&c.site)) {
+                                        if t.is_some() {
+                                            notes.push(format!("{} mapped for {country}", c.label()));
+                                        }
+                                        0
                                     } else if let Some(ll) = hit.coords {
                                         let km = distance_km(ll, (c.lat, c.lon)).round() as u64;
-                                        (1 + km, format!("{} {km} km", c.label()))
+                                        if t.is_some() {
+                                            notes.push(format!("{} {km} km", c.label()));
+                                        }
+                                        1 + km
                                     } else if c.country == country {
-                                        (1, format!("{} same country", c.label()))
+                                        if t.is_some() {
+                                            notes.push(format!("{} same country", c.label()));
+                                        }
+                                        1
                                     } else {
-                                        (2, format!("{} other country", c.label()))
+                                        if t.is_some() {
+                                            notes.push(format!("{} other country", c.label()));
+                                        }
+                                        2
                                     };
-                                    l.key.insert(0, k);
-                                    notes.push(why);
                                 }
-                                t.note = format!("ranked: {}", notes.join(", "));
-                                live.sort_by(|a, b| a.key.cmp(&b.key));
+                                if let Some(t) = t.as_mut() {
+                                    t.note = format!("ranked: {}", notes.join(", "));
+                                }
+                                rank(&mut live);
                             }
                         }
                     }
                 },
                 GslbFilter::Latency => {
                     if view.rtt.is_empty() {
-                        t.note = "no RTT measurements".into();
+                        if let Some(t) = t.as_mut() {
+                            t.note = "no RTT measurements".into();
+                        }
                     } else if live.len() < 2 {
-                        t.note = "single candidate, nothing to rank".into();
+                        if let Some(t) = t.as_mut() {
+                            t.note = "single candidate, nothing to rank".into();
+                        }
                     } else {
                         let prefix = client_prefix(client.locate_by());
                         depends = depends.max(prefix.prefix_len());
                         match view.rtts_for(client.locate_by()) {
-                            None => t.note = format!("no RTT for {prefix}"),
+                            None => {
+                                if let Some(t) = t.as_mut() {
+                                    t.note = format!("no RTT for {prefix}");
+                                }
+                            }
                             Some(rtts) => {
                                 let mut notes = Vec::new();
                                 for l in &mut live {
                                     let c = &cands[l.idx];
-                                    let k = match rtts.get(&c.site) {
+                                    l.key = match rtts.get(&c.site) {
                                         Some(us) => {
-                                            notes.push(format!(
-                                                "{} {:.1} ms",
-                                                c.label(),
-                                                f64::from(*us) / 1000.0
-                                            ));
+                                            if t.is_some() {
+                                                notes.push(format!(
+                                                    "{} {:.1} ms",
+                                                    c.label(),
+                                                    f64::from(*us) / 1000.0
+                                                ));
+                                            }
                                             u64::from(*us)
                                         }
                                         None => {
-                                            notes.push(format!("{} unmeasured", c.label()));
+                                            if t.is_some() {
+                                                notes.push(format!("{} unmeasured", c.label()));
+                                            }
                                             u64::MAX
                                         }
                                     };
-                                    l.key.insert(0, k);
                                 }
-                                t.note = format!("{prefix}: {}", notes.join(", "));
-                                live.sort_by(|a, b| a.key.cmp(&b.key));
+                                if let Some(t) = t.as_mut() {
+                                    t.note = format!("{prefix}: {}", notes.join(", "));
+                                }
+                                rank(&mut live);
                             }
                         }
                     }
                 }
                 GslbFilter::Weight => {
-                    let over: Vec<bool> = live
-                        .iter()
-                        .map(|l| view.site(&cands[l.idx].site).load > self.options.shed_load_above)
-                        .collect();
+                    let shed = self.options.shed_load_above;
+                    let over = |l: &Live| view.site(&cands[l.idx].site).load > shed;
                     let mut notes = Vec::new();
-                    if over.iter().all(|x| *x) {
-                        notes.push(
-                            "every remaining candidate is over its load limit: shedding not applied".into(),
-                        );
+                    if live.iter().all(over) {
+                        if t.is_some() {
+                            notes.push(
+                                "every remaining candidate is over its load limit: shedding not applied"
+                                    .to_string(),
+                            );
+                        }
                     } else {
-                        let mut it = over.into_iter();
-                        let (keep, gone): (Vec<Live>, Vec<Live>) =
-                            live.into_iter().partition(|_| !it.next().unwrap_or(false));
-                        t.removed = gone
-                            .iter()
-                            .map(|l| {
-                                let load = view.site(&cands[l.idx].site).load;
-                                (
-                                    label(l),
-                                    format!("load {load:.2} > {:.2}", self.options.shed_load_above),
-                                )
-                            })
-                            .collect();
-                        live = keep;
+                        if let Some(t) = t.as_mut() {
+                            t.removed = live
+                                .iter()
+                                .filter(|l| over(l))
+                                .map(|l| {
+                                    let load = view.site(&cands[l.idx].site).load;
+                                    (label(l), format!("load {load:.2} > {shed:.2}"))
+                                })
+                                .collect();
+                        }
+                        live.retain(|l| !over(l));
                     }
                     let hash_prefix = client_prefix(client.locate_by());
-                    let score = |l: &Live| {
-                        let c = &cands[l.idx];
-                        hrw_score(&hash_prefix, &c.vip, &c.site, view.site(&c.site).weight)
+                    // `live` is sorted by group: ties are neighbours.
+                    let tied = |i: usize| {
+                        let g = live[i].group;
+                        (i > 0 && live[i - 1].group == g) || live.get(i + 1).is_some_and(|o| o.group == g)
                     };
                     // Does a tie that weight must break reach into the answer?
                     let n = (rec.answers as usize).min(live.len());
-                    let tie_in_answer =
-                        (0..n).any(|i| live.iter().filter(|o| o.key == live[i].key).count() > 1);
-                    if tie_in_answer {
+                    if (0..n).any(tied) {
                         depends = depends.max(hash_prefix.prefix_len());
-                        notes.push(format!("weighted tie-break for {hash_prefix}"));
+                        if t.is_some() {
+                            notes.push(format!("weighted tie-break for {hash_prefix}"));
+                        }
                     }
-                    live.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| score(b).total_cmp(&score(a))));
-                    t.note = notes.join("; ");
+                    if (0..live.len()).any(tied) {
+                        let mut text = StackStr { buf: [0; 64], len: 0 };
+                        let key: &[u8] =
+                            if fmt::Write::write_fmt(&mut text, format_args!("{hash_prefix}")).is_ok() {
+                                &text.buf[..text.len]
+                            } else {
+                                &[]
+                            };
+                        for l in &mut live {
+                            let c = &cands[l.idx];
+                            l.score = hrw_score(key, &c.vip, &c.site, view.site(&c.site).weight);
+                        }
+                        live.sort_by(|a, b| a.group.cmp(&b.group).then_with(|| b.score.total_cmp(&a.score)));
+                    }
+                    if let Some(t) = t.as_mut() {
+                        t.note = notes.join("; ");
+                    }
                 }
             }
-            t.after = live.iter().map(label).collect();
-            d.steps.push(t);
-        }
-        let mut seen = BTreeSet::new();
-        for l in live.iter().take(rec.answers as usize) {
-            d.chosen.push(label(l));
-            for a in fam(&cands[l.idx]) {
-                if seen.insert(a) {
-                    d.answer.push(a);
-                }
+            if let (Some(d), Some(mut t)) = (trace.as_deref_mut(), t) {
+                t.after = labels(&live);
+                d.steps.push(t);
             }
         }
+        let n = (rec.answers as usize).min(live.len());
         // The answer is the same for every client in the subnet we saw, so
         // the scope never claims more bits than we were given.
-        d.scope = if client.ecs.is_some() {
+        let scope = if client.ecs.is_some() {
             depends.min(client.known_bits())
         } else {
             0
         };
-        d
+        Choice {
+            live,
+            n,
+            fail_open: choice_fail_open,
+            scope,
+        }
     }
 }
 
@@ -525,15 +751,15 @@ fn filter_name(f: GslbFilter) -> &'static str {
 }
 
 /// Weighted rendezvous (highest random weight) score: `weight / -ln(u)` with
-/// `u` a stable hash of (client prefix, candidate) in (0, 1). Each candidate
+/// `u` a stable hash of (client prefix as text, candidate) in (0, 1). Each candidate
 /// wins for a share of prefixes proportional to its weight, and adding or
 /// removing a site only moves the prefixes that site wins or loses.
-fn hrw_score(prefix: &IpNet, vip: &str, site: &str, weight: u32) -> f64 {
+fn hrw_score(prefix: &[u8], vip: &str, site: &str, weight: u32) -> f64 {
     if weight == 0 {
         return 0.0;
     }
     let mut h = Fnv::default();
-    h.write(prefix.to_string().as_bytes());
+    h.write(prefix);
     h.write(&[0]);
     h.write(vip.as_bytes());
     h.write(&[0]);
