@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = cli::Cli::parse();
     cli::init_tracing(cli.log_format, cli.verbose);
     match cli::dispatch(cli) {
@@ -33,4 +34,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `edge status | head` closes our stdout early; Rust's `println!` then
+/// panics. Exit quietly with the shell's SIGPIPE status instead, as other
+/// command-line tools do, and keep the default report for real panics.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
