@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use maxminddb::{Reader, geoip2};
 
@@ -28,10 +29,19 @@ pub struct GeoLookup {
     pub hit: Option<GeoHit>,
 }
 
+/// Slots of the lookup cache (direct-mapped by address).
+const CACHE_SLOTS: usize = 4096;
+
+/// One cached lookup: the address and what the database said about it.
+type CacheSlot = Mutex<Option<(IpAddr, Arc<GeoLookup>)>>;
+
 /// An opened MaxMind DB, held in memory.
 pub struct GeoDb {
     reader: Reader<Vec<u8>>,
     source: String,
+    /// Recent lookups: the database never changes, so an entry is valid
+    /// until another address takes its slot. Bounded by `CACHE_SLOTS`.
+    cache: Box<[CacheSlot]>,
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -73,7 +83,35 @@ impl GeoDb {
         Ok(Self {
             reader,
             source: name.to_string(),
+            cache: (0..CACHE_SLOTS).map(|_| Mutex::new(None)).collect(),
         })
+    }
+
+    /// [`Self::lookup`] through a small cache of recent addresses (the
+    /// query path: the same resolvers and client subnets keep coming back).
+    pub fn lookup_cached(&self, ip: IpAddr) -> Arc<GeoLookup> {
+        let h = match ip {
+            IpAddr::V4(a) => u64::from(a.to_bits()),
+            IpAddr::V6(a) => {
+                let b = a.to_bits();
+                (b >> 64) as u64 ^ b as u64
+            }
+        };
+        let slot = (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize % CACHE_SLOTS;
+        let Some(slot) = self.cache.get(slot) else {
+            return Arc::new(self.lookup(ip));
+        };
+        if let Ok(g) = slot.lock()
+            && let Some((cached, hit)) = g.as_ref()
+            && *cached == ip
+        {
+            return hit.clone();
+        }
+        let found = Arc::new(self.lookup(ip));
+        if let Ok(mut g) = slot.lock() {
+            *g = Some((ip, found.clone()));
+        }
+        found
     }
 
     /// `database_type` from the metadata (`GeoLite2-City`, `edge-lab-City`…).
@@ -153,6 +191,22 @@ mod tests {
             err.to_string().contains("/nonexistent/../geoip/lab.mmdb"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cached_lookups_equal_fresh_ones() {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let db = GeoDb::open(root.join("labs/geoip/lab.mmdb")).unwrap();
+        // More addresses than slots, twice over: hits, misses and evictions.
+        for round in 0..2 {
+            for i in 0..(CACHE_SLOTS as u32 + 100) {
+                let v4 = IpAddr::from((0xc612_0000u32 + (i << 8)).to_be_bytes());
+                let v6 = IpAddr::from((0x2001_0db8_000a_u128 << 80 | u128::from(i) << 72).to_be_bytes());
+                for ip in [v4, v6] {
+                    assert_eq!(*db.lookup_cached(ip), db.lookup(ip), "round {round} {ip}");
+                }
+            }
+        }
     }
 
     #[test]

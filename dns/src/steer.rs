@@ -552,12 +552,12 @@ impl Steering {
                     }
                     Some(db) => {
                         let at = client.locate_by();
-                        let found = db.lookup(at);
+                        let found = db.lookup_cached(at);
                         // Whether found or not, another client could have
                         // been placed elsewhere: the answer depends on the
                         // network the database matched.
                         depends = depends.max(found.prefix_len);
-                        match found.hit {
+                        match &found.hit {
                             None => {
                                 if let Some(d) = trace.as_deref_mut() {
                                     d.location =
