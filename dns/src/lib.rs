@@ -13,7 +13,8 @@
 //! ```
 //!
 //! [`explain`](DnsServer::explain) runs the very same [`Authority::answer`]
-//! the server runs, so the trace it prints is the answer a client gets.
+//! code and GSLB filter chain the server runs (the server only skips
+//! recording the trace), so the trace it prints is the answer a client gets.
 //!
 //! Must never depend on `bgp`, `l4`, `l7` or `labs`.
 
