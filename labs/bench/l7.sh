@@ -65,6 +65,11 @@
 # saturation (closed loop, 64 connections), so they are mostly queueing:
 # ~ 64 / (req/s) for HTTP/1.1, 640 / (req/s) for h2load.
 #
+# Reading it on a shared machine: other work on either CPU shows as proxy
+# cpu% well below 100 with CPU0% ~100; req/s then swings between rounds
+# (see "req/s per round") while req/cpu-s stays comparable, so compare
+# req/cpu-s first. p99 at saturation is dominated by scheduling noise there.
+#
 # Needs root only for apt (installs haproxy nginx wrk nghttp2-client if
 # missing; apt's policy may start Debian's default nginx/haproxy services on a
 # systemd host; this script never uses them and never stops them). Builds
