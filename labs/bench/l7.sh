@@ -14,8 +14,8 @@
 #     no upstream), much cheaper per request than a proxy, so the origins are
 #     not the bottleneck; they share CPU 1 with the load generator. The
 #     "direct" row (wrk straight to o1, same pinning) shows what CPU 1 alone
-#     can generate and serve, and the "cpu%" column shows that the proxy had
-#     all of CPU 0 (the proxy, not the client side, is what limits).
+#     can generate and serve, and the "cpu%" column shows whether the proxy
+#     had all of CPU 0 (~100: the proxy, not the client side, is what limits).
 #     (edge's own `edge lab backend` would do too, but is a Rust/hyper server
 #     on a current-thread runtime that also counts health state; nginx keeps
 #     the origin side identical and cheap for all three proxies.)
