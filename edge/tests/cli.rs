@@ -199,7 +199,6 @@ fn active_checks_drive_the_vip_verdict() {
     let up = TcpListener::bind("127.0.0.1:0").expect("bind");
     let up_port = up.local_addr().expect("addr").port();
     let down_port = free_port().port();
-    let admin = free_port();
     let gossip = free_port();
     let cfg = edge_topology_demo()
         .replace("port = 18081", &format!("port = {up_port}"))
@@ -210,18 +209,8 @@ fn active_checks_drive_the_vip_verdict() {
         )
         .replace("127.0.0.1:7946", &gossip.to_string())
         .replace("port = 5353", &format!("port = {}", free_port().port()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let f = dir.path().join("demo.toml");
-    std::fs::write(&f, cfg).expect("write");
-    let child = Command::new(EDGE)
-        .args(["run", "--no-vip-on-lo", "--no-listeners", "--config"])
-        .arg(&f)
-        .args(["--admin", &admin.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let _child = Killed(child);
+    let node = run_demo(&cfg, &["--no-vip-on-lo", "--no-listeners"]);
+    let admin = node.admin;
     let v = wait_status(
         admin,
         "demo VIP announced, both checks concluded",
@@ -247,29 +236,50 @@ fn active_checks_drive_the_vip_verdict() {
     assert!(m.contains("edge_operator_drains 0"), "{m}");
 }
 
+/// An `edge run` of a topology text, on loopback, with its admin API on a
+/// free port; killed when dropped.
+struct DemoNode {
+    child: Killed,
+    admin: SocketAddr,
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn run_demo(config: &str, flags: &[&str]) -> DemoNode {
+    let admin = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("demo.toml");
+    std::fs::write(&file, config).expect("write");
+    let child = Command::new(EDGE)
+        .arg("run")
+        .args(flags)
+        .arg("--config")
+        .arg(&file)
+        .args(["--admin", &admin.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn edge");
+    DemoNode {
+        child: Killed(child),
+        admin,
+        file,
+        _dir: dir,
+    }
+}
+
 fn edge_topology_demo() -> String {
     std::fs::read_to_string(repo().join("topology/examples/loopback-demo.toml")).expect("demo")
 }
 
 #[test]
 fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
-    let admin = free_port();
     let gossip = free_port();
     let base = edge_topology_demo()
         .replace("127.0.0.1:7946", &gossip.to_string())
         .replace("port = 5353", &format!("port = {}", free_port().port()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let f = dir.path().join("demo.toml");
-    std::fs::write(&f, &base).expect("write");
-    let child = Command::new(EDGE)
-        .args(["run", "--no-vip-on-lo", "--no-listeners", "--config"])
-        .arg(&f)
-        .args(["--admin", &admin.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let child = Killed(child);
+    let node = run_demo(&base, &["--no-vip-on-lo", "--no-listeners"]);
+    let admin = node.admin;
     let vip_count = |v: &serde_json::Value| v["vips"].as_array().map(|a| a.len());
     wait_status(admin, "node up", Duration::from_secs(10), |v| {
         vip_count(v) == Some(1)
@@ -282,7 +292,11 @@ fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
     };
 
     // A broken file: refused with its errors, the old config keeps running.
-    std::fs::write(&f, base.replace("sites = [\"local\"]", "sites = [\"nowhere\"]")).expect("write");
+    std::fs::write(
+        &node.file,
+        base.replace("sites = [\"local\"]", "sites = [\"nowhere\"]"),
+    )
+    .expect("write");
     let out = reload();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -297,7 +311,7 @@ fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
 
     // A valid change through the admin API.
     let with_extra = format!("{base}\n[vips.extra]\nprefixes = [\"127.0.0.2/32\"]\nsites = [\"local\"]\n");
-    std::fs::write(&f, &with_extra).expect("write");
+    std::fs::write(&node.file, &with_extra).expect("write");
     let out = reload();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 VIPs"));
@@ -306,8 +320,8 @@ fn reload_installs_a_valid_file_and_refuses_a_broken_one() {
     });
 
     // And one through SIGHUP.
-    std::fs::write(&f, &base).expect("write");
-    let pid = child.0.id().to_string();
+    std::fs::write(&node.file, &base).expect("write");
+    let pid = node.child.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-HUP", &pid])
@@ -415,7 +429,6 @@ fn http_backend(status: u16, body: &'static str) -> u16 {
 fn passive_health_ejects_a_backend_that_keeps_failing() {
     let bad = http_backend(500, "bad");
     let good = http_backend(200, "good");
-    let admin = free_port();
     let l7 = free_port().port();
     let l4 = free_port().port();
     let cfg = edge_topology_demo()
@@ -429,18 +442,8 @@ fn passive_health_ejects_a_backend_that_keeps_failing() {
             "check = { kind = \"tcp\", interval = \"1s\", timeout = \"500ms\", rise = 2, fall = 3 }",
             "check = { kind = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1 }\nl7 = { balance = { algorithm = \"round_robin\" } }",
         );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let f = dir.path().join("demo.toml");
-    std::fs::write(&f, cfg).expect("write");
-    let child = Command::new(EDGE)
-        .args(["run", "--no-vip-on-lo", "--config"])
-        .arg(&f)
-        .args(["--admin", &admin.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let _child = Killed(child);
+    let node = run_demo(&cfg, &["--no-vip-on-lo"]);
+    let admin = node.admin;
     wait_status(admin, "both backends up", Duration::from_secs(10), |v| {
         v["backends"]["demo-b1"] == true && v["backends"]["demo-b2"] == true
     });
@@ -507,7 +510,6 @@ fn dns_burst(server: SocketAddr, n: u16) -> usize {
 #[test]
 fn dns_rate_limiting_is_configurable() {
     for (rrl, expect_all) in [("", false), ("rrl = { responses_per_second = 0 }\n", true)] {
-        let admin = free_port();
         let dns = free_port();
         let cfg = edge_topology_demo()
             .replace("127.0.0.1:7946", &free_port().to_string())
@@ -517,18 +519,8 @@ fn dns_rate_limiting_is_configurable() {
                 &format!("l7 = [{{ port = {} }}]", free_port().port()),
             )
             .replace("port = 5353\n", &format!("port = {}\n{rrl}", dns.port()));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let f = dir.path().join("demo.toml");
-        std::fs::write(&f, cfg).expect("write");
-        let child = Command::new(EDGE)
-            .args(["run", "--no-vip-on-lo", "--config"])
-            .arg(&f)
-            .args(["--admin", &admin.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let _child = Killed(child);
+        let node = run_demo(&cfg, &["--no-vip-on-lo"]);
+        let admin = node.admin;
         wait_status(admin, "node up", Duration::from_secs(10), |_| true);
         let full = dns_burst(dns, 300);
         if expect_all {
