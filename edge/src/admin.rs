@@ -171,6 +171,9 @@ pub struct NodeState {
     speaker: Mutex<Option<Arc<Speaker>>>,
     bgp: BgpMetrics,
     dns: OnceLock<crate::dns::Explainer>,
+    /// Counters of the kernel L4 dataplanes, rendered by the controller
+    /// (which owns them) about once a second.
+    l4_metrics: Mutex<String>,
 }
 
 /// Where the node's main loop answers a reload request.
@@ -249,6 +252,7 @@ impl NodeState {
             reload: OnceLock::new(),
             speaker: Mutex::new(None),
             dns: OnceLock::new(),
+            l4_metrics: Mutex::new(String::new()),
         }
     }
 
@@ -437,7 +441,22 @@ impl NodeState {
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             out = format!("# encoding failed: {e}\n");
         }
+        let l4 = self.l4_metrics.lock().map(|m| m.clone()).unwrap_or_default();
+        if !l4.is_empty() {
+            // Before the OpenMetrics terminator.
+            match out.rfind("# EOF") {
+                Some(i) => out.insert_str(i, &l4),
+                None => out.push_str(&l4),
+            }
+        }
         out
+    }
+
+    /// Replaces the kernel L4 dataplanes' metric lines.
+    pub fn set_l4_metrics(&self, text: String) {
+        if let Ok(mut m) = self.l4_metrics.lock() {
+            *m = text;
+        }
     }
 }
 

@@ -11,11 +11,29 @@ use crate::controller::listen_addrs;
 use crate::sockets::bind;
 
 /// The node's L4 dataplanes: the userspace proxy for `userspace`
-/// listeners, nftables DNAT for `nftables` ones.
+/// listeners, nftables DNAT for `nftables` ones, the XDP program for `xdp`
+/// ones.
 pub struct L4Stage {
     pub userspace: Option<UserspaceDataplane>,
     pub nft: Option<edge_l4::nftables::NftDataplane>,
+    #[cfg(feature = "xdp")]
+    pub xdp: Option<Xdp>,
 }
+
+/// The XDP dataplane and what its timer work needs.
+#[cfg(feature = "xdp")]
+pub struct Xdp {
+    pub dp: edge_l4::xdp::XdpDataplane,
+    /// The last state applied, re-applied while backends are unresolved.
+    desired: Option<edge_l4::L4State>,
+    last_refresh: std::time::Instant,
+}
+
+/// How often the XDP dataplane re-reads backend MACs from the neighbour
+/// table (the program bypasses the kernel, so nothing else keeps them
+/// fresh).
+#[cfg(feature = "xdp")]
+const NEIGHBOUR_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl L4Stage {
     /// Programs every dataplane with its share of the desired state.
@@ -26,7 +44,13 @@ impl L4Stage {
         view: &edge_topology::health::HealthSnapshot,
     ) -> bool {
         let mut ok = true;
-        let planes: [(Option<&mut dyn edge_l4::Dataplane>, DataplaneKind); 2] = [
+        #[cfg(feature = "xdp")]
+        let xdp_desired = crate::controller::l4_state_of(dep, node, view, Some(DataplaneKind::Xdp));
+        #[cfg(feature = "xdp")]
+        if let Some(x) = &mut self.xdp {
+            x.desired = Some(xdp_desired.clone());
+        }
+        let planes: Vec<(Option<&mut dyn edge_l4::Dataplane>, DataplaneKind)> = vec![
             (
                 self.userspace.as_mut().map(|d| d as &mut dyn edge_l4::Dataplane),
                 DataplaneKind::Userspace,
@@ -34,6 +58,13 @@ impl L4Stage {
             (
                 self.nft.as_mut().map(|d| d as &mut dyn edge_l4::Dataplane),
                 DataplaneKind::Nftables,
+            ),
+            #[cfg(feature = "xdp")]
+            (
+                self.xdp
+                    .as_mut()
+                    .map(|x| &mut x.dp as &mut dyn edge_l4::Dataplane),
+                DataplaneKind::Xdp,
             ),
         ];
         for (dp, kind) in planes {
@@ -58,12 +89,97 @@ impl L4Stage {
         ok
     }
 
+    /// Timer work of the kernel dataplanes, called about once a second:
+    /// the XDP program's drain deadlines, backends still without a MAC, and
+    /// a periodic neighbour refresh. Blocking (it runs `ip`).
+    pub fn tick(&mut self) {
+        #[cfg(feature = "xdp")]
+        if let Some(x) = &mut self.xdp {
+            let now = std::time::Instant::now();
+            let referenced: std::collections::BTreeSet<std::net::IpAddr> = x
+                .desired
+                .iter()
+                .flat_map(|d| d.services.values())
+                .flat_map(|s| s.backends.keys().map(|a| a.ip()))
+                .collect();
+            if let Err(e) = x.dp.expire_drains(now, &referenced) {
+                tracing::warn!(error = %e, "xdp drain expiry failed");
+            }
+            if !x.dp.unresolved().is_empty()
+                && let Some(d) = &x.desired
+                && let Err(e) = edge_l4::Dataplane::apply(&mut x.dp, d)
+            {
+                tracing::warn!(error = %e, "xdp: retrying unresolved backends failed");
+            }
+            if now.duration_since(x.last_refresh) >= NEIGHBOUR_REFRESH {
+                x.last_refresh = now;
+                match x.dp.refresh_neighbours() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(changed = n, "xdp: backend MACs refreshed"),
+                    Err(e) => tracing::warn!(error = %e, "xdp neighbour refresh failed"),
+                }
+            }
+        }
+    }
+
+    /// Prometheus lines of the kernel dataplanes' own counters.
+    pub fn metrics(&self, out: &mut String) {
+        #[cfg(feature = "xdp")]
+        if let Some(x) = &self.xdp {
+            use std::fmt::Write;
+            match x.dp.stats() {
+                Ok(s) => {
+                    let _ = writeln!(
+                        out,
+                        "# HELP edge_l4_xdp_packets_total Packets seen by the XDP program, by verdict.\n\
+                         # TYPE edge_l4_xdp_packets_total counter"
+                    );
+                    let rows = [
+                        ("pass_other", s.pass_other),
+                        ("pass_unparsed", s.pass_unparsed),
+                        ("pass_no_backend", s.pass_no_backend),
+                        ("pass_unresolved", s.pass_unresolved),
+                        ("tx", s.tx),
+                        ("redirect", s.redirect),
+                        ("conn_hit", s.conn_hit),
+                        ("conn_new", s.conn_new),
+                        ("icmp_too_big", s.icmp_too_big),
+                    ];
+                    for (k, c) in rows {
+                        let _ = writeln!(out, "edge_l4_xdp_packets_total{{verdict=\"{k}\"}} {}", c.packets);
+                    }
+                    let _ = writeln!(
+                        out,
+                        "# HELP edge_l4_xdp_bytes_total Bytes seen by the XDP program, by verdict.\n\
+                         # TYPE edge_l4_xdp_bytes_total counter"
+                    );
+                    for (k, c) in rows {
+                        let _ = writeln!(out, "edge_l4_xdp_bytes_total{{verdict=\"{k}\"}} {}", c.bytes);
+                    }
+                    let _ = writeln!(
+                        out,
+                        "# HELP edge_l4_xdp_flows Entries in the XDP connection table.\n\
+                         # TYPE edge_l4_xdp_flows gauge\nedge_l4_xdp_flows {}",
+                        x.dp.conn_count()
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "reading xdp counters"),
+            }
+        }
+        let _ = out;
+    }
+
     /// Removes what the kernel dataplanes installed (shutdown).
     pub fn remove(&mut self) {
         if let Some(n) = &mut self.nft
             && let Err(e) = n.remove()
         {
             tracing::warn!(error = %e, "removing the nftables dataplane");
+        }
+        // Dropping the XDP dataplane detaches its program.
+        #[cfg(feature = "xdp")]
+        if self.xdp.take().is_some() {
+            tracing::info!("xdp program detached");
         }
     }
 }
@@ -75,9 +191,19 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
         return Ok(None);
     };
     let handle = tokio::runtime::Handle::try_current().context("the L4 stage needs the tokio runtime")?;
-    let mut dp = UserspaceDataplane::new(handle, UserspaceConfig::default());
+    let l4 = &dep.l4;
+    let table_size = edge_l4::maglev::TableSize::new(l4.table_size).context("l4.table_size")?;
+    let mut dp = UserspaceDataplane::new(
+        handle,
+        UserspaceConfig {
+            table_size,
+            drain_timeout: l4.drain_timeout,
+            ..UserspaceConfig::default()
+        },
+    );
     let mut any = false;
     let mut nft = false;
+    let mut xdp = false;
     for svc in dep.services.values() {
         let Some(vip) = dep.vips.get(&svc.vip) else {
             continue;
@@ -103,11 +229,19 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
                     }
                     continue;
                 }
-                DataplaneKind::Xdp => bail!(
-                    "service {}: the xdp dataplane is built and tested in edge-l4 but not yet run by edge; \
-                     use `userspace` or `nftables`",
-                    svc.name
-                ),
+                DataplaneKind::Xdp => {
+                    // The program on the uplinks takes VIP:port before the
+                    // stack: nothing to bind.
+                    if cfg!(not(feature = "xdp")) {
+                        bail!(
+                            "service {}: this edge binary was built without the `xdp` feature; \
+                             rebuild with it (needs clang-14) or use `userspace` or `nftables`",
+                            svc.name
+                        );
+                    }
+                    xdp = true;
+                    continue;
+                }
                 DataplaneKind::Ipvs => bail!(
                     "service {}: IPVS is not available on this kernel (no /proc/net/ip_vs); use `userspace` or `nftables`",
                     svc.name
@@ -132,7 +266,7 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
             }
         }
     }
-    if !any && !nft {
+    if !any && !nft && !xdp {
         return Ok(None);
     }
     // With several nodes in a site the backends' replies must come back to
@@ -143,9 +277,38 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
             ..Default::default()
         })
     });
+    #[cfg(feature = "xdp")]
+    let xdp = if xdp {
+        let (_, me) = dep.node(node).context("node vanished")?;
+        let uplinks = uplink_interfaces(me.peers.iter().map(|p| p.local).collect())
+            .context("finding the uplinks for the xdp program")?;
+        let config = edge_l4::xdp::XdpConfig {
+            interfaces: uplinks.clone(),
+            mode: match l4.xdp_mode {
+                edge_topology::XdpMode::Generic => edge_l4::xdp::AttachMode::Generic,
+                edge_topology::XdpMode::Native => edge_l4::xdp::AttachMode::Native,
+                edge_topology::XdpMode::Auto => edge_l4::xdp::AttachMode::Auto,
+            },
+            table_size,
+            drain_timeout: l4.drain_timeout,
+            ..Default::default()
+        };
+        let dp = edge_l4::xdp::XdpDataplane::new(config)
+            .context("loading the xdp program (needs root or CAP_BPF+CAP_NET_ADMIN)")?;
+        tracing::info!(?uplinks, mode = ?l4.xdp_mode, "xdp dataplane loaded");
+        Some(Xdp {
+            dp,
+            desired: None,
+            last_refresh: std::time::Instant::now(),
+        })
+    } else {
+        None
+    };
     Ok(Some(L4Stage {
         userspace: any.then_some(dp),
         nft,
+        #[cfg(feature = "xdp")]
+        xdp,
     }))
 }
 
@@ -182,10 +345,16 @@ pub fn handoff(dep: &Deployment, node: &str) -> Result<Option<edge_l4::handoff::
         .find(|a| on_lan(a))
         .context("hand-off: the peer node has no IPv4 address on the site LAN")?;
     let uplinks = uplink_interfaces(me.peers.iter().map(|p| p.local).collect())?;
-    let services: Vec<edge_l4::ServiceKey> = crate::controller::l4_state(dep, node, &Default::default())
-        .services
-        .into_keys()
-        .collect();
+    // Only the proxy's flows need handing off: kernel dataplanes (XDP,
+    // nftables) place a flow by Maglev on whichever node it arrives.
+    let services: Vec<edge_l4::ServiceKey> =
+        crate::controller::l4_state_of(dep, node, &Default::default(), Some(DataplaneKind::Userspace))
+            .services
+            .into_keys()
+            .collect();
+    if services.is_empty() {
+        return Ok(None);
+    }
     let h = edge_l4::handoff::Handoff::install(
         edge_l4::handoff::HandoffConfig {
             uplinks: uplinks.clone(),

@@ -403,7 +403,9 @@ async fn run_controller(
         if let Some(stage) = &mut l4 {
             let desired = controller::l4_state(&dep, &node, &snap);
             // Left unrecorded on failure so the next event retries it.
-            if last_l4.as_ref() != Some(&desired) && stage.apply(&dep, &node, &snap) {
+            if last_l4.as_ref() != Some(&desired)
+                && tokio::task::block_in_place(|| stage.apply(&dep, &node, &snap))
+            {
                 last_l4 = Some(desired);
             }
         }
@@ -468,6 +470,13 @@ async fn run_controller(
             changed = cfg.changed() => if changed.is_err() { break },
             changed = ejected_rx.changed() => if changed.is_err() { break },
             _ = load_tick.tick() => {
+                if let Some(stage) = &mut l4 {
+                    // Kernel dataplane upkeep runs `ip` and waits for ARP.
+                    tokio::task::block_in_place(|| stage.tick());
+                    let mut text = String::new();
+                    stage.metrics(&mut text);
+                    state.set_l4_metrics(text);
+                }
                 let (mut active, mut rate) = (0u64, 0u64);
                 if let Some(dp) = l4.as_ref().and_then(|s| s.userspace.as_ref()) {
                     let (a, opened) = crate::l4::load(dp);

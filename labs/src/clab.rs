@@ -321,7 +321,7 @@ struct Node {
     name: String,
     image: &'static str,
     binds: Vec<String>,
-    sysctls: Vec<(&'static str, u8)>,
+    sysctls: Vec<(String, String)>,
     exec: Vec<String>,
     cmd: Option<String>,
     env: BTreeMap<String, String>,
@@ -444,7 +444,7 @@ fn build_node(
 
     // Same sysctls as `Lab::up`, plus IPv6 explicitly on: Docker turns it
     // off in containers unless told otherwise, and the lab is dual-stack.
-    let mut sysctls = vec![
+    let mut sysctls: Vec<(&str, u8)> = vec![
         ("net.ipv6.conf.all.disable_ipv6", 0),
         ("net.ipv6.conf.default.disable_ipv6", 0),
         ("net.ipv6.conf.all.keep_addr_on_down", 1),
@@ -459,6 +459,16 @@ fn build_node(
             ("net.ipv6.fib_multipath_hash_policy", 1),
         ]);
     }
+    let sysctls: Vec<(String, String)> = sysctls
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(
+            spec.sysctls
+                .iter()
+                .filter(|s| s.namespace == ns_name)
+                .map(|s| (s.key.clone(), s.value.clone())),
+        )
+        .collect();
 
     let mut exec = Vec::new();
     for a in &ns.loopback {
@@ -739,7 +749,7 @@ fn render_yaml(spec: &LabSpec, nodes: &[Node], mgmt4: IpNet, mgmt6: IpNet) -> Re
         // Quoted: containerlab reads sysctl values as strings.
         w!("      sysctls:");
         for (k, v) in &n.sysctls {
-            w!("        {}: {}", q(k), q(&v.to_string()));
+            w!("        {}: {}", q(k), q(v));
         }
         if let Some(cmd) = &n.cmd {
             w!("      cmd: {}", q(cmd));

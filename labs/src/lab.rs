@@ -541,6 +541,13 @@ impl Lab {
                     "net.ipv6.fib_multipath_hash_policy=1",
                 ]);
             }
+            let extra: Vec<String> = spec
+                .sysctls
+                .iter()
+                .filter(|s| s.namespace == ns.name)
+                .map(|s| format!("{}={}", s.key, s.value))
+                .collect();
+            sysctls.extend(extra.iter().map(String::as_str));
             cmd::sysctl(&kn, &sysctls)?;
             for a in &ns.loopback {
                 add_addr(&kn, "lo", a)?;

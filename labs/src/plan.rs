@@ -25,7 +25,7 @@ use ipnet::IpNet;
 use crate::error::{LabError, Result};
 use crate::spec::{
     BridgePort, BridgeSpec, Endpoint, LabSpec, LinkSpec, NamespaceSpec, NeighborSpec, RouteSpec, RouterKind,
-    RouterSpec,
+    RouterSpec, SysctlSpec,
 };
 
 /// Ranges a lab host routes towards its gateway (the whole lab plan).
@@ -266,6 +266,42 @@ pub fn plan(dep: &topo::Deployment) -> Result<LabSpec> {
             .first()
             .map(|n| n.addresses.iter().copied().filter(on_lan).collect())
             .unwrap_or_default();
+        // L2 DSR (the `xdp` dataplane): the backends of such a service hold
+        // its VIP addresses on lo and never answer ARP for them; the nodes,
+        // which hold the VIPs too and route the backends' replies, accept
+        // packets from a local source address.
+        let mut dsr_vips: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
+        for svc in dep.services.values() {
+            if !svc.l4.iter().any(|l| l.dataplane == topo::DataplaneKind::Xdp) {
+                continue;
+            }
+            let (Some(vip), Some(pool)) = (dep.vips.get(&svc.vip), dep.pools.get(&svc.pool)) else {
+                continue;
+            };
+            if !vip.sites.contains(&site.name) {
+                continue;
+            }
+            for b in pool.backends.iter().filter(|b| b.site == site.name) {
+                let addrs = vip.prefixes.iter().filter(|p| {
+                    p.prefix_len() == p.max_prefix_len() && p.addr().is_ipv4() == b.address.is_ipv4()
+                });
+                let entry = dsr_vips.entry(b.name.as_str()).or_default();
+                for a in addrs {
+                    if !entry.contains(a) {
+                        entry.push(*a);
+                    }
+                }
+            }
+        }
+        if !dsr_vips.is_empty() {
+            for n in &site.nodes {
+                spec.sysctls.push(SysctlSpec {
+                    namespace: n.name.clone(),
+                    key: "net.ipv4.conf.all.accept_local".into(),
+                    value: "1".into(),
+                });
+            }
+        }
         for b in backends.values() {
             let Some(net) = site.lan.iter().find(|l| l.contains(&b.address)) else {
                 return Err(LabError::Invalid(format!(
@@ -275,11 +311,21 @@ pub fn plan(dep: &topo::Deployment) -> Result<LabSpec> {
             };
             let addr = IpNet::new(b.address, net.prefix_len())
                 .map_err(|e| LabError::Invalid(format!("backend {}: {e}", b.name)))?;
+            let dsr = dsr_vips.get(b.name.as_str()).cloned().unwrap_or_default();
+            if !dsr.is_empty() {
+                for key in ["net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce"] {
+                    spec.sysctls.push(SysctlSpec {
+                        namespace: b.name.clone(),
+                        key: key.into(),
+                        value: if key.ends_with("ignore") { "1" } else { "2" }.into(),
+                    });
+                }
+            }
             spec.namespaces.push(NamespaceSpec {
                 name: b.name.clone(),
                 forwarding: false,
                 multipath_hash_l4: false,
-                loopback: Vec::new(),
+                loopback: dsr,
             });
             lan_ports.push(BridgePort {
                 namespace: b.name.clone(),
@@ -318,6 +364,41 @@ mod tests {
     fn two_pop() -> LabSpec {
         let dep = edge_topology::parse(edge_topology::TWO_POP).expect("valid topology");
         plan(&dep).expect("plan")
+    }
+
+    #[test]
+    fn xdp_services_get_dsr_backends_and_accept_local_nodes() {
+        assert!(two_pop().sysctls.is_empty(), "no DSR without an xdp service");
+        let text = edge_topology::TWO_POP.replace(
+            "{ protocol = \"tcp\", port = 9000, algorithm = \"maglev\", dataplane = \"userspace\", backend_port = 9000 }",
+            "{ protocol = \"tcp\", port = 9000, dataplane = \"xdp\", backend_port = 9000 }",
+        );
+        let spec = plan(&edge_topology::parse(&text).expect("valid")).expect("plan");
+        let vip: IpNet = "203.0.113.10/32".parse().expect("net");
+        for b in ["ams-b1", "ams-b2", "nyc-b1", "nyc-b2"] {
+            let ns = spec.namespaces.iter().find(|n| n.name == b).expect("backend");
+            // IPv4 backends: only the IPv4 VIP address.
+            assert_eq!(ns.loopback, vec![vip], "{b}");
+            for (k, v) in [
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+            ] {
+                assert!(
+                    spec.sysctls
+                        .iter()
+                        .any(|s| s.namespace == b && s.key == k && s.value == v),
+                    "{b} {k}"
+                );
+            }
+        }
+        for n in ["ams-e1", "ams-e2", "nyc-e1", "nyc-e2"] {
+            assert!(
+                spec.sysctls
+                    .iter()
+                    .any(|s| s.namespace == n && s.key == "net.ipv4.conf.all.accept_local")
+            );
+        }
+        assert!(!spec.sysctls.iter().any(|s| s.namespace == "ams-r1"));
     }
 
     #[test]

@@ -36,6 +36,18 @@ pub struct LabSpec {
     pub routers: Vec<RouterSpec>,
     #[serde(default)]
     pub processes: Vec<ProcessSpec>,
+    /// Extra sysctls per namespace, set right after it is created.
+    #[serde(default)]
+    pub sysctls: Vec<SysctlSpec>,
+}
+
+/// One sysctl in one namespace, e.g. `net.ipv4.conf.all.arp_ignore = 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlSpec {
+    pub namespace: String,
+    pub key: String,
+    pub value: String,
 }
 
 /// One network namespace. `lo` is always brought up.
@@ -326,6 +338,7 @@ impl LabSpec {
             routes: Vec::new(),
             routers: Vec::new(),
             processes: Vec::new(),
+            sysctls: Vec::new(),
         }
     }
 
@@ -396,6 +409,23 @@ impl LabSpec {
                 for a in &p.addresses {
                     check_net(&format!("address of {}:{}", p.namespace, p.ifname), a)?;
                 }
+            }
+        }
+
+        for sc in &self.sysctls {
+            known_ns(&format!("sysctl {}", sc.key), &sc.namespace)?;
+            let key_ok = !sc.key.is_empty()
+                && sc.key.starts_with("net.")
+                && sc
+                    .key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+            let value_ok = !sc.value.is_empty() && sc.value.chars().all(|c| c.is_ascii_alphanumeric());
+            if !key_ok || !value_ok {
+                return Err(LabError::Invalid(format!(
+                    "sysctl {}={} in {}: only net.* keys with plain values are allowed (they are per namespace)",
+                    sc.key, sc.value, sc.namespace
+                )));
             }
         }
 

@@ -22,8 +22,37 @@ pub struct Deployment {
     pub dns: Option<Dns>,
     pub bus: Bus,
     pub bgp: Bgp,
+    pub l4: L4Settings,
     /// Proxy-wide L7 settings in the L7 tier's syntax.
     pub l7: Option<toml::Table>,
+}
+
+/// L4 stage settings shared by every node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct L4Settings {
+    /// Maglev table size (prime).
+    pub table_size: u32,
+    pub drain_timeout: Duration,
+    pub xdp_mode: XdpMode,
+}
+
+impl Default for L4Settings {
+    fn default() -> Self {
+        L4Settings {
+            table_size: 65_537,
+            drain_timeout: Duration::from_secs(30),
+            xdp_mode: XdpMode::Generic,
+        }
+    }
+}
+
+/// Where the XDP program is attached.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    Generic,
+    Native,
+    Auto,
 }
 
 /// BGP speaker settings shared by every node.

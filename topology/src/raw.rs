@@ -24,9 +24,25 @@ pub struct RawDeployment {
     pub dns: Option<RawDns>,
     pub bus: Option<RawBus>,
     pub bgp: Option<RawBgp>,
+    pub l4: Option<RawL4Settings>,
     /// Proxy-wide L7 settings in the L7 tier's syntax (`limits`,
     /// `forwarding`, `rate_limit`, `drain_timeout_ms`).
     pub l7: Option<toml::Table>,
+}
+
+/// Settings of every node's L4 stage.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawL4Settings {
+    /// Maglev table size, a prime (default 65537). Must be the same on every
+    /// node so that they all place a flow on the same backend.
+    pub table_size: Option<u32>,
+    /// How long established flows of a removed or draining backend are kept
+    /// (default `30s`).
+    pub drain_timeout: Option<String>,
+    /// Where the XDP program runs: `generic` (default: any device),
+    /// `native` (driver mode) or `auto` (native when the driver has it).
+    pub xdp_mode: Option<String>,
 }
 
 /// How every node's BGP speaker behaves towards its routers.

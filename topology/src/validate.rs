@@ -356,6 +356,7 @@ impl Validator<'_> {
         let dns = raw.dns.as_ref().map(|d| self.dns(d, &vips, &services));
         let bus = self.bus(&sites);
         let bgp = self.bgp();
+        let l4 = self.l4();
 
         Deployment {
             name,
@@ -366,8 +367,46 @@ impl Validator<'_> {
             dns,
             bus,
             bgp,
+            l4,
             l7: raw.l7.clone(),
         }
+    }
+
+    fn l4(&mut self) -> L4Settings {
+        let rl = self.raw.l4.clone().unwrap_or_default();
+        let mut out = L4Settings::default();
+        if let Some(size) = rl.table_size {
+            let prime = size >= 3
+                && (2..)
+                    .take_while(|d: &u64| d * d <= u64::from(size))
+                    .all(|d| u64::from(size) % d != 0);
+            if !prime || size > 16_777_259 {
+                self.e.push(
+                    "l4.table_size",
+                    format!(
+                        "{size} is not a prime between 3 and 16777259 (Maglev needs a prime, e.g. 65537)"
+                    ),
+                );
+            } else {
+                out.table_size = size;
+            }
+        }
+        if let Some(d) = &rl.drain_timeout {
+            match parse_duration(d) {
+                Ok(d) => out.drain_timeout = d,
+                Err(r) => self.e.push("l4.drain_timeout", r),
+            }
+        }
+        match rl.xdp_mode.as_deref() {
+            None | Some("generic") => {}
+            Some("native") => out.xdp_mode = XdpMode::Native,
+            Some("auto") => out.xdp_mode = XdpMode::Auto,
+            Some(other) => self.e.push(
+                "l4.xdp_mode",
+                format!("unknown mode {other:?} (expected generic, native or auto)"),
+            ),
+        }
+        out
     }
 
     fn bgp(&mut self) -> Bgp {
@@ -934,6 +973,36 @@ impl Validator<'_> {
                 if l.backend_port == Some(0) {
                     self.e
                         .push(format!("{lp}.backend_port"), "port 0 is not a usable port");
+                }
+                if dataplane == DataplaneKind::Xdp {
+                    // The XDP program places flows with the shared Maglev
+                    // table and forwards by L2 DSR, which keeps the packet's
+                    // destination (VIP:port) as it is.
+                    if algorithm != L4Algorithm::Maglev {
+                        self.e.push(
+                            format!("{lp}.algorithm"),
+                            "the xdp dataplane balances with maglev only",
+                        );
+                    }
+                    if let Some(bp) = l.backend_port.filter(|bp| *bp != l.port) {
+                        self.e.push(
+                            format!("{lp}.backend_port"),
+                            format!(
+                                "the xdp dataplane forwards by L2 DSR, which cannot rewrite port {} to {bp}",
+                                l.port
+                            ),
+                        );
+                    } else if l.backend_port.is_none()
+                        && let Some(b) = pool.and_then(|p| p.backends.iter().find(|b| b.port != l.port))
+                    {
+                        self.e.push(
+                            format!("{lp}.backend_port"),
+                            format!(
+                                "the xdp dataplane forwards by L2 DSR, which cannot rewrite port {} to backend {}'s port {}; set backend_port = {}",
+                                l.port, b.name, b.port, l.port
+                            ),
+                        );
+                    }
                 }
                 l4.push(L4Listener {
                     protocol,

@@ -191,3 +191,68 @@ fn a_listener_port_used_twice_on_one_vip_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_xdp_dataplane_needs_maglev_and_the_service_port_at_the_backend() {
+    let userspace = "{ protocol = \"tcp\", port = 9000, algorithm = \"maglev\", dataplane = \"userspace\", backend_port = 9000 }";
+    assert!(edge_topology::TWO_POP.contains(userspace));
+    let ok = edge_topology::TWO_POP.replace(
+        userspace,
+        "{ protocol = \"tcp\", port = 9000, dataplane = \"xdp\", backend_port = 9000 }",
+    );
+    parse(&ok).expect("xdp with maglev and an unchanged port is fine");
+    let text = edge_topology::TWO_POP.replace(
+        userspace,
+        "{ protocol = \"tcp\", port = 9000, algorithm = \"rr\", dataplane = \"xdp\", backend_port = 9001 }",
+    );
+    let err = parse(&text).expect_err("must fail");
+    let errs = err.field_errors();
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "services.web.l4[0].algorithm" && e.reason.contains("maglev only")),
+        "{err}"
+    );
+    assert!(
+        errs.iter().any(|e| e.path == "services.web.l4[0].backend_port"
+            && e.reason.contains("cannot rewrite port 9000 to 9001")),
+        "{err}"
+    );
+    // Without backend_port, the pool's backend ports (8080) are the target.
+    let text = edge_topology::TWO_POP.replace(
+        userspace,
+        "{ protocol = \"tcp\", port = 9000, dataplane = \"xdp\" }",
+    );
+    let err = parse(&text).expect_err("must fail");
+    assert!(
+        err.field_errors()
+            .iter()
+            .any(|e| e.path == "services.web.l4[0].backend_port"
+                && e.reason.contains("set backend_port = 9000")),
+        "{err}"
+    );
+}
+
+#[test]
+fn l4_settings_are_checked() {
+    let good = format!(
+        "{}\n[l4]\ntable_size = 655373\ndrain_timeout = \"5s\"\nxdp_mode = \"native\"\n",
+        edge_topology::TWO_POP
+    );
+    let d = parse(&good).expect("valid l4 settings");
+    assert_eq!(d.l4.table_size, 655_373);
+    assert_eq!(d.l4.drain_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(d.l4.xdp_mode, edge_topology::XdpMode::Native);
+    assert_eq!(
+        parse(edge_topology::TWO_POP).expect("valid").l4,
+        edge_topology::L4Settings::default()
+    );
+    let bad = format!(
+        "{}\n[l4]\ntable_size = 65536\ndrain_timeout = \"soon\"\nxdp_mode = \"fast\"\n",
+        edge_topology::TWO_POP
+    );
+    let err = parse(&bad).expect_err("must fail");
+    let paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+    for p in ["l4.table_size", "l4.drain_timeout", "l4.xdp_mode"] {
+        assert!(paths.contains(&p), "{p} missing in {err}");
+    }
+}
