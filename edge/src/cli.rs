@@ -159,6 +159,10 @@ pub struct RunArgs {
     /// listeners, for several nodes sharing one network namespace.
     #[arg(long)]
     pub no_listeners: bool,
+    /// Worker threads of the runtime (default: the CPUs this process may
+    /// run on, like HAProxy's nbthread; at least 1).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 pub fn init_tracing(format: LogFormat, verbose: u8) {

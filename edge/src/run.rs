@@ -33,8 +33,15 @@ use crate::kernel::LoopbackVips;
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let dep = crate::cli::load_config(args.config.as_ref())?;
     let node = pick_node(&dep, args.node.as_deref())?;
+    // available_parallelism honours the CPU affinity mask (taskset, cgroup
+    // cpusets), so a node pinned to one core runs one worker.
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    tracing::info!(workers, "starting the runtime");
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;

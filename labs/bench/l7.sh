@@ -26,8 +26,9 @@
 #                127.0.0.81:28080, pool of o1/o2 with TCP checks, round_robin,
 #                rate limiting off, max_idle_per_backend UPSTREAM_IDLE/2, no DNS,
 #                no L4, bus/admin on unused ports).
-#                `edge run` starts a 2-worker tokio runtime: both workers share
-#                CPU 0 here. One listener serves HTTP/1.1 and h2c (prior
+#                `edge run` sizes its tokio runtime to the CPUs it may run on
+#                (one worker here, under taskset -c 0; HAProxy's nbthread
+#                default does the same). One listener serves HTTP/1.1 and h2c (prior
 #                knowledge); upstream is HTTP/1.1 keep-alive.
 #       haproxy  `haproxy -db -f cfg`: mode http, nbthread 1, balance
 #                roundrobin, keep-alive to the servers, http-reuse always,
