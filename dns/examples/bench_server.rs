@@ -16,7 +16,10 @@
 //! ```
 //! `--workers` sets the tokio worker threads (2, as in `edge run`, by default);
 //! `--rrl` turns the default rate limiter back on; `--udp-loops` overrides
-//! `DnsOptions::udp_loops` (receive loops per UDP socket).
+//! `DnsOptions::udp_loops` (receive loops per UDP socket), `--udp-batch` sets
+//! `DnsOptions::udp_batch` (datagrams per recvmmsg/sendmmsg) and
+//! `--udp-in-runtime` clears `DnsOptions::udp_threads` (the loops run as
+//! tasks of the tokio runtime instead of on threads of their own).
 //! Runs until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
@@ -27,7 +30,7 @@ use edge_dns::{DnsOptions, DnsServer, DnsView, GeoDb, RrlConfig, SiteState};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: bench_server --config TOPOLOGY.toml --listen IP:PORT [--workers N] [--rrl] [--udp-loops N]"
+        "usage: bench_server --config TOPOLOGY.toml --listen IP:PORT [--workers N] [--rrl] [--udp-loops N] [--udp-batch N] [--udp-in-runtime]"
     );
     ExitCode::from(2)
 }
@@ -49,11 +52,19 @@ fn all_up(dep: &edge_topology::Deployment) -> DnsView {
     view
 }
 
+/// What the command line changes in `DnsOptions`.
+#[derive(Default)]
+struct Tuning {
+    udp_loops: Option<usize>,
+    udp_batch: Option<usize>,
+    udp_in_runtime: bool,
+}
+
 async fn serve(
     config: PathBuf,
     listen: SocketAddr,
     rrl: bool,
-    udp_loops: Option<usize>,
+    tuning: Tuning,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let dep = edge_topology::load(&config)?;
     // Relative paths in the topology (GeoIP) are relative to its file, as in `edge run`.
@@ -63,9 +74,13 @@ async fn serve(
         return Err("the topology names no GeoIP database: geo steering would not run".into());
     }
     let mut options = DnsOptions::default();
-    if let Some(n) = udp_loops {
+    if let Some(n) = tuning.udp_loops {
         options.udp_loops = n;
     }
+    if let Some(n) = tuning.udp_batch {
+        options.udp_batch = n;
+    }
+    options.udp_threads = !tuning.udp_in_runtime;
     if !rrl {
         options.rrl = RrlConfig {
             responses_per_second: 0,
@@ -92,7 +107,8 @@ async fn serve(
 }
 
 fn main() -> ExitCode {
-    let (mut config, mut listen, mut rrl, mut workers, mut udp_loops) = (None, None, false, 2, None);
+    let (mut config, mut listen, mut rrl, mut workers) = (None, None, false, 2);
+    let mut tuning = Tuning::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -100,9 +116,14 @@ fn main() -> ExitCode {
             "--listen" => listen = args.next().and_then(|s| s.parse::<SocketAddr>().ok()),
             "--rrl" => rrl = true,
             "--udp-loops" => match args.next().and_then(|s| s.parse::<usize>().ok()) {
-                Some(n) => udp_loops = Some(n),
+                Some(n) => tuning.udp_loops = Some(n),
                 None => return usage(),
             },
+            "--udp-batch" => match args.next().and_then(|s| s.parse::<usize>().ok()) {
+                Some(n) if n > 0 => tuning.udp_batch = Some(n),
+                _ => return usage(),
+            },
+            "--udp-in-runtime" => tuning.udp_in_runtime = true,
             "--workers" => match args.next().and_then(|s| s.parse::<usize>().ok()) {
                 Some(n) if n > 0 => workers = n,
                 _ => return usage(),
@@ -125,7 +146,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(config, listen, rrl, udp_loops)) {
+    match rt.block_on(serve(config, listen, rrl, tuning)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench_server: {e}");

@@ -19,12 +19,15 @@
 //! Must never depend on `bgp`, `l4`, `l7` or `labs`.
 
 pub mod ecs;
+mod fast;
 pub mod geo;
 pub mod metrics;
 pub mod mmdb;
+pub mod resolvers;
 pub mod rrl;
 pub mod server;
 pub mod steer;
+mod udp;
 pub mod view;
 pub mod zone;
 

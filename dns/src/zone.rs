@@ -68,7 +68,8 @@ impl Zone {
         // refer, except that the NS RRset at a cut... is still a referral.
         let mut ancestor = name.clone();
         let mut cut = None;
-        while ancestor != self.origin && self.origin.zone_of(&ancestor) {
+        // (Most zones delegate nothing: no walk then.)
+        while !self.cuts.is_empty() && ancestor != self.origin && self.origin.zone_of(&ancestor) {
             if self.cuts.contains(&ancestor) {
                 cut = Some(ancestor.clone());
             }

@@ -46,12 +46,26 @@
 # servers take turns over ROUNDS rounds (order rotated each round) and the
 # table shows medians per server; the load average is printed with them.
 #
+# Reading pass max: when every server lands near the same qps, dnsperf on CPU 1
+# is the limit, not the servers (it writes one -v line per response; on the
+# 2-core dev VM it tops out around 130-140k qps with -v, while edge and gdnsd
+# both reached ~145-155k without it). The servers then differ in latency and
+# in how much of CPU 0 they need; compare "best qps" across runs, the medians
+# move with whatever else runs.
+#
 # Settings (environment): DURATION=5 (s per server, pass and round) ROUNDS=3 CLIENTS=8
 #   OUTSTANDING=100 (dnsperf -q) RATE=10000 (qps for the "rate" pass; 0 skips it)
 #   SERVERS="edge gdnsd knot nsd" KEEP=1 (keep the work directory)
-#   EDGE_WORKERS=2 (tokio worker threads of the edge server; `edge run` uses 2)
+#   EDGE_WORKERS=2 (tokio worker threads of the edge server; `edge run` uses 2;
+#     the UDP receive loop runs on a thread of its own, DnsOptions::udp_threads,
+#     so the workers only serve TCP here)
 #   EDGE_UDP_LOOPS (receive loops per UDP socket of the edge server; default:
 #     DnsOptions::udp_loops, as `edge run`)
+#   EDGE_UDP_BATCH (datagrams per recvmmsg/sendmmsg; default:
+#     DnsOptions::udp_batch, as `edge run`)
+#   EDGE_UDP_IN_RUNTIME=1 (run the UDP loops as tasks of the tokio runtime, as
+#     before DnsOptions::udp_threads: on one CPU the 2 workers steal the loop
+#     from each other, ~50k context switches/s)
 #   EDGE_MODE=example | run: `run` benchmarks the product binary instead,
 #     `target/release/edge run` (node ams-e1 serves DNS; node nyc-e1 runs
 #     --no-listeners beside it so the health bus reports both sites up). Today
@@ -379,7 +393,8 @@ start_server() { # name
 		else
 			inns taskset -c $SERVER_CPU "$EDGE_BIN" --config "$W/edge.toml" \
 				--listen "${ADDR[edge]}:${PORT[edge]}" --workers "$EDGE_WORKERS" \
-				${EDGE_UDP_LOOPS:+--udp-loops "$EDGE_UDP_LOOPS"} >"$log" 2>&1 &
+				${EDGE_UDP_LOOPS:+--udp-loops "$EDGE_UDP_LOOPS"} ${EDGE_UDP_BATCH:+--udp-batch "$EDGE_UDP_BATCH"} \
+				${EDGE_UDP_IN_RUNTIME:+--udp-in-runtime} >"$log" 2>&1 &
 		fi
 		;;
 	gdnsd) inns taskset -c $SERVER_CPU gdnsd -c "$G" start >"$log" 2>&1 & ;;

@@ -1,0 +1,278 @@
+//! The UDP fast path: the common query (one A or AAAA question, IN, plain
+//! labels, at most an EDNS OPT with nothing but an optional ECS option)
+//! parsed and its answer (A/AAAA records of the question's name only, or no
+//! records at all) encoded by hand, without building hickory's `Request` and
+//! `MessageResponse`. Everything else, and every answer this encoder does not
+//! cover (CNAMEs, SOA in authority, truncation…), goes the normal way.
+//!
+//! The bytes are exactly those hickory's encoder produces for the same
+//! response (header, question copied as received, answers with the name
+//! compression hickory applies, then the OPT record); a test in
+//! `server.rs` compares both paths over many query shapes.
+
+use std::net::IpAddr;
+use std::ops::Range;
+
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+
+use crate::ecs::{self, QueryEcs};
+
+const OPT: u16 = 41;
+/// Names with more labels go the normal way (hickory stops storing
+/// compression candidates after 64).
+const MAX_LABELS: usize = 16;
+
+/// A query the fast path takes.
+#[derive(Debug, Clone)]
+pub(crate) struct FastQuery {
+    pub id: u16,
+    pub recursion_desired: bool,
+    pub checking_disabled: bool,
+    /// The question section in the query (name, type, class).
+    pub question: Range<usize>,
+    pub name: LowerName,
+    pub qtype: RecordType,
+    /// The query's EDNS UDP payload size, if it had EDNS.
+    pub edns_payload: Option<u16>,
+    pub ecs: Option<QueryEcs>,
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
+}
+
+/// Parses `query` if the fast path takes it; `None`: the normal path must
+/// (it may also be malformed: the normal path then answers FORMERR).
+pub(crate) fn parse(query: &[u8]) -> Option<FastQuery> {
+    let header = query.get(..12)?;
+    let (flags, flags2) = (header[2], header[3]);
+    // QR=0 and OPCODE QUERY; the Z bit clear.
+    if flags & 0xf8 != 0 || flags2 & 0x40 != 0 {
+        return None;
+    }
+    let counts = [
+        u16_at(header, 4)?,
+        u16_at(header, 6)?,
+        u16_at(header, 8)?,
+        u16_at(header, 10)?,
+    ];
+    if counts[0] != 1 || counts[1] != 0 || counts[2] != 0 || counts[3] > 1 {
+        return None;
+    }
+    // The name: plain labels of letters, digits, '-' and '_' only.
+    let mut i = 12;
+    let mut labels = 0;
+    loop {
+        let len = usize::from(*query.get(i)?);
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 || labels == MAX_LABELS {
+            return None;
+        }
+        let label = query.get(i..i + len)?;
+        if !label
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        {
+            return None;
+        }
+        i += len;
+        labels += 1;
+    }
+    if i - 12 > 255 {
+        return None;
+    }
+    let qtype = match u16_at(query, i)? {
+        1 => RecordType::A,
+        28 => RecordType::AAAA,
+        _ => return None,
+    };
+    if u16_at(query, i + 2)? != 1 {
+        return None;
+    }
+    let question = 12..i + 4;
+    let mut edns_payload = None;
+    let mut ecs_opt = None;
+    let mut end = question.end;
+    if counts[3] == 1 {
+        // OPT: root name, TYPE 41, CLASS = payload, TTL = ext-rcode 0,
+        // version 0, flags; RDATA: nothing or one ECS option.
+        let rr = query.get(end..end + 11)?;
+        if rr[0] != 0 || u16_at(rr, 1)? != OPT || rr[5] != 0 || rr[6] != 0 {
+            return None;
+        }
+        let payload = u16_at(rr, 3)?;
+        let rdlen = usize::from(u16_at(rr, 9)?);
+        let rdata = query.get(end + 11..end + 11 + rdlen)?;
+        if !rdata.is_empty() {
+            if u16_at(rdata, 0)? != 8 || usize::from(u16_at(rdata, 2)?) + 4 != rdata.len() {
+                return None;
+            }
+            ecs_opt = Some(());
+        }
+        edns_payload = Some(payload);
+        end += 11 + rdlen;
+    }
+    if end != query.len() {
+        return None;
+    }
+    let ecs = match ecs_opt {
+        Some(()) => Some(ecs::from_query(query).ok()??),
+        None => None,
+    };
+    let name = Name::read(&mut BinDecoder::new(query.get(12..)?)).ok()?;
+    Some(FastQuery {
+        id: u16_at(header, 0)?,
+        recursion_desired: flags & 0x01 != 0,
+        checking_disabled: flags2 & 0x10 != 0,
+        question,
+        name: LowerName::from(&name),
+        qtype,
+        edns_payload,
+        ecs,
+    })
+}
+
+/// The response EDNS of a fast query: UDP payload size and the ECS option
+/// echoed with our scope.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastEdns {
+    pub payload: u16,
+    pub ecs: Option<(QueryEcs, u8)>,
+}
+
+/// The response header bits the server sets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastHeader {
+    pub authoritative: bool,
+    pub truncation: bool,
+    /// Must be below 16 (no extended RCODE).
+    pub rcode: u16,
+}
+
+/// Encodes the response, or `None` if the fast path does not cover it
+/// (then hickory's encoder must): records that are not A/AAAA of one owner
+/// name, an extended RCODE, or a message larger than `max`.
+pub(crate) fn encode(
+    q: &FastQuery,
+    query: &[u8],
+    h: FastHeader,
+    answers: &[Record],
+    edns: Option<FastEdns>,
+    max: usize,
+) -> Option<Vec<u8>> {
+    if h.rcode >= 16 || answers.len() > 64 {
+        return None;
+    }
+    let question = query.get(q.question.clone())?;
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&q.id.to_be_bytes());
+    out.push(
+        0x80 | if h.authoritative { 0x04 } else { 0 }
+            | if h.truncation { 0x02 } else { 0 }
+            | u8::from(q.recursion_desired),
+    );
+    out.push(if q.checking_disabled { 0x10 } else { 0 } | h.rcode as u8);
+    let an = u16::try_from(answers.len()).ok()?;
+    for c in [1, an, 0, u16::from(edns.is_some())] {
+        out.extend_from_slice(&c.to_be_bytes());
+    }
+    out.extend_from_slice(question);
+    // hickory stores the question as one compression candidate that no
+    // owner name matches (it includes TYPE and CLASS): the first answer's
+    // owner is written in full, the others point to it.
+    let mut owner: Option<(&Name, u16)> = None;
+    for r in answers {
+        let mut buf = [0u8; 16];
+        let (rtype, len) = match &r.data {
+            RData::A(a) => {
+                buf[..4].copy_from_slice(&a.0.octets());
+                (1u16, 4)
+            }
+            RData::AAAA(a) => {
+                buf.copy_from_slice(&a.0.octets());
+                (28, 16)
+            }
+            _ => return None,
+        };
+        let rdata = &buf[..len];
+        if r.dns_class != DNSClass::IN {
+            return None;
+        }
+        match owner {
+            Some((name, at)) => {
+                if !same_labels(name, &r.name) {
+                    return None;
+                }
+                out.extend_from_slice(&(0xC000 | at).to_be_bytes());
+            }
+            None => {
+                let at = u16::try_from(out.len()).ok().filter(|a| *a < 0x3fff)?;
+                let mut labels = 0;
+                for label in r.name.iter() {
+                    if label.is_empty() || label.len() > 63 {
+                        return None;
+                    }
+                    labels += 1;
+                    out.push(label.len() as u8);
+                    out.extend_from_slice(label);
+                }
+                if labels == 0 || labels > MAX_LABELS {
+                    return None;
+                }
+                out.push(0);
+                owner = Some((&r.name, at));
+            }
+        }
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&r.ttl.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+    }
+    if let Some(e) = edns {
+        out.push(0);
+        out.extend_from_slice(&OPT.to_be_bytes());
+        out.extend_from_slice(&e.payload.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        match e.ecs {
+            Some((ecs, scope)) => {
+                let mut octets = [0u8; 16];
+                let family: u16 = match &ecs.addr {
+                    IpAddr::V4(a) => {
+                        octets[..4].copy_from_slice(&a.octets());
+                        1
+                    }
+                    IpAddr::V6(a) => {
+                        octets.copy_from_slice(&a.octets());
+                        2
+                    }
+                };
+                let max = if family == 1 { 4 } else { 16 };
+                let n = usize::from(ecs.source.div_ceil(8));
+                if n > max {
+                    return None;
+                }
+                let addr = octets.get(..n)?;
+                let len = 4 + addr.len() as u16;
+                out.extend_from_slice(&(4 + len).to_be_bytes());
+                out.extend_from_slice(&8u16.to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&family.to_be_bytes());
+                out.push(ecs.source);
+                out.push(scope);
+                out.extend_from_slice(addr);
+            }
+            None => out.extend_from_slice(&0u16.to_be_bytes()),
+        }
+    }
+    (out.len() <= max).then_some(out)
+}
+
+/// Same labels, byte for byte (hickory's compression compares bytes).
+fn same_labels(a: &Name, b: &Name) -> bool {
+    a.num_labels() == b.num_labels() && a.iter().zip(b.iter()).all(|(x, y)| x == y)
+}

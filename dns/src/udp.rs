@@ -1,0 +1,182 @@
+//! Batched UDP I/O for the server's receive loops: on Linux up to
+//! [`BATCH`] datagrams per `recvmmsg` and the responses of a batch with one
+//! `sendmmsg` (through `nix`'s safe wrappers: the workspace forbids unsafe
+//! code); elsewhere one `recvfrom`/`sendto` at a time behind the same API.
+//!
+//! Both calls are non-blocking and go through [`UdpSocket::try_io`], so a
+//! `WouldBlock` clears tokio's readiness and the caller awaits
+//! `readable()`/`writable()` as with `try_recv_from`.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Most datagrams received (and responses sent) per system call; a loop
+/// uses [`DnsOptions::udp_batch`](crate::DnsOptions::udp_batch) of them.
+#[cfg(target_os = "linux")]
+pub(crate) const MAX_BATCH: usize = 64;
+#[cfg(not(target_os = "linux"))]
+pub(crate) const MAX_BATCH: usize = 1;
+
+/// Largest UDP query read (as hickory's UDP stream); longer datagrams are
+/// truncated to this, as `recvfrom` does.
+pub(crate) const RECV_BUFFER: usize = 4096;
+
+/// One response waiting to be sent, with what to count for it.
+#[derive(Debug)]
+pub(crate) struct Reply<C> {
+    pub dst: SocketAddr,
+    pub bytes: Vec<u8>,
+    pub count: Option<C>,
+}
+
+/// `nix`'s preallocated message headers hold raw pointers, so they are not
+/// `Send` and cannot live in a loop's future (a task may move between
+/// worker threads): each thread keeps its own, used only inside one
+/// non-blocking call.
+#[cfg(target_os = "linux")]
+type Headers = nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>;
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    static RECV_HEADERS: std::cell::RefCell<Headers> =
+        std::cell::RefCell::new(Headers::preallocate(MAX_BATCH, None));
+    static SEND_HEADERS: std::cell::RefCell<Headers> =
+        std::cell::RefCell::new(Headers::preallocate(MAX_BATCH, None));
+}
+
+/// Receive buffers of one loop.
+pub(crate) struct Receiver {
+    bufs: Vec<Vec<u8>>,
+    /// (length, source) of each datagram of the last batch.
+    got: Vec<(usize, Option<SocketAddr>)>,
+}
+
+impl Receiver {
+    /// Receives up to `batch` datagrams per call (1 to [`MAX_BATCH`]).
+    pub(crate) fn new(batch: usize) -> Self {
+        let batch = batch.clamp(1, MAX_BATCH);
+        Self {
+            bufs: (0..batch).map(|_| vec![0u8; RECV_BUFFER]).collect(),
+            got: Vec::with_capacity(batch),
+        }
+    }
+
+    /// Receives what is queued, up to the batch size; `WouldBlock` when
+    /// nothing is. The datagrams are then [`Self::datagram`]`(0..n)`.
+    pub(crate) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        socket.try_io(Interest::READABLE, || self.recv_now(socket))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{MsgFlags, recvmmsg};
+
+        self.got.clear();
+        let (bufs, got) = (&mut self.bufs, &mut self.got);
+        RECV_HEADERS.with(|headers| {
+            // Never re-entered: the borrow ends with this call.
+            let mut headers = headers
+                .try_borrow_mut()
+                .map_err(|_| io::ErrorKind::ResourceBusy)?;
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            let msgs = recvmmsg(
+                socket.as_raw_fd(),
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )?;
+            for m in msgs {
+                got.push((m.bytes.min(RECV_BUFFER), m.address.as_ref().and_then(std_addr)));
+            }
+            Ok(got.len())
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.got.clear();
+        let buf = self.bufs.first_mut().ok_or(io::ErrorKind::InvalidInput)?;
+        let (n, src) = socket.try_recv_from(buf)?;
+        self.got.push((n, Some(src)));
+        Ok(1)
+    }
+
+    /// The `i`th datagram of the last batch and its source (`None`: an
+    /// address of another family than IP, which cannot be answered).
+    pub(crate) fn datagram(&self, i: usize) -> Option<(&[u8], Option<SocketAddr>)> {
+        let (n, src) = *self.got.get(i)?;
+        Some((self.bufs.get(i)?.get(..n)?, src))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn std_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::from(*v4));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+}
+
+/// Sends batches of responses.
+pub(crate) struct Sender;
+
+impl Sender {
+    pub(crate) fn new() -> Self {
+        Self
+    }
+
+    /// Sends a prefix of `replies` (at least one, at most [`MAX_BATCH`]) and
+    /// returns how many left. `WouldBlock`: none could be sent now; any other
+    /// error is the first reply's own.
+    pub(crate) fn send<C>(&mut self, socket: &UdpSocket, replies: &[Reply<C>]) -> io::Result<usize> {
+        if replies.is_empty() {
+            return Ok(0);
+        }
+        socket.try_io(Interest::WRITABLE, || self.send_now(socket, replies))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_now<C>(&mut self, socket: &UdpSocket, replies: &[Reply<C>]) -> io::Result<usize> {
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
+
+        let replies = replies.get(..MAX_BATCH).unwrap_or(replies);
+        SEND_HEADERS.with(|headers| {
+            // Never re-entered: the borrow ends with this call.
+            let mut headers = headers
+                .try_borrow_mut()
+                .map_err(|_| io::ErrorKind::ResourceBusy)?;
+            let iovs: Vec<[IoSlice<'_>; 1]> = replies.iter().map(|r| [IoSlice::new(&r.bytes)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> = replies
+                .iter()
+                .map(|r| Some(SockaddrStorage::from(r.dst)))
+                .collect();
+            let no_cmsgs: [ControlMessage<'_>; 0] = [];
+            let sent = sendmmsg(
+                socket.as_raw_fd(),
+                &mut headers,
+                &iovs,
+                &addrs,
+                no_cmsgs,
+                MsgFlags::MSG_DONTWAIT,
+            )?;
+            Ok(sent.count())
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_now<C>(&mut self, socket: &UdpSocket, replies: &[Reply<C>]) -> io::Result<usize> {
+        let r = replies.first().ok_or(io::ErrorKind::InvalidInput)?;
+        socket.try_send_to(&r.bytes, r.dst)?;
+        Ok(1)
+    }
+}
