@@ -35,6 +35,10 @@ use crate::view::{DnsView, client_prefix};
 pub struct SteerOptions {
     /// `weight` skips sites whose load is above this (0.0–1.0).
     pub shed_load_above: f64,
+    /// `latency` treats sites whose RTT is within this many microseconds of
+    /// the best as equally close, keeping the earlier (geo) order among
+    /// them: measurement noise must not flip answers.
+    pub latency_tolerance_us: u32,
     /// Explicit client country (ISO code, upper case) → preferred sites; they
     /// rank before every site chosen by distance.
     pub country_sites: BTreeMap<String, Vec<String>>,
@@ -44,6 +48,7 @@ impl Default for SteerOptions {
     fn default() -> Self {
         Self {
             shed_load_above: 0.9,
+            latency_tolerance_us: 5_000,
             country_sites: BTreeMap::new(),
         }
     }
@@ -653,8 +658,19 @@ impl Steering {
                                         }
                                     };
                                 }
+                                let best = live.iter().map(|l| l.key).min().unwrap_or(u64::MAX);
+                                let tol = u64::from(self.options.latency_tolerance_us);
+                                for l in &mut live {
+                                    if l.key != u64::MAX && l.key <= best.saturating_add(tol) {
+                                        l.key = 0;
+                                    }
+                                }
                                 if let Some(t) = t.as_mut() {
-                                    t.note = format!("{prefix}: {}", notes.join(", "));
+                                    t.note = format!(
+                                        "{prefix}: {} (within {:.1} ms of the best: equal)",
+                                        notes.join(", "),
+                                        tol as f64 / 1000.0
+                                    );
                                 }
                                 rank(&mut live);
                             }
@@ -932,6 +948,13 @@ mod tests {
         assert_eq!(d.scope, 24);
         // Another prefix without measurements keeps the geo answer.
         assert_eq!(answer(&s, ecs("198.18.2.0/24"), &v), ["198.51.100.20"]);
+        // Differences within the tolerance (5 ms) are noise: geo decides.
+        let mut v = DnsView::default();
+        v.set_rtt("198.18.1.9".parse().unwrap(), "ams", 4_000);
+        v.set_rtt("198.18.1.9".parse().unwrap(), "nyc", 300);
+        assert_eq!(answer(&s, ecs("198.18.1.0/24"), &v), ["198.51.100.10"]);
+        let d = s.decide(&www(), RecordType::A, ecs("198.18.1.0/24"), &v).unwrap();
+        assert!(d.to_string().contains("within 5.0 ms of the best"), "{d}");
     }
 
     #[test]
@@ -1156,7 +1179,8 @@ mod tests {
             let cool: Vec<&str> = pool.iter().copied().filter(|x| v.site(x).load <= 0.9).collect();
             if !cool.is_empty() {
                 assert!(chosen.iter().all(|x| cool.contains(&x.as_str())), "load: {ctx}");
-                // The lowest measured RTT among eligible sites wins.
+                // The lowest measured RTT among eligible sites wins, up to
+                // the tolerance within which RTTs count as equal.
                 if let Some(rtts) = v.rtts_for(c.locate_by())
                     && let Some(best) = cool
                         .iter()
@@ -1164,7 +1188,12 @@ mod tests {
                         .min_by_key(|x| (rtts[**x], **x))
                 {
                     let best_rtt = rtts[*best];
-                    assert_eq!(rtts.get(&chosen[0]), Some(&best_rtt), "latency: {ctx}");
+                    let tol = SteerOptions::default().latency_tolerance_us;
+                    let got = rtts.get(&chosen[0]).copied();
+                    assert!(
+                        got.is_some_and(|r| r <= best_rtt + tol),
+                        "latency: {got:?} vs best {best_rtt}: {ctx}"
+                    );
                 }
             }
         }

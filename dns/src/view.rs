@@ -98,11 +98,39 @@ impl DnsView {
 
     /// Derives the view from the merged health snapshot: a site is up when a
     /// live node of it reports; a VIP is up at a site when a live node of the
-    /// site serves it; drains come from operator intent. Load and RTT are not
-    /// in the snapshot and stay at their defaults.
+    /// site serves it; drains come from operator intent. A site's load is
+    /// the open connections of its live nodes over their configured
+    /// `capacity` (0 when no node has one); a prefix's RTT to a site is the
+    /// lowest any live node of the site measured.
     pub fn from_snapshot(deployment: &Deployment, snap: &HealthSnapshot) -> Self {
         let mut view = DnsView::default();
-        for site in deployment.sites.keys() {
+        let live = |r: &&edge_topology::health::NodeReport| snap.alive.contains(&r.node);
+        for r in snap.reports.values().filter(live) {
+            for (resolver, us) in &r.client_rtt_us {
+                let best = view
+                    .rtt
+                    .entry(client_prefix(*resolver))
+                    .or_default()
+                    .entry(r.site.clone())
+                    .or_insert(*us);
+                *best = (*best).min(*us);
+            }
+        }
+        for (site, s) in &deployment.sites {
+            let (mut open, mut capacity) = (0u64, 0u64);
+            for n in &s.nodes {
+                if let (Some(c), Some(r)) = (n.capacity, snap.reports.get(&n.name))
+                    && snap.alive.contains(&n.name)
+                {
+                    open += r.active_connections;
+                    capacity += c;
+                }
+            }
+            let load = if capacity == 0 {
+                0.0
+            } else {
+                open as f64 / capacity as f64
+            };
             let up = snap
                 .reports
                 .values()
@@ -117,6 +145,7 @@ impl DnsView {
                     up,
                     drained: snap.intent.drained_sites.contains(site),
                     vip_up,
+                    load,
                     ..SiteState::default()
                 },
             );
@@ -150,6 +179,50 @@ mod tests {
         assert_eq!(
             client_prefix("2001:db8:1:2::9".parse().unwrap()).to_string(),
             "2001:db8:1::/48"
+        );
+    }
+
+    #[test]
+    fn from_snapshot_derives_site_load_and_client_rtts_from_live_reports() {
+        use edge_topology::health::NodeReport;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../labs/two-pop/deployment.toml");
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("name = \"ams-e1\"", "name = \"ams-e1\"\ncapacity = 100")
+            .replace("name = \"ams-e2\"", "name = \"ams-e2\"\ncapacity = 300");
+        let dep = edge_topology::parse(&text).unwrap();
+        let resolver: IpAddr = "198.18.1.2".parse().unwrap();
+        let report = |node: &str, site: &str, open: u64, rtt: u32| NodeReport {
+            node: node.into(),
+            site: site.into(),
+            active_connections: open,
+            client_rtt_us: [(resolver, rtt)].into_iter().collect(),
+            ..NodeReport::default()
+        };
+        let mut snap = HealthSnapshot::default();
+        snap.merge(report("ams-e1", "ams", 90, 900));
+        snap.merge(report("ams-e2", "ams", 270, 700));
+        snap.merge(report("nyc-e1", "nyc", 5_000, 40_000));
+        snap.alive
+            .extend(["ams-e1", "ams-e2", "nyc-e1"].map(String::from));
+        let v = DnsView::from_snapshot(&dep, &snap);
+        assert!((v.site("ams").load - 0.9).abs() < 1e-9, "{}", v.site("ams").load);
+        assert_eq!(
+            v.site("nyc").load,
+            0.0,
+            "no capacity configured at nyc: never shed"
+        );
+        let rtts = v.rtts_for("198.18.1.77".parse().unwrap()).expect("rtts");
+        assert_eq!(rtts.get("ams"), Some(&700), "the best node of the site");
+        assert_eq!(rtts.get("nyc"), Some(&40_000));
+        // A dead node's load and measurements leave the view.
+        snap.alive.remove("ams-e2");
+        let v = DnsView::from_snapshot(&dep, &snap);
+        assert!((v.site("ams").load - 0.9).abs() < 1e-9);
+        assert_eq!(
+            v.rtts_for("198.18.1.77".parse().unwrap())
+                .and_then(|r| r.get("ams")),
+            Some(&900)
         );
     }
 

@@ -165,7 +165,11 @@ pub struct RunArgs {
     pub workers: Option<usize>,
 }
 
-pub fn init_tracing(format: LogFormat, verbose: u8) {
+/// Installs the log subscriber. Lines are written to stderr by a separate
+/// thread through a bounded queue (tracing-appender's non-blocking writer,
+/// lossy: under overload lines are dropped, never the proxy blocked on a
+/// slow log consumer). Keep the returned guard alive: dropping it flushes.
+pub fn init_tracing(format: LogFormat, verbose: u8) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     // hickory logs every request at info; keep it to warnings.
     let default = match verbose {
@@ -177,16 +181,18 @@ pub fn init_tracing(format: LogFormat, verbose: u8) {
     // Colour codes only for a terminal: logs sent to a file or a collector
     // stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     // A second initialisation (tests calling into the binary's modules) is
     // harmless, so its error is ignored.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {

@@ -53,7 +53,11 @@ impl Explainer {
                 _ => return Err(format!("unexpected query part {kv:?}")),
             }
         }
-        let name = name.ok_or("name is required")?;
+        let mut name = name.ok_or("name is required")?;
+        // Like dig: a name on the command line is absolute.
+        if !name.ends_with('.') {
+            name.push('.');
+        }
         let client = client.ok_or("client is required")?;
         let qtype: RecordType = qtype
             .parse()
@@ -73,6 +77,11 @@ impl Dns {
 
     pub fn explainer(&self) -> Explainer {
         self.explainer.clone()
+    }
+
+    /// The resolvers that recently queried this server.
+    pub fn resolvers(&self) -> Arc<edge_dns::resolvers::RecentResolvers> {
+        self.server.resolvers()
     }
 
     pub async fn shutdown(&mut self) {
@@ -100,6 +109,9 @@ pub async fn start(dep: &Deployment, base_dir: &Path, registry: &mut Registry) -
     options.rrl.ipv4_prefix = cfg.rrl.ipv4_prefix;
     options.rrl.ipv6_prefix = cfg.rrl.ipv6_prefix;
     options.axfr_allow = cfg.axfr_allow.clone();
+    options.steer.shed_load_above = cfg.shed_load_above;
+    options.steer.latency_tolerance_us = u32::try_from(cfg.latency_tolerance.as_micros()).unwrap_or(u32::MAX);
+    options.steer.country_sites = cfg.country_sites.clone();
     let authority = Authority::new(dep, explain_geo.map(Arc::new), options.steer.clone())
         .context("building the DNS zones")?;
     let mut server = DnsServer::new(dep, geo, DnsView::default(), options, Some(registry))

@@ -15,6 +15,7 @@ mod kernel;
 mod l4;
 mod l7;
 mod lab;
+mod latency;
 mod outlier;
 mod run;
 mod sockets;
@@ -29,7 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = cli::Cli::parse();
-    cli::init_tracing(cli.log_format, cli.verbose);
+    let _log_guard = cli::init_tracing(cli.log_format, cli.verbose);
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -177,6 +177,33 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     } else {
         None
     };
+    // Client latency for the GSLB `latency` filter: probe the resolvers any
+    // node's DNS server saw (only when some GSLB name uses the filter).
+    let uses_latency = dep.dns.as_ref().is_some_and(|d| {
+        d.gslb
+            .iter()
+            .any(|g| g.policy.contains(&edge_topology::GslbFilter::Latency))
+    });
+    if uses_latency && !args.no_listeners {
+        let seen = dns.as_ref().map(|d| d.resolvers());
+        let snaps = bus.watch();
+        let targets = move || {
+            let mut t: Vec<std::net::IpAddr> = seen.as_ref().map(|s| s.snapshot()).unwrap_or_default();
+            let snap = snaps.borrow().clone();
+            t.extend(
+                snap.reports
+                    .values()
+                    .flat_map(|r| r.client_rtt_us.keys().copied()),
+            );
+            t
+        };
+        tasks.spawn(crate::latency::run(
+            crate::latency::ProbeConfig::default(),
+            Arc::new(targets),
+            report_tx.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let controller_task = tokio::spawn(run_controller(
         !args.no_vip_on_lo,
         cfg_rx.clone(),

@@ -28,6 +28,12 @@ pub struct NodeReport {
     pub active_connections: u64,
     /// Requests (or new connections) per second through this node.
     pub requests_per_second: f64,
+    /// Round-trip time in microseconds that this node measured to resolvers
+    /// that query the DNS servers (any node's): what GSLB's latency filter
+    /// compares across sites, per client prefix. Every node probes every
+    /// resolver listed in any report, so all sites measure the same ones.
+    #[serde(default)]
+    pub client_rtt_us: BTreeMap<std::net::IpAddr, u32>,
 }
 
 /// What an operator asked for; travels on the bus and applies everywhere.

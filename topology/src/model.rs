@@ -34,6 +34,14 @@ pub struct L4Settings {
     pub table_size: u32,
     pub drain_timeout: Duration,
     pub xdp_mode: XdpMode,
+    /// New flows per source per second and burst (userspace dataplane).
+    pub source_limit: Option<SourceLimit>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct SourceLimit {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 impl Default for L4Settings {
@@ -42,6 +50,7 @@ impl Default for L4Settings {
             table_size: 65_537,
             drain_timeout: Duration::from_secs(30),
             xdp_mode: XdpMode::Generic,
+            source_limit: None,
         }
     }
 }
@@ -141,6 +150,8 @@ pub struct Node {
     pub peers: Vec<Peering>,
     pub admin: SocketAddr,
     pub gossip: SocketAddr,
+    /// Concurrent connections the node is sized for (load = open / capacity).
+    pub capacity: Option<u64>,
 }
 
 /// One BGP session between a node and a router, over a subnet they share.
@@ -298,6 +309,10 @@ pub struct Dns {
     pub gslb: Vec<Gslb>,
     pub rrl: Rrl,
     pub axfr_allow: Vec<IpNet>,
+    pub shed_load_above: f64,
+    pub latency_tolerance: Duration,
+    /// Upper-case ISO country code → preferred sites.
+    pub country_sites: BTreeMap<String, Vec<String>>,
 }
 
 /// DNS response rate limiting (RRL) per client prefix.

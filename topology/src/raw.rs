@@ -43,6 +43,17 @@ pub struct RawL4Settings {
     /// Where the XDP program runs: `generic` (default: any device),
     /// `native` (driver mode) or `auto` (native when the driver has it).
     pub xdp_mode: Option<String>,
+    /// New flows per source for the userspace dataplane (connection-flood
+    /// protection); unlimited without it.
+    pub source_limit: Option<RawSourceLimit>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSourceLimit {
+    pub per_second: u32,
+    /// Default: twice `per_second`.
+    pub burst: Option<u32>,
 }
 
 /// How every node's BGP speaker behaves towards its routers.
@@ -135,6 +146,10 @@ pub struct RawNode {
     /// Health-bus gossip address (`ip:port`); default the node's first IPv4
     /// address with the bus port.
     pub gossip: Option<String>,
+    /// Concurrent connections (L4 + L7) the node is sized for. With it the
+    /// node's load (open connections / capacity) counts towards its site's
+    /// load, which GSLB sheds above `dns.shed_load_above`.
+    pub capacity: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -292,6 +307,15 @@ pub struct RawDns {
     /// Sources (CIDR) allowed to transfer zones (AXFR, over TCP only).
     #[serde(default)]
     pub axfr_allow: Vec<String>,
+    /// The `weight` filter skips sites whose load is above this (0..=1,
+    /// default 0.9).
+    pub shed_load_above: Option<f64>,
+    /// RTTs within this of the best count as equal in the `latency` filter
+    /// (default `5ms`).
+    pub latency_tolerance: Option<String>,
+    /// ISO country code → sites preferred for its clients, before distance.
+    #[serde(default)]
+    pub country_sites: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

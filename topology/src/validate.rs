@@ -249,6 +249,10 @@ impl Validator<'_> {
             let mut nodes = Vec::new();
             for (i, n) in rs.nodes.iter().enumerate() {
                 let p = format!("{sp}.nodes[{i}]");
+                if n.capacity == Some(0) {
+                    self.e
+                        .push(format!("{p}.capacity"), "must be at least 1 connection");
+                }
                 self.host_name(&mut host_names, &p, &n.name);
                 if let Err(r) = valid_asn(n.asn) {
                     self.e.push(format!("{p}.asn"), r);
@@ -310,6 +314,7 @@ impl Validator<'_> {
                     peers: Vec::new(),
                     admin,
                     gossip,
+                    capacity: n.capacity,
                 });
             }
             let mut clients = Vec::new();
@@ -395,6 +400,20 @@ impl Validator<'_> {
             match parse_duration(d) {
                 Ok(d) => out.drain_timeout = d,
                 Err(r) => self.e.push("l4.drain_timeout", r),
+            }
+        }
+        if let Some(sl) = &rl.source_limit {
+            let burst = sl.burst.unwrap_or(sl.per_second.saturating_mul(2));
+            if sl.per_second == 0 || burst == 0 {
+                self.e.push(
+                    "l4.source_limit",
+                    "per_second and burst must be at least 1 (leave source_limit out for no limit)",
+                );
+            } else {
+                out.source_limit = Some(SourceLimit {
+                    per_second: sl.per_second,
+                    burst,
+                });
             }
         }
         match rl.xdp_mode.as_deref() {
@@ -1303,6 +1322,39 @@ impl Validator<'_> {
             self.e.push("dns.rrl.burst", "must be at least 1 while RRL is on");
         }
         let axfr_allow = self.prefixes("dns.axfr_allow", &d.axfr_allow);
+        let shed_load_above = d.shed_load_above.unwrap_or(0.9);
+        if !(0.0..=1.0).contains(&shed_load_above) {
+            self.e.push(
+                "dns.shed_load_above",
+                format!("{shed_load_above} is not between 0 and 1"),
+            );
+        }
+        let latency_tolerance = match d.latency_tolerance.as_deref().map(parse_duration) {
+            None => Duration::from_millis(5),
+            Some(Ok(t)) if t <= Duration::from_secs(10) => t,
+            Some(Ok(t)) => {
+                self.e
+                    .push("dns.latency_tolerance", format!("{t:?} is longer than 10s"));
+                Duration::from_millis(5)
+            }
+            Some(Err(r)) => {
+                self.e.push("dns.latency_tolerance", r);
+                Duration::from_millis(5)
+            }
+        };
+        let mut country_sites = BTreeMap::new();
+        for (cc, sites) in &d.country_sites {
+            let cp = format!("dns.country_sites.{cc}");
+            if cc.len() != 2 || !cc.chars().all(|c| c.is_ascii_alphabetic()) {
+                self.e.push(cp.clone(), "not a two-letter ISO country code");
+            }
+            for s in sites {
+                if !self.raw.sites.contains_key(s) {
+                    self.e.push(cp.clone(), format!("unknown site {s:?}"));
+                }
+            }
+            country_sites.insert(cc.to_ascii_uppercase(), sites.clone());
+        }
         Dns {
             vip: d.vip.clone(),
             port,
@@ -1311,6 +1363,9 @@ impl Validator<'_> {
             gslb,
             rrl,
             axfr_allow,
+            shed_load_above,
+            latency_tolerance,
+            country_sites,
         }
     }
 

@@ -235,24 +235,72 @@ fn the_xdp_dataplane_needs_maglev_and_the_service_port_at_the_backend() {
 #[test]
 fn l4_settings_are_checked() {
     let good = format!(
-        "{}\n[l4]\ntable_size = 655373\ndrain_timeout = \"5s\"\nxdp_mode = \"native\"\n",
+        "{}\n[l4]\ntable_size = 655373\ndrain_timeout = \"5s\"\nxdp_mode = \"native\"\nsource_limit = {{ per_second = 50 }}\n",
         edge_topology::TWO_POP
     );
     let d = parse(&good).expect("valid l4 settings");
     assert_eq!(d.l4.table_size, 655_373);
     assert_eq!(d.l4.drain_timeout, std::time::Duration::from_secs(5));
     assert_eq!(d.l4.xdp_mode, edge_topology::XdpMode::Native);
+    let limit = edge_topology::SourceLimit {
+        per_second: 50,
+        burst: 100,
+    };
+    assert_eq!(d.l4.source_limit, Some(limit), "burst defaults to twice the rate");
     assert_eq!(
         parse(edge_topology::TWO_POP).expect("valid").l4,
         edge_topology::L4Settings::default()
     );
     let bad = format!(
-        "{}\n[l4]\ntable_size = 65536\ndrain_timeout = \"soon\"\nxdp_mode = \"fast\"\n",
+        "{}\n[l4]\ntable_size = 65536\ndrain_timeout = \"soon\"\nxdp_mode = \"fast\"\nsource_limit = {{ per_second = 0 }}\n",
         edge_topology::TWO_POP
     );
     let err = parse(&bad).expect_err("must fail");
     let paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
-    for p in ["l4.table_size", "l4.drain_timeout", "l4.xdp_mode"] {
+    for p in [
+        "l4.table_size",
+        "l4.drain_timeout",
+        "l4.xdp_mode",
+        "l4.source_limit",
+    ] {
+        assert!(paths.contains(&p), "{p} missing in {err}");
+    }
+}
+
+#[test]
+fn gslb_load_and_latency_settings_are_checked() {
+    let with = |extra_dns: &str, node_extra: &str| {
+        edge_topology::TWO_POP
+            .replacen(
+                "name = \"ams-e1\"",
+                &format!("name = \"ams-e1\"\n{node_extra}"),
+                1,
+            )
+            .replacen("[dns]\n", &format!("[dns]\n{extra_dns}\n"), 1)
+    };
+    assert!(edge_topology::TWO_POP.contains("[dns]\n"));
+    let d = parse(&with(
+        "shed_load_above = 0.75\nlatency_tolerance = \"2ms\"\ncountry_sites = { nl = [\"ams\"] }",
+        "capacity = 1000",
+    ))
+    .expect("valid");
+    let dns = d.dns.as_ref().expect("dns");
+    assert_eq!(dns.shed_load_above, 0.75);
+    assert_eq!(dns.latency_tolerance, std::time::Duration::from_millis(2));
+    assert_eq!(dns.country_sites["NL"], vec!["ams".to_string()]);
+    assert_eq!(d.node("ams-e1").expect("node").1.capacity, Some(1000));
+    let err = parse(&with(
+        "shed_load_above = 1.5\nlatency_tolerance = \"soon\"\ncountry_sites = { nld = [\"mars\"] }",
+        "capacity = 0",
+    ))
+    .expect_err("must fail");
+    let paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+    for p in [
+        "dns.shed_load_above",
+        "dns.latency_tolerance",
+        "dns.country_sites.nld",
+        "sites.ams.nodes[0].capacity",
+    ] {
         assert!(paths.contains(&p), "{p} missing in {err}");
     }
 }

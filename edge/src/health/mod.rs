@@ -85,6 +85,8 @@ pub enum ReportUpdate {
         active_connections: u64,
         per_second: f64,
     },
+    /// Round-trip times this node measured to client prefixes.
+    ClientRtt(BTreeMap<std::net::IpAddr, u32>),
 }
 
 /// Owns this node's [`NodeReport`]: applies updates, bumps `seq`, publishes.
@@ -101,6 +103,11 @@ pub async fn run_reporter(
                 let before = report.backends.len();
                 report.backends.retain(|b, _| keep.contains(b));
                 report.backends.len() != before
+            }
+            ReportUpdate::ClientRtt(m) => {
+                let changed = report.client_rtt_us != m;
+                report.client_rtt_us = m;
+                changed
             }
             ReportUpdate::Load {
                 active_connections,
