@@ -122,8 +122,53 @@ impl L4Stage {
         }
     }
 
-    /// Prometheus lines of the kernel dataplanes' own counters.
+    /// Prometheus lines of the dataplanes' own counters.
     pub fn metrics(&self, out: &mut String) {
+        if let Some(dp) = &self.userspace {
+            use std::fmt::Write;
+            let stats = dp.stats();
+            type Get = fn(&edge_l4::userspace::ServiceStats) -> u64;
+            let series: [(&str, &str, &str, Get); 5] = [
+                (
+                    "edge_l4_flows_opened",
+                    "counter",
+                    "Flows placed on a backend by the userspace proxy.",
+                    |s| s.flows_opened,
+                ),
+                (
+                    "edge_l4_rate_limited",
+                    "counter",
+                    "New flows refused by the per-source limit.",
+                    |s| s.rate_limited,
+                ),
+                (
+                    "edge_l4_no_backend",
+                    "counter",
+                    "New flows refused because no backend takes new flows.",
+                    |s| s.no_backend,
+                ),
+                (
+                    "edge_l4_backend_errors",
+                    "counter",
+                    "Backend connects that failed or timed out.",
+                    |s| s.backend_errors,
+                ),
+                (
+                    "edge_l4_active_flows",
+                    "gauge",
+                    "Open flows through the userspace proxy.",
+                    |s| s.active.values().sum(),
+                ),
+            ];
+            for (name, kind, help, get) in series {
+                // OpenMetrics: a counter family's samples end in _total.
+                let suffix = if kind == "counter" { "_total" } else { "" };
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (key, st) in &stats {
+                    let _ = writeln!(out, "{name}{suffix}{{service=\"{key}\"}} {}", get(st));
+                }
+            }
+        }
         #[cfg(feature = "xdp")]
         if let Some(x) = &self.xdp {
             use std::fmt::Write;
@@ -131,8 +176,8 @@ impl L4Stage {
                 Ok(s) => {
                     let _ = writeln!(
                         out,
-                        "# HELP edge_l4_xdp_packets_total Packets seen by the XDP program, by verdict.\n\
-                         # TYPE edge_l4_xdp_packets_total counter"
+                        "# HELP edge_l4_xdp_packets Packets seen by the XDP program, by verdict.\n\
+                         # TYPE edge_l4_xdp_packets counter"
                     );
                     let rows = [
                         ("pass_other", s.pass_other),
@@ -150,8 +195,8 @@ impl L4Stage {
                     }
                     let _ = writeln!(
                         out,
-                        "# HELP edge_l4_xdp_bytes_total Bytes seen by the XDP program, by verdict.\n\
-                         # TYPE edge_l4_xdp_bytes_total counter"
+                        "# HELP edge_l4_xdp_bytes Bytes seen by the XDP program, by verdict.\n\
+                         # TYPE edge_l4_xdp_bytes counter"
                     );
                     for (k, c) in rows {
                         let _ = writeln!(out, "edge_l4_xdp_bytes_total{{verdict=\"{k}\"}} {}", c.bytes);
@@ -198,6 +243,11 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
         UserspaceConfig {
             table_size,
             drain_timeout: l4.drain_timeout,
+            source_limit: l4.source_limit.map(|s| edge_l4::userspace::SourceLimit {
+                per_second: s.per_second,
+                burst: s.burst,
+                ..Default::default()
+            }),
             ..UserspaceConfig::default()
         },
     );
@@ -268,6 +318,14 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
     }
     if !any && !nft && !xdp {
         return Ok(None);
+    }
+    // Half-open SYN floods are the kernel's to absorb (SYN cookies) before
+    // the proxy ever sees a connection; see l4/README.md "SYN floods".
+    if any && std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syncookies").is_ok_and(|v| v.trim() == "0") {
+        tracing::warn!(
+            "net.ipv4.tcp_syncookies is 0: a SYN flood can fill the L4 listeners' SYN queues and lock \
+             real clients out; set it to 1"
+        );
     }
     // With several nodes in a site the backends' replies must come back to
     // the node that translated the flow, which only source NAT guarantees.

@@ -123,6 +123,22 @@ fn run_without_config_serves_the_demo_on_loopback_and_stops_on_sigterm() {
         "{metrics}"
     );
     assert!(metrics.contains("edge_uptime_seconds"), "{metrics}");
+    // The userspace L4 dataplane's counters (sampled once a second), inside
+    // the OpenMetrics body.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let m = http_get(admin, "/metrics").expect("metrics");
+        if m.contains("edge_l4_flows_opened_total{service=\"127.0.0.1:9000/tcp\"} 0") {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no L4 series: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        metrics.contains("# TYPE edge_l4_rate_limited counter"),
+        "{metrics}"
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
     let pid = child.0.id().to_string();
     assert!(

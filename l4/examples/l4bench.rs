@@ -2,7 +2,7 @@
 //! network namespace it is started in (`ip netns exec NS l4bench …`).
 //!
 //! ```text
-//! l4bench node  --kind xdp|xdp-native|nftables|userspace --uplink IF --vip IP --port P --backend IP:PORT...
+//! l4bench node  --kind xdp|xdp-native|nftables|userspace|userspace-buffered --uplink IF --vip IP --port P --backend IP:PORT...
 //!     programs the dataplane, prints "ready", runs until stdin closes
 //! l4bench serve --name NAME --port P
 //!     backend: sends "NAME\n", then reads and discards until EOF
@@ -86,6 +86,16 @@ fn node(args: &[String]) -> Res<()> {
         "userspace" => {
             Box::new(HostedUserspace::new(UserspaceConfig::default(), 2).map_err(|e| e.to_string())?)
         }
+        "userspace-buffered" => Box::new(
+            HostedUserspace::new(
+                UserspaceConfig {
+                    tcp_copy: edge_l4::userspace::TcpCopy::Buffered,
+                    ..UserspaceConfig::default()
+                },
+                2,
+            )
+            .map_err(|e| e.to_string())?,
+        ),
         other => return Err(format!("unknown kind {other}")),
     };
     dp.apply(&state).map_err(|e| e.to_string())?;

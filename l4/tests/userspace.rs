@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use edge_l4::sched::Maglev;
-use edge_l4::userspace::{TcpCopy, UserspaceConfig, UserspaceDataplane};
+use edge_l4::userspace::{SourceLimit, TcpCopy, UserspaceConfig, UserspaceDataplane};
 use edge_l4::{
     BackendSpec, Change, Dataplane, DataplaneError, DataplaneKind, FlowKey, L4State, Protocol, Scheduler,
     SchedulerKind, ServiceKey, ServiceSpec, TableSize,
@@ -790,4 +790,62 @@ fn backend_factory_needs_a_runtime() {
             ..
         })
     ));
+}
+
+/// Connection-flood protection: a source gets its burst of new connections,
+/// then the ones over its rate are reset right after accept; another source
+/// is unaffected, and the refusals are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_over_the_per_source_limit_are_reset() {
+    let backend = tcp_backend().await;
+    let mut dp = UserspaceDataplane::new(
+        Handle::current(),
+        UserspaceConfig {
+            source_limit: Some(SourceLimit {
+                per_second: 1,
+                burst: 3,
+                max_sources: 1024,
+            }),
+            ..UserspaceConfig::default()
+        },
+    );
+    let key = tcp_service(&mut dp);
+    let desired = L4State::default().with_service(key, spec(SchedulerKind::RoundRobin, &[backend]));
+    dp.apply(&desired).unwrap();
+    let proxy = key.socket_addr();
+    let mut admitted = Vec::new();
+    for _ in 0..3 {
+        admitted.push(connect(proxy).await);
+    }
+    // The fourth and fifth within the same second: reset, no greeting.
+    // (The RST may already be there when connect returns.)
+    for _ in 0..2 {
+        let Ok(mut s) = TcpStream::connect(proxy).await else {
+            continue;
+        };
+        let mut buf = [0u8; 16];
+        let got = tokio::time::timeout(PATIENCE, s.read(&mut buf)).await.unwrap();
+        assert!(
+            matches!(got, Ok(0) | Err(_)),
+            "over the limit: closed without a greeting, got {got:?}"
+        );
+    }
+    // The admitted ones still work.
+    for c in &mut admitted {
+        assert!(c.echoes(b"still here\n").await);
+    }
+    // Another source has its own budget.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = other.connect(proxy).await.unwrap();
+    let mut line = [0u8; 8];
+    let n = tokio::time::timeout(PATIENCE, s.read(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0, "127.0.0.2 is greeted by the backend");
+    assert_eq!(dp.stats()[&key].rate_limited, 2);
+    // After a second, 127.0.0.1 has a token again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _again = connect(proxy).await;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # L4 benchmark: connections/s and throughput through the xdp, nftables and
 # userspace dataplanes of edge-l4 and through HAProxy `mode tcp`, on one lab
-# topology, in one run. Prints a table and ratios to userspace. Not a test:
+# topology, in one run. Prints a table and ratios to userspace and to HAProxy. Not a test:
 # nothing here asserts a number. Needs root; HAProxy is skipped if absent
 # (apt-get install haproxy).
 #
@@ -95,7 +95,7 @@ measure() { # name -> "conn/s Gbit/s"
 
 run_node() { # kind
   local kind=$1 fifo=$WORK/ctl.$1
-  if [ "$kind" = userspace ]; then ip -n $E addr add $VIP/32 dev lo; fi
+  if [[ $kind == userspace* ]]; then ip -n $E addr add $VIP/32 dev lo; fi
   mkfifo "$fifo"
   ip netns exec $E "$BIN" node --kind "$kind" --uplink e0 --vip $VIP --port $PORT \
     --backend 198.19.101.11:$PORT --backend 198.19.101.12:$PORT <"$fifo" >"$WORK/node.$kind.log" 2>&1 &
@@ -109,12 +109,13 @@ run_node() { # kind
   fi
   exec 3>&-   # EOF on the node's stdin: it removes what it programmed
   wait $pid || true
-  if [ "$kind" = userspace ]; then ip -n $E addr del $VIP/32 dev lo; fi
+  if [[ $kind == userspace* ]]; then ip -n $E addr del $VIP/32 dev lo; fi
 }
 
 : >"$WORK/results"
 echo "measuring ${SECS}s per figure..." >&2
-for kind in xdp xdp-native nftables userspace; do run_node $kind; done
+# userspace: splice(2) relay (the default); userspace-buffered: two copies.
+for kind in xdp xdp-native nftables userspace userspace-buffered; do run_node $kind; done
 
 if command -v haproxy >/dev/null; then
   ip -n $E addr add $VIP/32 dev lo
@@ -151,13 +152,16 @@ else
 fi
 
 echo
-printf '%-10s %12s %12s %10s %10s\n' dataplane conn/s Gbit/s "conn/s÷us" "Gbit/s÷us"
-us_conn=$(awk -F'|' '$1=="userspace"{split($2,a," "); print a[1]}' "$WORK/results")
-us_bulk=$(awk -F'|' '$1=="userspace"{split($3,a," "); print a[1]}' "$WORK/results")
+printf '%-18s %10s %8s %10s %10s %10s %10s\n' dataplane conn/s Gbit/s "conn÷us" "Gbit÷us" "conn÷hap" "Gbit÷hap"
+first() { awk -F'|' -v k="$1" -v f="$2" '$1==k{split($f,a," "); print a[1]}' "$WORK/results"; }
+us_conn=$(first userspace 2); us_bulk=$(first userspace 3)
+hp_conn=$(first haproxy 2); hp_bulk=$(first haproxy 3)
 while IFS='|' read -r name conn bulk; do
   c=${conn%% *}; g=${bulk%% *}
-  awk -v n="$name" -v c="$c" -v g="$g" -v uc="${us_conn:-0}" -v ug="${us_bulk:-0}" 'BEGIN {
+  awk -v n="$name" -v c="$c" -v g="$g" -v uc="${us_conn:-0}" -v ug="${us_bulk:-0}" \
+    -v hc="${hp_conn:-0}" -v hg="${hp_bulk:-0}" 'BEGIN {
     rc = (uc > 0) ? sprintf("%.2f", c / uc) : "-"; rg = (ug > 0) ? sprintf("%.2f", g / ug) : "-";
-    printf "%-10s %12s %12s %10s %10s\n", n, c, g, rc, rg }'
+    hc2 = (hc > 0) ? sprintf("%.2f", c / hc) : "-"; hg2 = (hg > 0) ? sprintf("%.2f", g / hg) : "-";
+    printf "%-18s %10s %8s %10s %10s %10s %10s\n", n, c, g, rc, rg, hc2, hg2 }'
 done <"$WORK/results"
 echo "(errors per run in the lines above; 2 vCPUs shared by client, edge and backends)"
