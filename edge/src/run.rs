@@ -40,6 +40,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .max(1);
     tracing::info!(workers, "starting the runtime");
+    // The L7 tier serves on as many threads of its own.
+    let mut args = args;
+    args.workers = Some(workers);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -100,7 +103,7 @@ async fn serve(dep: Arc<Deployment>, node: String, args: RunArgs) -> Result<()> 
     let mut l7 = if args.no_listeners {
         None
     } else {
-        crate::l7::start(&dep, &node, &base_dir, &mut registry)?
+        crate::l7::start(&dep, &node, &base_dir, &mut registry, args.workers.unwrap_or(1))?
     };
     let state = Arc::new(NodeState::new(
         cfg_rx.clone(),

@@ -12,6 +12,16 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// A non-blocking socket bound to `addr` (listening, for `Type::STREAM`).
 pub fn bind(addr: SocketAddr, ty: Type) -> Result<Socket> {
+    bind_with(addr, ty, false)
+}
+
+/// One of several TCP listeners on the same address (`SO_REUSEPORT`): the
+/// kernel spreads new connections over them, one per serving thread.
+pub fn bind_shared(addr: SocketAddr) -> Result<Socket> {
+    bind_with(addr, Type::STREAM, true)
+}
+
+fn bind_with(addr: SocketAddr, ty: Type, reuse_port: bool) -> Result<Socket> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -33,6 +43,9 @@ pub fn bind(addr: SocketAddr, ty: Type) -> Result<Socket> {
     } else {
         s.set_freebind_v6(true)?;
         s.set_only_v6(true)?;
+    }
+    if reuse_port {
+        s.set_reuse_port(true)?;
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;

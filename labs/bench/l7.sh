@@ -107,11 +107,11 @@ ORIGIN=127.0.0.80
 O1=28081
 O2=28082
 # One address per proxy, so a leftover of one can never answer for another.
-declare -A ADDR=([edge]=127.0.0.81 [haproxy]=127.0.0.82 [nginx]=127.0.0.83 [l7-1w]=127.0.0.84 [l7-2w]=127.0.0.85)
+declare -A ADDR=([edge]=127.0.0.81 [haproxy]=127.0.0.82 [nginx]=127.0.0.83 [l7-1w]=127.0.0.84 [l7-2w]=127.0.0.85 [l7-0w]=127.0.0.86)
 H1_PORT=28080
 # h2c port: edge serves both protocols on one listener; nginx needs a
 # dedicated `http2` listener for cleartext h2, HAProxy gets one too.
-declare -A H2_PORT=([edge]=28080 [haproxy]=28090 [nginx]=28090 [l7-1w]=28080 [l7-2w]=28080)
+declare -A H2_PORT=([edge]=28080 [haproxy]=28090 [nginx]=28090 [l7-1w]=28080 [l7-2w]=28080 [l7-0w]=28080)
 EDGE_ADMIN=127.0.0.81:28181
 EDGE_GOSSIP=127.0.0.81:28946
 EDGE_BIN=$ROOT/target/release/edge
