@@ -277,11 +277,22 @@ pub struct MaxPrefixExceeded {
     pub limit: u32,
 }
 
-/// What one peer told us, for observation.
+/// What one peer told us, for observation. The prefix limit applies per
+/// address family (as FRR's `maximum-prefix` per AFI/SAFI): a peer's IPv6
+/// table does not eat into its IPv4 allowance.
 #[derive(Debug, Clone, Default)]
 pub struct AdjRibIn {
     routes: BTreeMap<IpNet, ReceivedRoute>,
     max_prefixes: Option<u32>,
+    /// Routes held per family: [IPv4, IPv6].
+    counts: [usize; 2],
+}
+
+fn family_slot(p: &IpNet) -> usize {
+    match p {
+        IpNet::V4(_) => 0,
+        IpNet::V6(_) => 1,
+    }
 }
 
 impl AdjRibIn {
@@ -289,6 +300,7 @@ impl AdjRibIn {
         AdjRibIn {
             routes: BTreeMap::new(),
             max_prefixes,
+            counts: [0; 2],
         }
     }
     pub fn routes(&self) -> impl Iterator<Item = &ReceivedRoute> {
@@ -302,11 +314,19 @@ impl AdjRibIn {
     }
     pub fn clear(&mut self) {
         self.routes.clear();
+        self.counts = [0; 2];
+    }
+
+    /// Routes held for the family of `p`.
+    pub fn family_len(&self, p: &IpNet) -> usize {
+        self.counts[family_slot(p)]
     }
     /// Apply a received UPDATE (withdrawals first, then announcements).
     pub fn apply(&mut self, u: &Update) -> Result<(), MaxPrefixExceeded> {
         for p in &u.withdrawn {
-            self.routes.remove(p);
+            if self.routes.remove(p).is_some() {
+                self.counts[family_slot(p)] -= 1;
+            }
         }
         if let Some(attrs) = &u.attributes {
             for p in &u.announced {
@@ -314,16 +334,22 @@ impl AdjRibIn {
                     IpNet::V4(_) => attrs.next_hop.map(IpAddr::V4),
                     IpNet::V6(_) => u.ipv6_next_hop.map(IpAddr::V6),
                 };
-                self.routes.insert(
-                    *p,
-                    ReceivedRoute {
-                        prefix: *p,
-                        attributes: attrs.clone(),
-                        next_hop,
-                    },
-                );
+                let fresh = self
+                    .routes
+                    .insert(
+                        *p,
+                        ReceivedRoute {
+                            prefix: *p,
+                            attributes: attrs.clone(),
+                            next_hop,
+                        },
+                    )
+                    .is_none();
+                if fresh {
+                    self.counts[family_slot(p)] += 1;
+                }
                 if let Some(limit) = self.max_prefixes
-                    && self.routes.len() > limit as usize
+                    && self.counts[family_slot(p)] > limit as usize
                 {
                     let (afi, safi) = family(p);
                     return Err(MaxPrefixExceeded { afi, safi, limit });

@@ -567,6 +567,9 @@ pub struct Update {
     /// Set on decode when RFC 7606 treat-as-withdraw applied: the prefixes
     /// the peer announced have been moved to `withdrawn` and this says why.
     pub treat_as_withdraw: Option<String>,
+    /// Set on decode for an End-of-RIB marker (RFC 4724 §2): the family
+    /// (AFI, SAFI) whose initial table the peer finished sending.
+    pub end_of_rib: Option<(u16, u8)>,
 }
 
 impl Update {
@@ -624,6 +627,11 @@ pub fn encode(msg: &Message, codec: &Codec) -> Result<Vec<u8>, EncodeError> {
             frame(TYPE_ROUTE_REFRESH, buf.get(..n).unwrap_or_default())
         }
         Message::Update(u) => {
+            if let Some((afi, safi)) = u.end_of_rib
+                && u.is_end_of_rib()
+            {
+                return Ok(end_of_rib(afi, safi));
+            }
             let z = update_to_zetta(u, codec)?;
             let n = z.encode_to(&params, &mut buf).map_err(codec_err)?;
             frame(TYPE_UPDATE, buf.get(..n).unwrap_or_default())
@@ -997,6 +1005,7 @@ fn decode_update(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> {
     let mut seen = BTreeSet::new();
     let mut fault: Option<String> = None;
     let (mut has_origin, mut has_path, mut has_nh) = (false, false, false);
+    let mut mp_unreach_family: Option<(u16, u8)> = None;
     let mut pos = 0;
     while pos < attrs_bytes.len() {
         let (flags, ty) = match attrs_bytes.get(pos..pos + 2) {
@@ -1024,6 +1033,11 @@ fn decode_update(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> {
                 return Err(UpdateError::MalformedMp(format!("attribute {ty} repeated")).into());
             }
             continue;
+        }
+        if ty == 15
+            && let Some([a1, a2, sa]) = data.get(..3)
+        {
+            mp_unreach_family = Some((u16::from_be_bytes([*a1, *a2]), *sa));
         }
         if ty == ATTR_AS4_PATH {
             // RFC 6793 §6: only meaningful from a 2-octet speaker; a
@@ -1075,6 +1089,15 @@ fn decode_update(body: &[u8], codec: &Codec) -> Result<Update, DecodeError> {
         update.treat_as_withdraw = Some(why);
     } else if !update.announced.is_empty() {
         update.attributes = Some(pa);
+    }
+    if update.withdrawn.is_empty() && update.announced.is_empty() && update.treat_as_withdraw.is_none() {
+        // IPv4: an UPDATE with nothing at all; other families: only an
+        // empty MP_UNREACH_NLRI for the family.
+        if attrs_bytes.is_empty() {
+            update.end_of_rib = Some((1, 1));
+        } else if seen.len() == 1 && seen.contains(&15) {
+            update.end_of_rib = mp_unreach_family;
+        }
     }
     Ok(update)
 }

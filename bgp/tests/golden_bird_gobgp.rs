@@ -476,11 +476,17 @@ fn bird_end_of_rib() {
     // Both of BIRD's End-of-RIB markers are byte-identical to ours.
     assert_eq!(unhex(BIRD_EOR_V4), end_of_rib(1, 1));
     assert_eq!(unhex(BIRD_EOR_V6), end_of_rib(2, 1));
-    golden(BIRD_EOR_V4, &Message::Update(Update::default()));
-    let v6 = dec_update(BIRD_EOR_V6);
-    assert!(v6.is_end_of_rib());
-    // The typed Update carries no family for an empty MP_UNREACH, so it
-    // decodes like the IPv4 marker and re-encodes as the IPv4 form.
-    assert_eq!(v6, Update::default());
-    assert_eq!(encode(&Message::Update(v6), &EBGP4).unwrap(), end_of_rib(1, 1));
+    let eor = |family| Update {
+        end_of_rib: Some(family),
+        ..Update::default()
+    };
+    golden(BIRD_EOR_V4, &Message::Update(eor((1, 1))));
+    // The IPv6 marker keeps its family both ways.
+    golden(BIRD_EOR_V6, &Message::Update(eor((2, 1))));
+    assert!(dec_update(BIRD_EOR_V6).is_end_of_rib());
+    // An empty Update without a family is the IPv4 form.
+    assert_eq!(
+        encode(&Message::Update(Update::default()), &EBGP4).unwrap(),
+        end_of_rib(1, 1)
+    );
 }

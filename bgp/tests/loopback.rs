@@ -149,9 +149,16 @@ async fn two_speakers_establish_exchange_withdraw_drain_and_reconnect() {
 async fn max_prefix_limit_closes_with_cease_1() {
     let b = speaker_b("127.0.0.1:0".parse().unwrap(), Some(1)).await;
     let a = speaker_a(b.local_addr().unwrap().port()).await;
+    // The limit is per family: one IPv4 and one IPv6 prefix are fine...
     let routes: BTreeSet<Route> = [vip4(), vip6()].into_iter().collect();
-    a.announce(routes);
+    a.announce(routes.clone());
     let t = Duration::from_secs(10);
+    wait_until("B holds both", t, || b.sessions()[0].prefixes_received == 2).await;
+    assert!(a.sessions()[0].last_error.is_none());
+    // ...a second IPv4 prefix is not.
+    let mut more = routes;
+    more.insert(Route::new("203.0.113.11/32".parse().unwrap()));
+    a.announce(more);
     wait_until("A receives Cease/1", t, || {
         a.sessions()[0]
             .last_error

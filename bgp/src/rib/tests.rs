@@ -221,6 +221,33 @@ fn adj_rib_in_max_prefix_exceeded() {
 }
 
 #[test]
+fn adj_rib_in_max_prefix_counts_each_family_on_its_own() {
+    let mut rib = AdjRibIn::new(Some(2));
+    rib.apply(&announce(&["198.51.100.0/24", "203.0.113.0/24"]))
+        .unwrap();
+    // Two IPv6 prefixes fit beside two IPv4 ones.
+    rib.apply(&announce(&["2001:db8:1::/48", "2001:db8:2::/48"]))
+        .unwrap();
+    assert_eq!(rib.family_len(&"2001:db8::/32".parse().unwrap()), 2);
+    // A withdrawal frees room in its family only.
+    let mut w = Update::default();
+    w.withdrawn.push("198.51.100.0/24".parse().unwrap());
+    w.withdrawn.push("198.18.0.0/15".parse().unwrap()); // never announced
+    rib.apply(&w).unwrap();
+    assert_eq!(rib.family_len(&"198.18.0.0/15".parse().unwrap()), 1);
+    rib.apply(&announce(&["198.18.0.0/15"])).unwrap();
+    let e = rib.apply(&announce(&["2001:db8:3::/48"])).unwrap_err();
+    assert_eq!(
+        e,
+        MaxPrefixExceeded {
+            afi: 2,
+            safi: 1,
+            limit: 2
+        }
+    );
+}
+
+#[test]
 fn community_text_forms_parse() {
     assert_eq!(
         "65000:100".parse::<Community>().unwrap(),

@@ -120,6 +120,7 @@ fn update_ipv4_golden() {
         announced: vec!["203.0.113.10/32".parse().unwrap()],
         ipv6_next_hop: None,
         treat_as_withdraw: None,
+        end_of_rib: None,
     });
     golden(&bytes, &msg, &ebgp4());
 }
@@ -166,6 +167,7 @@ fn update_ipv6_mp_reach_and_unreach_golden() {
         announced: vec!["2001:db8:ffff::10/128".parse().unwrap()],
         ipv6_next_hop: Some(nh),
         treat_as_withdraw: None,
+        end_of_rib: None,
     });
     let ibgp = Codec {
         four_octet_as: true,
@@ -219,11 +221,23 @@ fn end_of_rib_markers_decode_as_empty_updates() {
         panic!()
     };
     assert!(u.is_end_of_rib());
+    assert_eq!(u.end_of_rib, Some((1, 1)));
     let v6 = end_of_rib(2, 1);
     let Message::Update(u) = decode(&v6, &ebgp4()).unwrap() else {
         panic!()
     };
     assert!(u.is_end_of_rib());
+    assert_eq!(u.end_of_rib, Some((2, 1)), "the IPv6 marker names its family");
+    // A real withdrawal is not a marker.
+    let w = Update {
+        withdrawn: vec!["2001:db8:1::/48".parse().unwrap()],
+        ..Update::default()
+    };
+    let bytes = encode(&Message::Update(w), &ebgp4()).unwrap();
+    let Message::Update(u) = decode(&bytes, &ebgp4()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.end_of_rib, None);
 }
 
 #[test]
