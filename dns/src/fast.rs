@@ -10,6 +10,9 @@
 //! compression hickory applies, then the OPT record); a test in
 //! `server.rs` compares both paths over many query shapes.
 
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -17,6 +20,8 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::ecs::{self, QueryEcs};
+use crate::steer::Steering;
+use crate::zone::{Step, Zones};
 
 const OPT: u16 = 41;
 /// Names with more labels go the normal way (hickory stops storing
@@ -31,7 +36,10 @@ pub(crate) struct FastQuery {
     pub checking_disabled: bool,
     /// The question section in the query (name, type, class).
     pub question: Range<usize>,
-    pub name: LowerName,
+    /// The question name in wire format, ASCII lower case (the key of
+    /// [`FastNames`]); `key[..key_len]`.
+    key: [u8; 256],
+    key_len: usize,
     pub qtype: RecordType,
     /// The query's EDNS UDP payload size, if it had EDNS.
     pub edns_payload: Option<u16>,
@@ -123,17 +131,131 @@ pub(crate) fn parse(query: &[u8]) -> Option<FastQuery> {
         Some(()) => Some(ecs::from_query(query).ok()??),
         None => None,
     };
-    let name = Name::read(&mut BinDecoder::new(query.get(12..)?)).ok()?;
+    let wire = query.get(12..question.end - 4)?;
+    let mut key = [0u8; 256];
+    key.get_mut(..wire.len())?.copy_from_slice(wire);
+    key[..wire.len()].make_ascii_lowercase();
     Some(FastQuery {
         id: u16_at(header, 0)?,
         recursion_desired: flags & 0x01 != 0,
         checking_disabled: flags2 & 0x10 != 0,
         question,
-        name: LowerName::from(&name),
+        key,
+        key_len: wire.len(),
         qtype,
         edns_payload,
         ecs,
     })
+}
+
+impl FastQuery {
+    /// The question name in wire format, lower case.
+    pub fn key(&self) -> &[u8] {
+        &self.key[..self.key_len]
+    }
+
+    /// The question name (built only when needed: a name [`FastNames`] does
+    /// not know, or a log line). `None` if hickory does not read it.
+    pub fn name(&self) -> Option<LowerName> {
+        Name::read(&mut BinDecoder::new(self.key()))
+            .ok()
+            .map(|n| LowerName::from(&n))
+    }
+}
+
+/// FNV-1a for the short keys of [`FastNames`] (std's SipHash costs more
+/// than the rest of the lookup).
+#[derive(Default)]
+pub(crate) struct FnvHasher(u64);
+
+impl Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// What the first lookup step gives for a name and A or AAAA, precomputed
+/// when that step ends the answer with records only (no CNAME, referral,
+/// NODATA or NXDOMAIN: those take [`crate::server::Authority`]'s general
+/// code).
+#[derive(Debug, Clone)]
+pub(crate) enum FastStep {
+    /// Static records of the asked type.
+    Answer(Vec<Record>),
+    /// A GSLB name: the record at this index of [`Steering::records`].
+    Gslb(usize),
+}
+
+/// [`FastStep`]s by lower-case wire-format name, `[A, AAAA]`, built with the
+/// zones: the fast path finds its answer with one hash lookup of the query
+/// bytes instead of building a `Name` and walking the zones' `BTreeMap`s.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FastNames(HashMap<Box<[u8]>, [Option<FastStep>; 2], BuildHasherDefault<FnvHasher>>);
+
+impl FastNames {
+    /// Every owner and GSLB name of `zones`, with the step
+    /// [`Zone::step`](crate::zone::Zone::step) takes for it (exactly what the
+    /// first hop of `Authority::answer` does).
+    pub(crate) fn build(zones: &Zones, steering: &Steering) -> Self {
+        let mut map = HashMap::default();
+        for zone in zones.iter() {
+            for name in zone.names() {
+                if zones.find(name).map(|z| &z.origin) != Some(&zone.origin) {
+                    continue;
+                }
+                let steps = [RecordType::A, RecordType::AAAA].map(|qtype| match zone.step(name, qtype) {
+                    Step::Answer(rrs)
+                        if rrs.iter().all(|r| matches!(r.data, RData::A(_) | RData::AAAA(_))) =>
+                    {
+                        Some(FastStep::Answer(rrs))
+                    }
+                    Step::Gslb => steering.index_of(name).map(FastStep::Gslb),
+                    _ => None,
+                });
+                if steps.iter().all(Option::is_none) {
+                    continue;
+                }
+                if let Some(key) = wire_key(name) {
+                    map.insert(key, steps);
+                }
+            }
+        }
+        Self(map)
+    }
+
+    /// The step for `key` (lower-case wire format) and A or AAAA.
+    pub(crate) fn get(&self, key: &[u8], qtype: RecordType) -> Option<&FastStep> {
+        let fam = match qtype {
+            RecordType::A => 0,
+            RecordType::AAAA => 1,
+            _ => return None,
+        };
+        self.0.get(key)?[fam].as_ref()
+    }
+}
+
+/// `name` in wire format, ASCII lower case.
+fn wire_key(name: &LowerName) -> Option<Box<[u8]>> {
+    let mut key = Vec::with_capacity(64);
+    for label in name.iter() {
+        key.push(u8::try_from(label.len()).ok()?);
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    key.push(0);
+    Some(key.into_boxed_slice())
 }
 
 /// The response EDNS of a fast query: UDP payload size and the ECS option
@@ -156,11 +278,11 @@ pub(crate) struct FastHeader {
 /// Encodes the response, or `None` if the fast path does not cover it
 /// (then hickory's encoder must): records that are not A/AAAA of one owner
 /// name, an extended RCODE, or a message larger than `max`.
-pub(crate) fn encode(
+pub(crate) fn encode<R: Borrow<Record>>(
     q: &FastQuery,
     query: &[u8],
     h: FastHeader,
-    answers: &[Record],
+    answers: &[R],
     edns: Option<FastEdns>,
     max: usize,
 ) -> Option<Vec<u8>> {
@@ -186,6 +308,7 @@ pub(crate) fn encode(
     // owner is written in full, the others point to it.
     let mut owner: Option<(&Name, u16)> = None;
     for r in answers {
+        let r: &Record = r.borrow();
         let mut buf = [0u8; 16];
         let (rtype, len) = match &r.data {
             RData::A(a) => {

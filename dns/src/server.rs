@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::DnsError;
 use crate::ecs::{self, QueryEcs};
-use crate::fast::{self, FastEdns, FastHeader};
+use crate::fast::{self, FastEdns, FastHeader, FastNames, FastStep};
 use crate::geo::GeoDb;
 use crate::metrics::{DnsMetrics, labels};
 use crate::rrl::{Action, Rrl, RrlConfig};
@@ -180,15 +180,96 @@ impl fmt::Display for Outcome {
 pub struct Authority {
     zones: Zones,
     steering: Steering,
+    /// The first lookup step of the fast path's names, by wire-format name.
+    fast: FastNames,
+}
+
+/// At most this many answer records take [`Authority::fast_answer`].
+const FAST_ANSWERS: usize = 16;
+
+/// [`Authority::fast_answer`]: what `answer_with` answers (authoritative,
+/// NOERROR, nothing in authority or additional), records borrowed.
+struct FastOutcome<'a> {
+    answers: [&'a Record; FAST_ANSWERS],
+    len: usize,
+    scope: u8,
+    fail_open: bool,
+    site: Option<usize>,
+}
+
+impl<'a> FastOutcome<'a> {
+    fn answers(&self) -> &[&'a Record] {
+        &self.answers[..self.len]
+    }
 }
 
 impl Authority {
     pub fn new(dep: &Deployment, geo: Option<Arc<GeoDb>>, options: SteerOptions) -> Result<Self, DnsError> {
         let dns = dep.dns.as_ref().ok_or(DnsError::NoDnsConfig)?;
+        let zones = Zones::build(dns)?;
+        let steering = Steering::new(dep, geo, options)?;
+        let fast = FastNames::build(&zones, &steering);
         Ok(Self {
-            zones: Zones::build(dns)?,
-            steering: Steering::new(dep, geo, options)?,
+            zones,
+            steering,
+            fast,
         })
+    }
+
+    /// [`Self::answer_with`] without the trace for an A or AAAA question
+    /// whose name (`key`: wire format, lower case) [`FastNames`] knows and
+    /// whose answer is records only. `None`: `answer_with` must answer (the
+    /// name is not known, or the answer needs authority records, or more
+    /// than [`FAST_ANSWERS`] records).
+    fn fast_answer(
+        &self,
+        key: &[u8],
+        qtype: RecordType,
+        client: ClientInfo,
+        view: &DnsView,
+    ) -> Option<FastOutcome<'_>> {
+        match self.fast.get(key, qtype)? {
+            FastStep::Answer(rrs) => {
+                let first = rrs.first()?;
+                if rrs.len() > FAST_ANSWERS {
+                    return None;
+                }
+                let mut answers = [first; FAST_ANSWERS];
+                for (slot, r) in answers.iter_mut().zip(rrs) {
+                    *slot = r;
+                }
+                Some(FastOutcome {
+                    answers,
+                    len: rrs.len(),
+                    scope: 0,
+                    fail_open: false,
+                    site: None,
+                })
+            }
+            FastStep::Gslb(index) => {
+                // As the `Step::Gslb` arm of `answer_with`.
+                let (rec, choice) = self.steering.choose_at(*index, qtype, client, view)?;
+                let mut answers: Option<[&Record; FAST_ANSWERS]> = None;
+                let mut len = 0;
+                for idx in choice.chosen() {
+                    for r in rec.records_of(idx, qtype) {
+                        let list = answers.get_or_insert([r; FAST_ANSWERS]);
+                        // Addresses are answered once, in order.
+                        if !list[..len].iter().any(|o| o.data == r.data) {
+                            *list.get_mut(len)? = r;
+                            len += 1;
+                        }
+                    }
+                }
+                Some(FastOutcome {
+                    answers: answers?,
+                    len,
+                    scope: choice.scope,
+                    fail_open: choice.fail_open,
+                    site: choice.chosen().next().and_then(|i| rec.site_id(i)),
+                })
+            }
+        }
     }
 
     pub fn zones(&self) -> &Zones {
@@ -438,6 +519,9 @@ struct Shared {
     /// `metrics.queries` by (qtype, rcode), created on first use: no label
     /// strings on the query path.
     query_counters: RwLock<HashMap<(Option<RecordType>, u16), Counter>>,
+    /// `metrics.queries` for A and AAAA answered NOERROR (most queries):
+    /// no lock and no hashing for them.
+    noerror_counters: [OnceLock<Counter>; 2],
     /// Sources of recent queries, for the node's latency prober.
     resolvers: Arc<crate::resolvers::RecentResolvers>,
 }
@@ -531,6 +615,7 @@ impl DnsServer {
             options,
             site_counters: (0..authority_sites).map(|_| OnceLock::new()).collect(),
             query_counters: RwLock::new(HashMap::new()),
+            noerror_counters: [OnceLock::new(), OnceLock::new()],
             resolvers: Arc::default(),
         }));
         Ok(Self {
@@ -714,7 +799,15 @@ impl Shared {
         if c.truncated {
             self.metrics.truncated.inc();
         }
-        self.query_counter(c.qtype, c.rcode).inc();
+        let common = match (c.qtype, c.rcode) {
+            (Some(RecordType::A), ResponseCode::NoError) => self.noerror_counters.first(),
+            (Some(RecordType::AAAA), ResponseCode::NoError) => self.noerror_counters.get(1),
+            _ => None,
+        };
+        match common {
+            Some(counter) => counter.get_or_init(|| self.query_counter(c.qtype, c.rcode)).inc(),
+            None => self.query_counter(c.qtype, c.rcode).inc(),
+        };
     }
 }
 
@@ -955,6 +1048,29 @@ fn encode_udp<'a>(
     Ok((ResponseInfo::from(header), bytes))
 }
 
+/// What the fast path answers with (from [`Authority::fast_answer`] or
+/// [`Outcome`]).
+struct FastAnswer<'a, R> {
+    authoritative: bool,
+    rcode: ResponseCode,
+    answers: &'a [R],
+    scope: u8,
+    fail_open: bool,
+    site: Option<usize>,
+}
+
+/// The question name of a fast query in a log line, as `respond` logs it.
+struct DisplayName<'a>(&'a fast::FastQuery);
+
+impl fmt::Display for DisplayName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.name() {
+            Some(n) => fmt::Display::fmt(&n, f),
+            None => f.write_str("?"),
+        }
+    }
+}
+
 impl GslbHandler {
     /// One UDP datagram, handled as hickory's server would: no reply to a
     /// source that cannot take one, to anything shorter than a header or to a
@@ -1013,10 +1129,48 @@ impl GslbHandler {
             ecs: q.ecs.and_then(|e| e.effective()),
         };
         let view = s.view.0.load();
-        let o = s.authority.answer_with(&q.name, q.qtype, client, &view, false);
+        if let Some(o) = s.authority.fast_answer(q.key(), q.qtype, client, &view) {
+            let answer = FastAnswer {
+                authoritative: true,
+                rcode: ResponseCode::NoError,
+                answers: o.answers(),
+                scope: o.scope,
+                fail_open: o.fail_open,
+                site: o.site,
+            };
+            return self.fast_send(&q, query, src, client, &answer, sink);
+        }
+        let Some(name) = q.name() else {
+            return false;
+        };
+        let o = s.authority.answer_with(&name, q.qtype, client, &view, false);
         if !o.authority.is_empty() || !o.additionals.is_empty() {
             return false;
         }
+        let answer = FastAnswer {
+            authoritative: o.authoritative,
+            rcode: o.rcode,
+            answers: &o.answers,
+            scope: o.scope,
+            fail_open: o.fail_open,
+            site: o.site,
+        };
+        self.fast_send(&q, query, src, client, &answer, sink)
+    }
+
+    /// Encodes and queues the fast path's answer, with RRL, metrics and
+    /// logs exactly as [`Self::respond`]. `false`: it does not encode here,
+    /// nothing done.
+    fn fast_send<R: std::borrow::Borrow<Record>>(
+        &self,
+        q: &fast::FastQuery,
+        query: &[u8],
+        src: std::net::SocketAddr,
+        client: ClientInfo,
+        o: &FastAnswer<'_, R>,
+        sink: &mut Batch<'_>,
+    ) -> bool {
+        let s = &*self.0;
         let edns = q.edns_payload.map(|p| FastEdns {
             payload: p.max(512).min(s.options.max_udp_payload.max(512)),
             ecs: q.ecs.map(|e| (e, o.scope)),
@@ -1027,7 +1181,7 @@ impl GslbHandler {
             truncation: false,
             rcode: u16::from(o.rcode),
         };
-        let Some(bytes) = fast::encode(&q, query, header, &o.answers, edns, max) else {
+        let Some(bytes) = fast::encode(q, query, header, o.answers, edns, max) else {
             return false;
         };
         // Taken: from here on exactly what `respond` does.
@@ -1036,7 +1190,7 @@ impl GslbHandler {
             s.metrics.ecs_queries.inc();
         }
         if let Some(site) = o.site {
-            tracing::debug!(name = %q.name, %src, ecs = ?client.ecs,
+            tracing::debug!(name = %DisplayName(q), %src, ecs = ?client.ecs,
                 site = s.authority.steering().sites().get(site).map(String::as_str),
                 scope = o.scope, fail_open = o.fail_open, "gslb decision");
         }
@@ -1067,7 +1221,7 @@ impl GslbHandler {
                     ..header
                 };
                 // No records: always encodable when the full answer was.
-                match fast::encode(&q, query, tc, &[], edns, max) {
+                match fast::encode::<Record>(q, query, tc, &[], edns, max) {
                     Some(b) => b,
                     None => return true,
                 }

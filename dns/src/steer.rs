@@ -101,7 +101,10 @@ impl GslbRecord {
 /// The steering engine: every GSLB record plus the GeoIP database.
 #[derive(Debug, Clone)]
 pub struct Steering {
-    records: BTreeMap<LowerName, GslbRecord>,
+    /// Every GSLB record, in name order.
+    records: Vec<GslbRecord>,
+    /// Name → index in `records`.
+    index: BTreeMap<LowerName, usize>,
     /// Every site some candidate is at.
     sites: Vec<String>,
     geo: Option<Arc<GeoDb>>,
@@ -225,7 +228,8 @@ impl Steering {
         let mut sites: Vec<String> = Vec::new();
         let Some(dns) = &dep.dns else {
             return Ok(Self {
-                records,
+                records: Vec::new(),
+                index: BTreeMap::new(),
                 sites: Vec::new(),
                 geo,
                 options,
@@ -299,8 +303,10 @@ impl Steering {
                 },
             );
         }
+        let index = records.keys().cloned().zip(0..).collect();
         Ok(Self {
-            records,
+            records: records.into_values().collect(),
+            index,
             sites,
             geo,
             options,
@@ -308,11 +314,16 @@ impl Steering {
     }
 
     pub fn record(&self, name: &LowerName) -> Option<&GslbRecord> {
-        self.records.get(name)
+        self.records.get(*self.index.get(name)?)
+    }
+
+    /// The index of the GSLB record `name` (for [`Self::choose_at`]).
+    pub(crate) fn index_of(&self, name: &LowerName) -> Option<usize> {
+        self.index.get(name).copied()
     }
 
     pub fn records(&self) -> impl Iterator<Item = &GslbRecord> {
-        self.records.values()
+        self.records.iter()
     }
 
     /// Every site a GSLB candidate is at; [`GslbRecord`]s refer to them by index.
@@ -328,7 +339,7 @@ impl Steering {
         client: ClientInfo,
         view: &DnsView,
     ) -> Option<Decision> {
-        let rec = self.records.get(name)?;
+        let rec = self.record(name)?;
         Some(self.run(rec, qtype, client, view))
     }
 }
@@ -336,6 +347,11 @@ impl Steering {
 /// A candidate still in the running.
 struct Live {
     idx: usize,
+    /// The view's state of the candidate's site (looked up once per query).
+    serves: bool,
+    drained: bool,
+    load: f64,
+    weight: u32,
     /// Rank among the remaining candidates by every ranking key so far
     /// (equal keys, equal group; `live` is kept sorted by it).
     group: u32,
@@ -346,9 +362,14 @@ struct Live {
 }
 
 impl Live {
-    fn new(idx: usize) -> Self {
+    fn new(idx: usize, c: &Candidate, view: &DnsView) -> Self {
+        let site = view.site(&c.site);
         Self {
             idx,
+            serves: site.serves(&c.vip),
+            drained: site.drained,
+            load: site.load,
+            weight: site.weight,
             group: 0,
             key: 0,
             score: 0.0,
@@ -415,7 +436,18 @@ impl Steering {
         client: ClientInfo,
         view: &DnsView,
     ) -> Option<(&GslbRecord, Choice)> {
-        let rec = self.records.get(name)?;
+        self.choose_at(self.index_of(name)?, qtype, client, view)
+    }
+
+    /// [`Self::choose`] for the record at `index` (see [`Self::index_of`]).
+    pub(crate) fn choose_at(
+        &self,
+        index: usize,
+        qtype: RecordType,
+        client: ClientInfo,
+        view: &DnsView,
+    ) -> Option<(&GslbRecord, Choice)> {
+        let rec = self.records.get(index)?;
         Some((rec, self.chain(rec, qtype, client, view, None)))
     }
 
@@ -466,7 +498,11 @@ impl Steering {
         let label = |l: &Live| cands[l.idx].label();
         let labels = |live: &[Live]| live.iter().map(label).collect::<Vec<_>>();
         // Only candidates with an address of the asked family can answer.
-        let family = || (0..cands.len()).filter(|&i| has_family(&cands[i])).map(Live::new);
+        let family = || {
+            (0..cands.len())
+                .filter(|&i| has_family(&cands[i]))
+                .map(|i| Live::new(i, &cands[i], view))
+        };
         let mut live: Vec<Live> = Vec::with_capacity(cands.len());
         live.extend(family());
         let mut choice_fail_open = false;
@@ -503,7 +539,7 @@ impl Steering {
             });
             match filter {
                 GslbFilter::Health => {
-                    let serves = |l: &Live| view.site(&cands[l.idx].site).serves(&cands[l.idx].vip);
+                    let serves = |l: &Live| l.serves;
                     if let Some(t) = t.as_mut() {
                         t.removed = live
                             .iter()
@@ -528,7 +564,7 @@ impl Steering {
                     }
                 }
                 GslbFilter::Drain => {
-                    let drained = |l: &Live| view.site(&cands[l.idx].site).drained;
+                    let drained = |l: &Live| l.drained;
                     if live.iter().all(drained) {
                         if let Some(t) = t.as_mut() {
                             t.note = "every remaining candidate is drained: drain not applied".into();
@@ -679,7 +715,7 @@ impl Steering {
                 }
                 GslbFilter::Weight => {
                     let shed = self.options.shed_load_above;
-                    let over = |l: &Live| view.site(&cands[l.idx].site).load > shed;
+                    let over = |l: &Live| l.load > shed;
                     let mut notes = Vec::new();
                     if live.iter().all(over) {
                         if t.is_some() {
@@ -725,7 +761,7 @@ impl Steering {
                             };
                         for l in &mut live {
                             let c = &cands[l.idx];
-                            l.score = hrw_score(key, &c.vip, &c.site, view.site(&c.site).weight);
+                            l.score = hrw_score(key, &c.vip, &c.site, l.weight);
                         }
                         live.sort_by(|a, b| a.group.cmp(&b.group).then_with(|| b.score.total_cmp(&a.score)));
                     }

@@ -106,6 +106,11 @@ impl Zone {
         }
     }
 
+    /// Every name that exists in the zone (owners, empty non-terminals, GSLB).
+    pub fn names(&self) -> impl Iterator<Item = &LowerName> {
+        self.names.iter()
+    }
+
     /// Whether `name` exists in the zone (owner, empty non-terminal or GSLB).
     pub fn exists(&self, name: &LowerName) -> bool {
         self.names.contains(name)
