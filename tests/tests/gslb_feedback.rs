@@ -107,12 +107,23 @@ fn measured_rtts_and_load_reach_the_gslb_decision() {
             if a == "198.51.100.20" { Ok(()) } else { Err(a) }
         },
     );
-    let out = t.edge(
-        "ams-e1",
-        &["dns", "explain", "www.edge.example", "--client", "198.18.1.2"],
+    // Every node sheds once the reports have gossiped; its trace says why.
+    TopologyLab::wait(
+        "the load filter in ams-e1's trace",
+        Duration::from_secs(10),
+        || {
+            let out = t.edge(
+                "ams-e1",
+                &["dns", "explain", "www.edge.example", "--client", "198.18.1.2"],
+            );
+            let s = String::from_utf8_lossy(&out.stdout).to_string();
+            if s.contains("load") && s.contains("198.51.100.20") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
     );
-    let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("load"), "the trace says why: {s}");
     drop(conns);
     TopologyLab::wait(
         "ams back once the connections close",
