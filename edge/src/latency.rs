@@ -4,7 +4,8 @@
 //! resolvers to probe are those this node's DNS server saw plus those in any
 //! node's report, so every site measures the same ones. Every DNS server
 //! then prefers, for a resolver's prefix (/24, /48), the site that measured
-//! the lowest RTT to it (`latency` in a GSLB policy).
+//! the lowest RTT to it (`latency` in a GSLB policy). A resolver's RTT is
+//! the minimum of its last five samples, published after two.
 //!
 //! A probe is a TCP connection attempt to the resolver's port 53: the time
 //! until the handshake completes, or until the resolver's host refuses it
@@ -12,7 +13,7 @@
 //! gives none. No packet is sent to anything but addresses that sent us DNS
 //! queries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,18 +49,28 @@ impl Default for ProbeConfig {
     }
 }
 
-/// Smoothed RTTs per resolver.
+/// Samples kept per resolver; the published RTT is their minimum.
+const WINDOW: usize = 5;
+/// Samples a resolver needs before its RTT is published.
+const MIN_SAMPLES: usize = 2;
+
+/// Recent RTT samples per resolver (microseconds), with the last sample time.
 #[derive(Debug, Default)]
 struct Table {
-    by_addr: BTreeMap<IpAddr, (f64, Instant)>,
+    by_addr: BTreeMap<IpAddr, (VecDeque<u32>, Instant)>,
 }
 
 impl Table {
-    /// EWMA with weight 0.3 for the new sample, like a TCP SRTT.
     fn sample(&mut self, addr: IpAddr, rtt: Duration, now: Instant) {
-        let us = rtt.as_secs_f64() * 1e6;
-        let e = self.by_addr.entry(addr).or_insert((us, now));
-        e.0 = 0.7 * e.0 + 0.3 * us;
+        let us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1);
+        let e = self
+            .by_addr
+            .entry(addr)
+            .or_insert_with(|| (VecDeque::with_capacity(WINDOW + 1), now));
+        e.0.push_back(us);
+        if e.0.len() > WINDOW {
+            e.0.pop_front();
+        }
         e.1 = now;
     }
 
@@ -67,10 +78,14 @@ impl Table {
         self.by_addr.retain(|_, (_, at)| now.duration_since(*at) < after);
     }
 
+    /// The windowed minimum, as TCP and BBR estimate a path's RTT: a
+    /// sample inflated by a busy host or a queue never raises it, so
+    /// scheduling noise cannot move answers.
     fn snapshot(&self) -> BTreeMap<IpAddr, u32> {
         self.by_addr
             .iter()
-            .map(|(p, (us, _))| (*p, us.round().clamp(1.0, u32::MAX as f64) as u32))
+            .filter(|(_, (w, _))| w.len() >= MIN_SAMPLES)
+            .filter_map(|(a, (w, _))| w.iter().min().map(|m| (*a, *m)))
             .collect()
     }
 }
@@ -127,16 +142,27 @@ pub async fn run(
                 chosen.push(ip);
             }
         }
-        let probes = chosen.into_iter().map(|ip| {
-            let addr = SocketAddr::new(ip, config.port);
-            async move { (ip, probe(addr, config.timeout).await) }
-        });
-        let now = Instant::now();
-        for (ip, rtt) in futures_util::future::join_all(probes).await {
-            if let Some(rtt) = rtt {
-                table.sample(ip, rtt, now);
+        // A resolver seen for the first time is probed until it has the
+        // samples it needs to be published (at most MIN_SAMPLES rounds
+        // back to back), so a new client prefix gets RTTs within a round.
+        let mut pending = chosen;
+        for _ in 0..MIN_SAMPLES {
+            let probes = pending.iter().map(|&ip| {
+                let addr = SocketAddr::new(ip, config.port);
+                async move { (ip, probe(addr, config.timeout).await) }
+            });
+            let now = Instant::now();
+            for (ip, rtt) in futures_util::future::join_all(probes).await {
+                if let Some(rtt) = rtt {
+                    table.sample(ip, rtt, now);
+                }
+            }
+            pending.retain(|ip| table.by_addr.get(ip).is_some_and(|(w, _)| w.len() < MIN_SAMPLES));
+            if pending.is_empty() {
+                break;
             }
         }
+        let now = Instant::now();
         table.expire(now, config.expire);
         let next = table.snapshot();
         if worth_publishing(&published, &next) {
@@ -162,15 +188,23 @@ mod tests {
         let p: IpAddr = "198.18.1.2".parse().unwrap();
         let mut t = Table::default();
         let t0 = Instant::now();
-        t.sample(p, Duration::from_micros(1000), t0);
-        assert_eq!(t.snapshot()[&p], 1000);
-        t.sample(p, Duration::from_micros(2000), t0);
-        assert_eq!(t.snapshot()[&p], 1300, "EWMA 0.7/0.3");
+        t.sample(p, Duration::from_micros(9000), t0);
+        assert!(t.snapshot().is_empty(), "one sample is not published");
+        t.sample(p, Duration::from_micros(1300), t0);
+        assert_eq!(
+            t.snapshot()[&p],
+            1300,
+            "the minimum: the 9 ms outlier does not count"
+        );
+        for _ in 0..5 {
+            t.sample(p, Duration::from_micros(2000), t0);
+        }
+        assert_eq!(t.snapshot()[&p], 2000, "the window forgets old samples");
         let a = t.snapshot();
         let mut b = a.clone();
-        *b.get_mut(&p).unwrap() = 1350;
+        *b.get_mut(&p).unwrap() = 2100;
         assert!(!worth_publishing(&a, &b), "within 10 %");
-        *b.get_mut(&p).unwrap() = 1500;
+        *b.get_mut(&p).unwrap() = 2500;
         assert!(worth_publishing(&a, &b));
         assert!(worth_publishing(&BTreeMap::new(), &a), "a new resolver");
         t.expire(t0 + Duration::from_secs(301), Duration::from_secs(300));

@@ -1,6 +1,14 @@
 //! Upstream connections: a connector (TCP with connect timeout, optional
-//! TLS), hyper-util's pooled client for HTTP/1.1 and a per-backend
+//! TLS), a keep-alive pool of HTTP/1.1 connections and a per-backend
 //! multiplexed connection for HTTP/2; one [`UpstreamClient`] per pool.
+//!
+//! The HTTP/1.1 pool is our own rather than hyper-util's legacy client:
+//! requests go out in origin form as received (no absolute URI built and
+//! parsed again per request), idle connections are kept per serving thread
+//! and backend (the L7 tier runs one single-threaded runtime per core, and a
+//! connection's task lives on the thread that opened it), and a connection
+//! goes back to the pool when its response body ends ([`Reuse`]), without a
+//! task per request waiting for it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,9 +21,8 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http2;
+use hyper::client::conn::{http1, http2};
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
@@ -66,6 +73,24 @@ impl Connector {
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// A connection to `addr` (TCP, then TLS when configured).
+    pub async fn connect_addr(&self, addr: SocketAddr) -> Result<Conn, ConnectError> {
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout(self.timeout))??;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Conn::Plain(TokioIo::new(tcp))),
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(self.timeout, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| ConnectError::Timeout(self.timeout))?
+                    .map_err(ConnectError::Tls)?;
+                Ok(Conn::Tls(Box::new(TokioIo::new(tls))))
+            }
+        }
     }
 }
 
@@ -204,7 +229,7 @@ pub struct UpstreamClient {
 }
 
 enum Inner {
-    Http1(Client<Connector, ProxyBody>),
+    Http1(Arc<H1Pool>),
     Http2(H2Pool),
 }
 
@@ -214,18 +239,12 @@ impl UpstreamClient {
         let scheme = if connector.is_tls() { "https" } else { "http" };
         let idle = Duration::from_millis(pool.idle_timeout_ms);
         let inner = match pool.protocol {
-            UpstreamProtocol::Http1 => Inner::Http1(
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(idle)
-                    .pool_max_idle_per_host(pool.max_idle_per_backend)
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    // hyper resends only requests it never started writing on a
-                    // reused connection the backend had just closed: always
-                    // safe, and it keeps keep-alive races out of passive health.
-                    .retry_canceled_requests(true)
-                    .build(connector),
-            ),
+            UpstreamProtocol::Http1 => Inner::Http1(Arc::new(H1Pool {
+                connector,
+                idle,
+                max_idle: pool.max_idle_per_backend,
+                conns: Mutex::new(HashMap::new()),
+            })),
             UpstreamProtocol::Http2 => Inner::Http2(H2Pool {
                 connector,
                 idle,
@@ -242,32 +261,22 @@ impl UpstreamClient {
 
     /// Sends `req` (whose URI holds only path and query) to `backend`.
     /// `authority` is the client's host, used as `:authority` over HTTP/2.
+    /// With HTTP/1.1, the [`Reuse`] gives the connection back to the pool
+    /// once the response body has been read to its end.
     pub async fn send(
         &self,
         backend: SocketAddr,
         authority: Option<&str>,
         mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".to_string());
+    ) -> Result<(Response<Incoming>, Option<Reuse>), UpstreamError> {
         match &self.inner {
-            Inner::Http1(client) => {
-                *req.uri_mut() = build_uri(self.scheme, &backend.to_string(), &pq)?;
-                client.request(req).await.map_err(|e| {
-                    if e.is_connect() {
-                        UpstreamError::Connect {
-                            timeout: is_connect_timeout(&e),
-                            source: Box::new(e),
-                        }
-                    } else {
-                        UpstreamError::Exchange(Box::new(e))
-                    }
-                })
-            }
+            Inner::Http1(pool) => pool.send(backend, req).await,
             Inner::Http2(pool) => {
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".to_string());
                 let backend_authority = backend.to_string();
                 let uri = authority
                     .and_then(|a| build_uri(self.scheme, a, &pq).ok())
@@ -276,7 +285,7 @@ impl UpstreamClient {
                 *req.uri_mut() = uri;
                 // :authority replaces Host in HTTP/2 (RFC 9113 §8.3.1).
                 req.headers_mut().remove(http::header::HOST);
-                pool.send(backend, self.scheme, req).await
+                Ok((pool.send(backend, self.scheme, req).await?, None))
             }
         }
     }
@@ -286,6 +295,134 @@ fn build_uri(scheme: &str, authority: &str, pq: &str) -> Result<Uri, UpstreamErr
     format!("{scheme}://{authority}{pq}")
         .parse::<Uri>()
         .map_err(|e| UpstreamError::Exchange(Box::new(e)))
+}
+
+/// Idle connections (most recently used last) with the time each went idle.
+type IdleConns = Vec<(http1::SendRequest<ProxyBody>, Instant)>;
+
+/// Idle HTTP/1.1 connections, by serving thread and backend.
+struct H1Pool {
+    connector: Connector,
+    idle: Duration,
+    max_idle: usize,
+    conns: Mutex<HashMap<(std::thread::ThreadId, SocketAddr), IdleConns>>,
+}
+
+/// A pooled HTTP/1.1 connection lent to one exchange. [`Reuse::finish`]
+/// gives it back once the response has been read to its end; dropped
+/// otherwise, the connection closes (its state is unknown).
+pub struct Reuse {
+    pool: Arc<H1Pool>,
+    backend: SocketAddr,
+    sender: http1::SendRequest<ProxyBody>,
+}
+
+impl Reuse {
+    pub fn finish(self) {
+        self.pool.put(self.backend, self.sender);
+    }
+}
+
+impl H1Pool {
+    fn key(backend: SocketAddr) -> (std::thread::ThreadId, SocketAddr) {
+        (std::thread::current().id(), backend)
+    }
+
+    /// The most recently used live idle connection to `backend`.
+    fn take(&self, backend: SocketAddr) -> Option<http1::SendRequest<ProxyBody>> {
+        let now = Instant::now();
+        // Poisoning only means a panic elsewhere mid-update of a plain map.
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = conns.get_mut(&Self::key(backend))?;
+        while let Some((sender, since)) = idle.pop() {
+            if !sender.is_closed() && now.duration_since(since) < self.idle {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, backend: SocketAddr, sender: http1::SendRequest<ProxyBody>) {
+        if sender.is_closed() || self.max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = conns.entry(Self::key(backend)).or_default();
+        // Expired ones first, then the oldest when full.
+        idle.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < self.idle);
+        if idle.len() >= self.max_idle {
+            idle.remove(0);
+        }
+        idle.push((sender, now));
+    }
+
+    async fn connect(&self, backend: SocketAddr) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
+        let io = self
+            .connector
+            .connect_addr(backend)
+            .await
+            .map_err(|e| UpstreamError::Connect {
+                timeout: matches!(e, ConnectError::Timeout(_)),
+                source: Box::new(e),
+            })?;
+        let (sender, conn) =
+            http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| UpstreamError::Connect {
+                    timeout: false,
+                    source: Box::new(e),
+                })?;
+        tokio::spawn(async move {
+            // Upgrades (WebSocket) take the connection over after a 101.
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%backend, error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn send(
+        self: &Arc<Self>,
+        backend: SocketAddr,
+        mut req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, Option<Reuse>), UpstreamError> {
+        // A reused connection the backend has just closed fails before the
+        // request is written; hyper then hands the request back and it goes
+        // out on a new connection (always safe: it never left). This keeps
+        // keep-alive races out of passive health, as hyper-util's
+        // `retry_canceled_requests` did.
+        loop {
+            let (mut sender, reused) = match self.take(backend) {
+                Some(s) => (s, true),
+                None => (self.connect(backend).await?, false),
+            };
+            if sender.ready().await.is_err() {
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Connect {
+                    timeout: false,
+                    source: "the new connection closed at once".into(),
+                });
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let reuse = Reuse {
+                        pool: self.clone(),
+                        backend,
+                        sender,
+                    };
+                    return Ok((resp, Some(reuse)));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if reused => req = back,
+                    _ => return Err(UpstreamError::Exchange(Box::new(e.into_error()))),
+                },
+            }
+        }
+    }
 }
 
 struct H2Slot {

@@ -629,7 +629,7 @@ async fn forward(
         let sent_at = Instant::now();
         let exchange = pool.client.send(member.backend.address, authority.as_deref(), up);
         let result = tokio::time::timeout(request_timeout, exchange).await;
-        let mut resp = match result {
+        let resp = match result {
             Err(_) => {
                 // A timeout is the slowest possible answer: let it raise the
                 // EWMA so peak-EWMA steers away from this backend.
@@ -673,8 +673,9 @@ async fn forward(
                 }
                 break;
             }
-            Ok(Ok(resp)) => resp,
+            Ok(Ok(pair)) => pair,
         };
+        let (mut resp, reuse) = resp;
         member.stats.observe_rtt(sent_at.elapsed(), Instant::now());
         let status = resp.status();
         if !status.is_server_error() {
@@ -709,6 +710,8 @@ async fn forward(
             tokio::spawn(async move {
                 tunnel(down, up_upgrade, idle, in_flight, backend, stop, drain).await;
             });
+            // The backend connection now belongs to the tunnel.
+            drop(reuse);
             let (mut rparts, _) = resp.into_parts();
             strip_hop_by_hop(&mut rparts.headers, true);
             rparts.version = Version::HTTP_11;
@@ -741,7 +744,15 @@ async fn forward(
             idx,
             reported: false,
         };
-        let body = Guarded::new(UpstreamBody { inner: rbody, watch }, in_flight).boxed_unsync();
+        let body = Guarded::new(
+            UpstreamBody {
+                inner: rbody,
+                watch,
+                reuse,
+            },
+            in_flight,
+        )
+        .boxed_unsync();
         return Response::from_parts(rparts, body);
     }
 
@@ -768,6 +779,26 @@ struct BodyWatch {
 struct UpstreamBody {
     inner: Incoming,
     watch: BodyWatch,
+    /// The pooled HTTP/1.1 connection, given back once the body has ended.
+    reuse: Option<crate::client::Reuse>,
+}
+
+impl UpstreamBody {
+    fn give_back(&mut self) {
+        if let Some(r) = self.reuse.take() {
+            r.finish();
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A body known to be complete (e.g. empty, never polled) leaves the
+        // connection reusable; otherwise the connection closes with `reuse`.
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
 }
 
 impl http_body::Body for UpstreamBody {
@@ -781,6 +812,7 @@ impl http_body::Body for UpstreamBody {
         let this = self.get_mut();
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             std::task::Poll::Ready(Some(Err(e))) => {
+                this.reuse = None;
                 let w = &mut this.watch;
                 if !w.reported {
                     w.reported = true;
@@ -788,7 +820,16 @@ impl http_body::Body for UpstreamBody {
                 }
                 std::task::Poll::Ready(Some(Err(Box::new(e))))
             }
-            other => other.map(|o| o.map(|r| r.map_err(body::BoxError::from))),
+            std::task::Poll::Ready(None) => {
+                this.give_back();
+                std::task::Poll::Ready(None)
+            }
+            other => {
+                if this.inner.is_end_stream() {
+                    this.give_back();
+                }
+                other.map(|o| o.map(|r| r.map_err(body::BoxError::from)))
+            }
         }
     }
 

@@ -373,3 +373,77 @@ async fn broken_response_body_is_reported() {
     assert_eq!(ev.kind, PassiveKind::Reset);
     assert_eq!(ev.backend, "trunc");
 }
+
+/// Keep-alive towards backends: sequential requests reuse one connection;
+/// when the backend closes an idle connection, the next request goes out
+/// on a new one without the client seeing an error (the request had not
+/// left), and passive health hears nothing about it.
+#[tokio::test]
+async fn idle_connections_are_reused_and_a_closed_one_is_replaced_silently() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A raw HTTP/1.1 backend that answers one request per connection with
+    // keep-alive, then closes the connection 50 ms later (an idle timeout
+    // shorter than the proxy's).
+    let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp_listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = tcp_listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                // Serve requests until 50 ms pass without one.
+                loop {
+                    let read =
+                        tokio::time::timeout(std::time::Duration::from_millis(50), tcp.read(&mut buf)).await;
+                    let Ok(Ok(n)) = read else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        let body = b"{\"backend\":\"ka\"}";
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if tcp.write_all(head.as_bytes()).await.is_err() || tcp.write_all(body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut p = PoolConfig::new("p", vec![Backend::new("ka", addr)]);
+    p.retry.attempts = 0;
+    let mut run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    for _ in 0..3 {
+        let r = get(&c, &run.url("web", "/"), &[]).await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one keep-alive connection for back-to-back requests"
+    );
+    // Let the backend close it, then ask again: no error, a new connection.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let r = get(&c, &run.url("web", "/"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert!(
+        run.events.try_recv().is_err(),
+        "a stale idle connection is not a backend failure"
+    );
+    server.abort();
+}

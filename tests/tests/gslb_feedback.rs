@@ -64,7 +64,7 @@ fn measured_rtts_and_load_reach_the_gslb_decision() {
     // Latency: both sites measured ams-c1's resolver (probes every 5 s).
     let trace = TopologyLab::wait(
         "RTTs from both sites in the explain trace",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || {
             let out = t.edge(
                 "nyc-e2",
