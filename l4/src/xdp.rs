@@ -649,6 +649,15 @@ impl XdpDataplane {
         }
         let cut_at = self.known.get(&ip).and_then(|b| b.cut_at);
         if let Some(old) = self.known.get(&ip) {
+            // A refresh that cannot resolve the backend right now (the
+            // kernel's entry expired: the program bypasses the stack, so
+            // nothing keeps it fresh) keeps the MAC it had: a stale MAC is
+            // far likelier right than none, which would send its flows to
+            // the kernel.
+            if entry[17] & F_HAS_MAC == 0 && old.entry[17] & F_HAS_MAC != 0 {
+                debug!(backend = %ip, "backend MAC not re-resolved; keeping the last one");
+                return Ok(id);
+            }
             entry[17] |= old.entry[17] & F_CUT;
             if old.entry == entry {
                 return Ok(id);

@@ -565,6 +565,26 @@ fn fixtures_in_namespace() {
         &[Fixture {
             description: "after the neighbour change, frames carry b1's new MAC".into(),
             output: rewritten(&p, B1_NEW_MAC, LAN_MAC),
+            input: p.clone(),
+            ingress: up,
+            verdict: XDP_REDIRECT,
+        }],
+    );
+
+    // b1's neighbour entry expires (nothing resolves it now): a refresh
+    // keeps the last MAC instead of sending b1's flows to the kernel.
+    neighbours.0.lock().unwrap().get_mut(&b1).unwrap().dst_mac = None;
+    assert_eq!(dp.refresh_neighbours().expect("refresh"), 0);
+    assert!(
+        !dp.unresolved().contains(&b1),
+        "b1 still counts as resolved: {:?}",
+        dp.unresolved()
+    );
+    run_all(
+        &dp,
+        &[Fixture {
+            description: "an unresolvable refresh keeps b1's last MAC".into(),
+            output: rewritten(&p, B1_NEW_MAC, LAN_MAC),
             input: p,
             ingress: up,
             verdict: XDP_REDIRECT,
