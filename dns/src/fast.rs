@@ -278,6 +278,7 @@ pub(crate) struct FastHeader {
 /// Encodes the response, or `None` if the fast path does not cover it
 /// (then hickory's encoder must): records that are not A/AAAA of one owner
 /// name, an extended RCODE, or a message larger than `max`.
+/// Encodes into `out` (a recycled buffer: cleared first).
 pub(crate) fn encode<R: Borrow<Record>>(
     q: &FastQuery,
     query: &[u8],
@@ -285,12 +286,13 @@ pub(crate) fn encode<R: Borrow<Record>>(
     answers: &[R],
     edns: Option<FastEdns>,
     max: usize,
+    mut out: Vec<u8>,
 ) -> Option<Vec<u8>> {
     if h.rcode >= 16 || answers.len() > 64 {
         return None;
     }
     let question = query.get(q.question.clone())?;
-    let mut out = Vec::with_capacity(128);
+    out.clear();
     out.extend_from_slice(&q.id.to_be_bytes());
     out.push(
         0x80 | if h.authoritative { 0x04 } else { 0 }

@@ -18,6 +18,7 @@
 //!
 //! Must never depend on `bgp`, `l4`, `l7` or `labs`.
 
+mod cache;
 pub mod ecs;
 mod fast;
 pub mod geo;

@@ -86,6 +86,14 @@ impl Rrl {
     }
 
     /// Accounts one response to `client` at `now`.
+    /// [`Self::check`] at the current time, read only when limiting is on.
+    pub fn check_now(&self, client: IpAddr) -> Action {
+        if self.cfg.responses_per_second == 0 {
+            return Action::Send;
+        }
+        self.check(client, Instant::now())
+    }
+
     pub fn check(&self, client: IpAddr, now: Instant) -> Action {
         if self.cfg.responses_per_second == 0 {
             return Action::Send;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use edge_topology::Deployment;
@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::DnsError;
+use crate::cache;
 use crate::ecs::{self, QueryEcs};
 use crate::fast::{self, FastEdns, FastHeader, FastNames, FastStep};
 use crate::geo::GeoDb;
@@ -62,8 +63,9 @@ pub struct DnsOptions {
     /// p99 9 ms against 2-3 ms in `labs/bench/dns.sh`); more help only when
     /// one socket needs more than a core.
     pub udp_loops: usize,
-    /// Run each UDP receive loop on a thread of its own (a single-threaded
-    /// tokio runtime) instead of as a task of the caller's runtime. On the
+    /// Run each UDP receive loop on a thread of its own, blocking in the
+    /// receive call (woken by the kernel when a query comes, not by
+    /// `epoll`), instead of as a task of the caller's runtime. On the
     /// multi-thread runtime the loop's task bounces between worker threads
     /// (every readiness wake-up unparks a sibling worker that steals it):
     /// with `edge run`'s 2 workers on one CPU that was ~50k context switches
@@ -182,6 +184,9 @@ pub struct Authority {
     steering: Steering,
     /// The first lookup step of the fast path's names, by wire-format name.
     fast: FastNames,
+    /// Identity for the fast path's decision cache (a reload builds a new
+    /// `Authority`, whose decisions must not be taken for this one's).
+    id: u64,
 }
 
 /// At most this many answer records take [`Authority::fast_answer`].
@@ -213,6 +218,7 @@ impl Authority {
             zones,
             steering,
             fast,
+            id: cache::next_id(),
         })
     }
 
@@ -226,7 +232,7 @@ impl Authority {
         key: &[u8],
         qtype: RecordType,
         client: ClientInfo,
-        view: &DnsView,
+        view: &Arc<DnsView>,
     ) -> Option<FastOutcome<'_>> {
         match self.fast.get(key, qtype)? {
             FastStep::Answer(rrs) => {
@@ -247,8 +253,15 @@ impl Authority {
                 })
             }
             FastStep::Gslb(index) => {
-                // As the `Step::Gslb` arm of `answer_with`.
-                let (rec, choice) = self.steering.choose_at(*index, qtype, client, view)?;
+                // As the `Step::Gslb` arm of `answer_with`, with the
+                // decision from this thread's cache when the same inputs
+                // were decided under this view already.
+                let rec = self.steering.record_at(*index)?;
+                let key = cache::Key::new(self.id, *index, qtype, &client);
+                let choice = cache::get_or_decide(key, view, || {
+                    let (_, c) = self.steering.choose_at(*index, qtype, client, view)?;
+                    cache::Cached::new(c.chosen(), c.scope, c.fail_open)
+                })?;
                 let mut answers: Option<[&Record; FAST_ANSWERS]> = None;
                 let mut len = 0;
                 for idx in choice.chosen() {
@@ -634,8 +647,9 @@ impl DnsServer {
     /// [`DnsOptions::udp_batch`] per `recvmmsg` on Linux), answers them inline (no task per query, no channel back to
     /// a sender task) and sends the batch's responses with one `sendmmsg`.
     /// With [`DnsOptions::udp_threads`] (the default) every loop runs on a
-    /// thread of its own, so no thread wake-up happens while queries keep
-    /// coming.
+    /// thread of its own that sleeps in `recvmmsg` (the socket is made
+    /// blocking), so no thread wake-up happens while queries keep coming
+    /// and an idle server makes two system calls per batch.
     pub fn serve_udp(&mut self, socket: UdpSocket) {
         let loops = match self.handler.0.options.udp_loops {
             0 => tokio::runtime::Handle::current().metrics().num_workers(),
@@ -656,14 +670,38 @@ impl DnsServer {
                 return;
             }
         };
-        for _ in 0..loops {
-            if let Err(e) = self.spawn_udp_thread(&socket) {
-                tracing::warn!(error = %e, "no UDP thread: the receive loop runs as a task");
-                match socket.try_clone().and_then(UdpSocket::from_std) {
-                    Ok(s) => self.spawn_udp_task(Arc::new(s)),
-                    Err(e) => tracing::error!(error = %e, "UDP receive loop not started"),
+        // The threads sleep in the receive call, woken at least every
+        // `UDP_STOP_POLL` to see whether the server stopped.
+        let blocking = socket
+            .set_nonblocking(false)
+            .and_then(|()| socket.set_read_timeout(Some(UDP_STOP_POLL)));
+        let mut started = 0;
+        if let Err(e) = blocking {
+            tracing::warn!(error = %e, "cannot make the UDP socket blocking: the receive loops run as tasks");
+        } else {
+            for _ in 0..loops {
+                match self.spawn_udp_thread(&socket) {
+                    Ok(()) => started += 1,
+                    Err(e) => tracing::error!(error = %e, "UDP receive thread not started"),
                 }
             }
+        }
+        if started > 0 {
+            return;
+        }
+        // No thread at all: serve from the runtime instead.
+        match socket
+            .set_nonblocking(true)
+            .and_then(|()| socket.set_read_timeout(None))
+            .and_then(|()| UdpSocket::from_std(socket))
+        {
+            Ok(s) => {
+                let s = Arc::new(s);
+                for _ in 0..loops {
+                    self.spawn_udp_task(s.clone());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "UDP not served"),
         }
     }
 
@@ -672,12 +710,15 @@ impl DnsServer {
             .spawn(udp_loop(self.handler.clone(), socket, self.stop.subscribe()));
     }
 
-    /// One receive loop on a thread with its own single-threaded runtime;
-    /// a task of the caller's runtime ends with it (for `shutdown`).
+    /// One receive loop on a thread of its own, blocking on the socket (see
+    /// [`udp_thread_loop`]); a task of the caller's runtime ends with it (for
+    /// `shutdown`).
     fn spawn_udp_thread(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<()> {
         let socket = socket.try_clone()?;
+        // Only for the queries the fast path does not answer (hickory's
+        // request handling is async).
         let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
+            .enable_all()
             .build()?;
         let (done, ended) = tokio::sync::oneshot::channel::<()>();
         let handler = self.handler.clone();
@@ -686,12 +727,7 @@ impl DnsServer {
             .name("edge-dns-udp".into())
             .spawn(move || {
                 let _done = done;
-                rt.block_on(async move {
-                    match UdpSocket::from_std(socket) {
-                        Ok(s) => udp_loop(handler, Arc::new(s), stop).await,
-                        Err(e) => tracing::error!(error = %e, "UDP receive loop not started"),
-                    }
-                });
+                udp_thread_loop(&handler, &socket, &stop, &rt);
             })?;
         self.udp.spawn(async move {
             let _ = ended.await;
@@ -870,6 +906,15 @@ impl<R: ResponseHandler> Sink for Hickory<R> {
 struct Batch<'b> {
     replies: &'b mut Vec<Reply<Count>>,
     dst: std::net::SocketAddr,
+    /// Buffers of sent replies, reused for the next ones (no allocation per
+    /// fast-path response).
+    spare: &'b mut Vec<Vec<u8>>,
+}
+
+impl Batch<'_> {
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(512))
+    }
 }
 
 impl Sink for Batch<'_> {
@@ -900,6 +945,7 @@ async fn udp_loop(handler: GslbHandler, socket: Arc<UdpSocket>, mut stop: watch:
     let mut receiver = udp::Receiver::new(handler.0.options.udp_batch);
     let mut sender = udp::Sender::new();
     let mut replies: Vec<Reply<Count>> = Vec::with_capacity(udp::MAX_BATCH);
+    let mut spare: Vec<Vec<u8>> = Vec::with_capacity(udp::MAX_BATCH);
     let mut burst = 0usize;
     loop {
         match receiver.recv(&socket) {
@@ -910,6 +956,7 @@ async fn udp_loop(handler: GslbHandler, socket: Arc<UdpSocket>, mut stop: watch:
                             let mut sink = Batch {
                                 replies: &mut replies,
                                 dst: src,
+                                spare: &mut spare,
                             };
                             handler.handle_udp(query, src, &mut sink).await;
                         }
@@ -917,9 +964,17 @@ async fn udp_loop(handler: GslbHandler, socket: Arc<UdpSocket>, mut stop: watch:
                         None => {}
                     }
                 }
-                if !send_all(&handler.0, &socket, &mut sender, &mut replies, &mut stop).await {
+                if !send_all(&handler.0, &socket, &mut sender, &replies, &mut stop).await {
                     return;
                 }
+                // Keep the buffers (bounded: at most one batch of them).
+                spare.extend(
+                    replies
+                        .drain(..)
+                        .map(|r| r.bytes)
+                        .filter(|b| b.capacity() <= 4096),
+                );
+                spare.truncate(udp::MAX_BATCH);
                 burst += n;
                 if burst >= UDP_BURST {
                     burst = 0;
@@ -960,7 +1015,134 @@ async fn udp_loop(handler: GslbHandler, socket: Arc<UdpSocket>, mut stop: watch:
     }
 }
 
-/// Counts and sends every reply and empties `replies`. Counted first, so a
+/// How long a UDP thread sleeps in its receive call at most before it looks
+/// whether the server stopped.
+const UDP_STOP_POLL: Duration = Duration::from_millis(100);
+
+/// [`udp_loop`] on a thread of its own and a blocking socket: the receive
+/// waits in the kernel, so a batch costs one receive and one send call. The
+/// fast path answers inline; other queries run hickory's async handling on
+/// `rt`, this thread's own runtime.
+fn udp_thread_loop(
+    handler: &GslbHandler,
+    socket: &std::net::UdpSocket,
+    stop: &watch::Receiver<bool>,
+    rt: &tokio::runtime::Runtime,
+) {
+    let mut receiver = udp::Receiver::new(handler.0.options.udp_batch);
+    let mut sender = udp::Sender::new();
+    let mut replies: Vec<Reply<Count>> = Vec::with_capacity(udp::MAX_BATCH);
+    let mut spare: Vec<Vec<u8>> = Vec::with_capacity(udp::MAX_BATCH);
+    let stopped = || *stop.borrow() || stop.has_changed().is_err();
+    let mut burst = 0usize;
+    loop {
+        match receiver.recv_blocking(socket) {
+            Ok(n) => {
+                for i in 0..n {
+                    match receiver.datagram(i) {
+                        Some((query, Some(src))) => {
+                            let mut sink = Batch {
+                                replies: &mut replies,
+                                dst: src,
+                                spare: &mut spare,
+                            };
+                            if !handler.handle_udp_inline(query, src, &mut sink) {
+                                rt.block_on(handler.handle_udp_async(query, src, &mut sink));
+                            }
+                        }
+                        Some((_, None)) => tracing::debug!("datagram from a non-IP source"),
+                        None => {}
+                    }
+                }
+                send_all_blocking(&handler.0, socket, &mut sender, &replies);
+                spare.extend(
+                    replies
+                        .drain(..)
+                        .map(|r| r.bytes)
+                        .filter(|b| b.capacity() <= 4096),
+                );
+                spare.truncate(udp::MAX_BATCH);
+                burst += n;
+                if burst >= UDP_BURST {
+                    burst = 0;
+                    if stopped() {
+                        return;
+                    }
+                }
+            }
+            // The read timeout: nothing came.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                burst = 0;
+                if stopped() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // ICMP errors of earlier replies and the like: keep serving.
+                tracing::debug!(error = %e, "error receiving on the UDP socket");
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted
+                ) {
+                    tracing::warn!(error = %e, "UDP socket closed");
+                    return;
+                }
+                if stopped() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// [`send_all`] on a blocking socket.
+fn send_all_blocking(
+    shared: &Shared,
+    socket: &std::net::UdpSocket,
+    sender: &mut udp::Sender,
+    replies: &[Reply<Count>],
+) {
+    for c in replies.iter().filter_map(|r| r.count) {
+        shared.count(c);
+    }
+    let mut done = 0;
+    let mut interrupted = 0;
+    while let Some(rest) = replies.get(done..).filter(|r| !r.is_empty()) {
+        match sender.send_blocking(socket, rest) {
+            Ok(0) => done += 1,
+            Ok(sent) => done += sent,
+            // A signal, or a full buffer despite blocking: try again, a
+            // bounded number of times.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) && interrupted < 100 =>
+            {
+                interrupted += 1;
+                std::thread::yield_now();
+            }
+            Err(e) => {
+                if let Some(r) = rest.first() {
+                    if r.count.is_some() {
+                        tracing::warn!(dst = %r.dst, error = %e, "failed to send DNS response");
+                    } else {
+                        tracing::debug!(dst = %r.dst, error = %e, "failed to send FORMERR");
+                    }
+                }
+                done += 1;
+            }
+        }
+    }
+}
+
+/// Counts and sends every reply (the caller empties `replies`). Counted first, so a
 /// client that has its response also sees it in the metrics (the loop may
 /// run on another thread). A full socket buffer waits for writability, so
 /// nothing is lost to it; a reply the kernel refuses (rare: a firewall, no
@@ -970,7 +1152,7 @@ async fn send_all(
     shared: &Shared,
     socket: &UdpSocket,
     sender: &mut udp::Sender,
-    replies: &mut Vec<Reply<Count>>,
+    replies: &[Reply<Count>],
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     for c in replies.iter().filter_map(|r| r.count) {
@@ -1008,7 +1190,6 @@ async fn send_all(
             }
         }
     }
-    replies.clear();
     running
 }
 
@@ -1076,6 +1257,15 @@ impl GslbHandler {
     /// source that cannot take one, to anything shorter than a header or to a
     /// response; FORMERR to what does not parse.
     async fn handle_udp(&self, query: &[u8], src: std::net::SocketAddr, sink: &mut Batch<'_>) {
+        if !self.handle_udp_inline(query, src, sink) {
+            self.handle_udp_async(query, src, sink).await;
+        }
+    }
+
+    /// The part of [`Self::handle_udp`] that needs no runtime: ignoring a
+    /// source that cannot take a reply, and the fast path. `false`: call
+    /// [`Self::handle_udp_async`].
+    fn handle_udp_inline(&self, query: &[u8], src: std::net::SocketAddr, sink: &mut Batch<'_>) -> bool {
         let unusable = src.port() == 0
             || match src.ip() {
                 IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast(),
@@ -1083,11 +1273,14 @@ impl GslbHandler {
             };
         if unusable {
             tracing::debug!(%src, "cannot reply to this source");
-            return;
+            return true;
         }
-        if self.fast_udp(query, src, sink) {
-            return;
-        }
+        self.fast_udp(query, src, sink)
+    }
+
+    /// The rest of [`Self::handle_udp`]: hickory's request parsing and
+    /// [`Self::respond`], or FORMERR.
+    async fn handle_udp_async(&self, query: &[u8], src: std::net::SocketAddr, sink: &mut Batch<'_>) {
         match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
             Ok(request) => {
                 if request.metadata.message_type == MessageType::Response {
@@ -1181,7 +1374,7 @@ impl GslbHandler {
             truncation: false,
             rcode: u16::from(o.rcode),
         };
-        let Some(bytes) = fast::encode(q, query, header, o.answers, edns, max) else {
+        let Some(bytes) = fast::encode(q, query, header, o.answers, edns, max, sink.buffer()) else {
             return false;
         };
         // Taken: from here on exactly what `respond` does.
@@ -1199,7 +1392,7 @@ impl GslbHandler {
             rcode: o.rcode,
             truncated: false,
         };
-        let bytes = match s.rrl.check(src.ip(), Instant::now()) {
+        let bytes = match s.rrl.check_now(src.ip()) {
             Action::Send => {
                 if o.fail_open {
                     s.metrics.fail_open.inc();
@@ -1221,7 +1414,7 @@ impl GslbHandler {
                     ..header
                 };
                 // No records: always encodable when the full answer was.
-                match fast::encode::<Record>(q, query, tc, &[], edns, max) {
+                match fast::encode::<Record>(q, query, tc, &[], edns, max, bytes) {
                     Some(b) => b,
                     None => return true,
                 }
@@ -1369,7 +1562,7 @@ impl GslbHandler {
         meta.response_code = outcome.rcode;
 
         if udp {
-            match s.rrl.check(src.ip(), Instant::now()) {
+            match s.rrl.check_now(src.ip()) {
                 Action::Send => {}
                 Action::Drop => {
                     s.metrics.inc_rrl("drop");
@@ -1621,6 +1814,7 @@ mod tests {
                     let mut sink = Batch {
                         replies: &mut normal,
                         dst: src,
+                        spare: &mut Vec::new(),
                     };
                     h.respond(&req, &mut sink).await;
                 }
@@ -1628,6 +1822,7 @@ mod tests {
                 let mut sink = Batch {
                     replies: &mut fast,
                     dst: src,
+                    spare: &mut Vec::new(),
                 };
                 if !h.fast_udp(&q, src, &mut sink) {
                     assert!(fast.is_empty());

@@ -439,6 +439,11 @@ impl Steering {
         self.choose_at(self.index_of(name)?, qtype, client, view)
     }
 
+    /// The record at `index` (see [`Self::index_of`]).
+    pub(crate) fn record_at(&self, index: usize) -> Option<&GslbRecord> {
+        self.records.get(index)
+    }
+
     /// [`Self::choose`] for the record at `index` (see [`Self::index_of`]).
     pub(crate) fn choose_at(
         &self,

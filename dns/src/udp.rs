@@ -3,9 +3,14 @@
 //! `sendmmsg` (through `nix`'s safe wrappers: the workspace forbids unsafe
 //! code); elsewhere one `recvfrom`/`sendto` at a time behind the same API.
 //!
-//! Both calls are non-blocking and go through [`UdpSocket::try_io`], so a
-//! `WouldBlock` clears tokio's readiness and the caller awaits
-//! `readable()`/`writable()` as with `try_recv_from`.
+//! [`Receiver::recv`] and [`Sender::send`] are non-blocking and go through
+//! [`UdpSocket::try_io`], so a `WouldBlock` clears tokio's readiness and the
+//! caller awaits `readable()`/`writable()` as with `try_recv_from`.
+//! [`Receiver::recv_blocking`] and [`Sender::send_blocking`] are for a
+//! thread of its own on a blocking socket: the receive sleeps in the kernel
+//! until a datagram comes (`MSG_WAITFORONE`: then takes what is queued), so
+//! an idle-then-busy server makes two system calls per batch, not four
+//! (`epoll_wait`, the receive, the send, and the receive that finds nothing).
 
 use std::io;
 use std::net::SocketAddr;
@@ -67,15 +72,27 @@ impl Receiver {
     /// Receives what is queued, up to the batch size; `WouldBlock` when
     /// nothing is. The datagrams are then [`Self::datagram`]`(0..n)`.
     pub(crate) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        socket.try_io(Interest::READABLE, || self.recv_now(socket))
+        socket.try_io(Interest::READABLE, || self.recv_now(socket, false))
+    }
+
+    /// Waits for at least one datagram on a blocking socket (up to its read
+    /// timeout: then `WouldBlock` or `TimedOut`), then takes what is queued,
+    /// up to the batch size.
+    pub(crate) fn recv_blocking(&mut self, socket: &std::net::UdpSocket) -> io::Result<usize> {
+        self.recv_now(socket, true)
     }
 
     #[cfg(target_os = "linux")]
-    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    fn recv_now(&mut self, socket: &impl std::os::fd::AsRawFd, wait: bool) -> io::Result<usize> {
         use std::io::IoSliceMut;
-        use std::os::fd::AsRawFd;
 
         use nix::sys::socket::{MsgFlags, recvmmsg};
+
+        let flags = if wait {
+            MsgFlags::MSG_WAITFORONE
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
 
         self.got.clear();
         let (bufs, got) = (&mut self.bufs, &mut self.got);
@@ -85,13 +102,7 @@ impl Receiver {
                 .try_borrow_mut()
                 .map_err(|_| io::ErrorKind::ResourceBusy)?;
             let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-            let msgs = recvmmsg(
-                socket.as_raw_fd(),
-                &mut headers,
-                iovs.iter_mut(),
-                MsgFlags::MSG_DONTWAIT,
-                None,
-            )?;
+            let msgs = recvmmsg(socket.as_raw_fd(), &mut headers, iovs.iter_mut(), flags, None)?;
             for m in msgs {
                 got.push((m.bytes.min(RECV_BUFFER), m.address.as_ref().and_then(std_addr)));
             }
@@ -100,10 +111,19 @@ impl Receiver {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    fn recv_now(&mut self, socket: &UdpSocket, _wait: bool) -> io::Result<usize> {
         self.got.clear();
         let buf = self.bufs.first_mut().ok_or(io::ErrorKind::InvalidInput)?;
         let (n, src) = socket.try_recv_from(buf)?;
+        self.got.push((n, Some(src)));
+        Ok(1)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn recv_blocking(&mut self, socket: &std::net::UdpSocket) -> io::Result<usize> {
+        self.got.clear();
+        let buf = self.bufs.first_mut().ok_or(io::ErrorKind::InvalidInput)?;
+        let (n, src) = socket.recv_from(buf)?;
         self.got.push((n, Some(src)));
         Ok(1)
     }
@@ -139,15 +159,45 @@ impl Sender {
         if replies.is_empty() {
             return Ok(0);
         }
-        socket.try_io(Interest::WRITABLE, || self.send_now(socket, replies))
+        socket.try_io(Interest::WRITABLE, || self.send_now(socket, replies, false))
+    }
+
+    /// [`Self::send`] on a blocking socket: waits while the send buffer is
+    /// full.
+    pub(crate) fn send_blocking<C>(
+        &mut self,
+        socket: &std::net::UdpSocket,
+        replies: &[Reply<C>],
+    ) -> io::Result<usize> {
+        if replies.is_empty() {
+            return Ok(0);
+        }
+        #[cfg(target_os = "linux")]
+        return self.send_now(socket, replies, true);
+        #[cfg(not(target_os = "linux"))]
+        {
+            let r = replies.first().ok_or(io::ErrorKind::InvalidInput)?;
+            socket.send_to(&r.bytes, r.dst)?;
+            Ok(1)
+        }
     }
 
     #[cfg(target_os = "linux")]
-    fn send_now<C>(&mut self, socket: &UdpSocket, replies: &[Reply<C>]) -> io::Result<usize> {
+    fn send_now<C>(
+        &mut self,
+        socket: &impl std::os::fd::AsRawFd,
+        replies: &[Reply<C>],
+        wait: bool,
+    ) -> io::Result<usize> {
         use std::io::IoSlice;
-        use std::os::fd::AsRawFd;
 
         use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
+
+        let flags = if wait {
+            MsgFlags::empty()
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
 
         let replies = replies.get(..MAX_BATCH).unwrap_or(replies);
         SEND_HEADERS.with(|headers| {
@@ -161,20 +211,13 @@ impl Sender {
                 .map(|r| Some(SockaddrStorage::from(r.dst)))
                 .collect();
             let no_cmsgs: [ControlMessage<'_>; 0] = [];
-            let sent = sendmmsg(
-                socket.as_raw_fd(),
-                &mut headers,
-                &iovs,
-                &addrs,
-                no_cmsgs,
-                MsgFlags::MSG_DONTWAIT,
-            )?;
+            let sent = sendmmsg(socket.as_raw_fd(), &mut headers, &iovs, &addrs, no_cmsgs, flags)?;
             Ok(sent.count())
         })
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn send_now<C>(&mut self, socket: &UdpSocket, replies: &[Reply<C>]) -> io::Result<usize> {
+    fn send_now<C>(&mut self, socket: &UdpSocket, replies: &[Reply<C>], _wait: bool) -> io::Result<usize> {
         let r = replies.first().ok_or(io::ErrorKind::InvalidInput)?;
         socket.try_send_to(&r.bytes, r.dst)?;
         Ok(1)

@@ -11,9 +11,10 @@
 #   * the server pinned to CPU 0 (`taskset -c 0`), dnsperf to CPU 1;
 #   * the same query file, duration, client count and outstanding-query
 #     limit for each server:
-#       - pass "max":  as fast as dnsperf can send (qps = server throughput;
-#                      latency is then mostly queueing: ~ outstanding/qps);
-#       - pass "rate": RATE qps for every server (latency at equal load).
+#       - pass "max":  as fast as dnsperf can send, without -v (qps = server
+#                      throughput, plus the server's CPU time per answer);
+#       - pass "rate": RATE qps for every server with -v (latency of every
+#                      response at equal load: p99 comes from this pass).
 #   * queries (dnsperf -B, raw messages, so each can carry its own ECS option):
 #       www.edge.example A  ECS 198.18.1.0/24   (NL, lab.mmdb) -> ams 198.51.100.10
 #       www.edge.example A  ECS 198.18.2.0/24   (US)           -> nyc 198.51.100.20
@@ -47,14 +48,14 @@
 # table shows medians per server; the load average is printed with them.
 #
 # Reading pass max: when every server lands near the same qps, dnsperf on CPU 1
-# is the limit, not the servers (it writes one -v line per response; on the
-# 2-core dev VM it tops out around 130-140k qps with -v, while edge and gdnsd
-# both reached ~145-155k without it). The servers then differ in latency and
-# in how much of CPU 0 they need; compare "best qps" across runs, the medians
-# move with whatever else runs.
+# is the limit, not the servers (on the 2-core dev VM it tops out around
+# 130-160k qps). The servers then differ in how much of CPU 0 they need per
+# answer ("cpu µs/q", user + system time of the server's processes, most of it
+# the kernel's UDP send and receive); compare "best qps" across runs, the
+# medians move with whatever else runs.
 #
 # Settings (environment): DURATION=5 (s per server, pass and round) ROUNDS=3 CLIENTS=8
-#   OUTSTANDING=100 (dnsperf -q) RATE=10000 (qps for the "rate" pass; 0 skips it)
+#   OUTSTANDING=100 (dnsperf -q) RATE=50000 (qps for the "rate" pass; 0 skips it)
 #   SERVERS="edge gdnsd knot nsd" KEEP=1 (keep the work directory)
 #   EDGE_WORKERS=2 (tokio worker threads of the edge server; `edge run` uses 2;
 #     the UDP receive loop runs on a thread of its own, DnsOptions::udp_threads,
@@ -77,7 +78,7 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-8}
 OUTSTANDING=${OUTSTANDING:-100}
-RATE=${RATE:-10000}
+RATE=${RATE:-50000}
 SERVERS=${SERVERS:-"edge gdnsd knot nsd"}
 EDGE_WORKERS=${EDGE_WORKERS:-2}
 EDGE_MODE=${EDGE_MODE:-example}
@@ -432,29 +433,48 @@ verify() { # server
 }
 
 # ---------------------------------------------------------------- measure
-# run_dnsperf server pass → "qps avg_ms p99_ms lost"
+# CPU time (user + system, clock ticks) of every process in the namespace:
+# the server(s) only, when dnsperf is not running.
+ns_ticks() {
+	local p t=0
+	for p in $(ip netns pids "$NS" 2>/dev/null); do
+		# Fields after the ")" of the command name: utime is the 12th, stime the 13th.
+		t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
+	done
+	echo "$t"
+}
+TICK=$(getconf CLK_TCK)
+
+# run_dnsperf server pass → "qps avg_ms p99_ms lost server_cpu_us_per_query"
 run_dnsperf() {
 	local s=$1 pass=$2 out=$W/$1.$2
-	local rate=()
-	[[ $pass == rate ]] && rate=(-Q "$RATE")
-	# -v prints one line per response with its latency; p99 comes from those.
+	local extra=()
+	# Pass max runs without -v: dnsperf writing a line per response is
+	# the bottleneck otherwise. Pass rate uses -v, one line per response
+	# with its latency, for the percentiles.
+	if [[ $pass == rate ]]; then extra=(-Q "$RATE" -v); fi
+	local t0 t1
+	t0=$(ns_ticks)
 	inns taskset -c $CLIENT_CPU dnsperf -B -d "$W/queries.bin" -s "${ADDR[$s]}" -p "${PORT[$s]}" \
-		-l "$DURATION" -c "$CLIENTS" -q "$OUTSTANDING" -t 2 -v "${rate[@]}" >"$out.v" 2>"$out.err" ||
+		-l "$DURATION" -c "$CLIENTS" -q "$OUTSTANDING" -t 2 "${extra[@]}" >"$out.v" 2>"$out.err" ||
 		die "dnsperf against $s failed: $(tail -n3 "$out.err")"
-	local qps avg lost
+	t1=$(ns_ticks)
+	local qps avg lost done p99=0
 	qps=$(awk '/Queries per second:/ {print $4}' "$out.v")
 	avg=$(awk '/Average Latency \(s\):/ {print $4 * 1000}' "$out.v")
 	lost=$(awk '/Queries lost:/ {print $3}' "$out.v")
-	local p99
-	p99=$(awk '/^> / {print $NF}' "$out.v" | sort -g |
-		awk '{a[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", a[i] * 1000}')
+	done=$(awk '/Queries completed:/ {print $3}' "$out.v")
+	if [[ $pass == rate ]]; then
+		p99=$(awk '/^> / {print $NF}' "$out.v" | sort -g |
+			awk '{a[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", a[i] * 1000}')
+	fi
 	grep -v '^> ' "$out.v" >"$out.summary" && rm -f "$out.v" # keep the summary, not 1M lines
-	echo "$qps $avg $p99 $lost"
+	echo "$qps $avg $p99 $lost $(awk -v t=$((t1 - t0)) -v hz="$TICK" -v n="$done" 'BEGIN {printf "%.2f", n ? t * 1e6 / hz / n : 0}')"
 }
 
 echo "dns.sh: ${DURATION}s per server, pass and round, $ROUNDS rounds, $CLIENTS clients, $OUTSTANDING outstanding, server on CPU $SERVER_CPU (edge: $EDGE_WORKERS tokio workers), dnsperf on CPU $CLIENT_CPU"
 echo "  $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-declare -A R # R[server.pass]="qps avg p99 lost" lines, one per round
+declare -A R # R[server.pass]="qps avg p99 lost cpu" lines, one per round
 passes=(max)
 ((RATE > 0)) && passes+=(rate)
 read -r -a order <<<"$SERVERS"
@@ -475,30 +495,41 @@ median() { awk -v c="$1" 'NF {print $c}' | sort -g | awk '{a[NR] = $1} END {prin
 # Highest qps of any round: noise from other work only ever lowers qps, so
 # the best round is the closest to each server's capacity on a shared machine.
 best() { awk 'NF && $1 > m {m = $1} END {print m + 0}'; }
-declare -A M # M[server.pass]="qps avg p99 lost" medians (lost: total)
+declare -A M # M[server.pass]="qps avg p99 lost cpu" medians (lost: total)
 for k in "${!R[@]}"; do
-	M[$k]="$(median 1 <<<"${R[$k]}") $(median 2 <<<"${R[$k]}") $(median 3 <<<"${R[$k]}") $(awk '{t += $4} END {print t + 0}' <<<"${R[$k]}")"
+	M[$k]="$(median 1 <<<"${R[$k]}") $(median 2 <<<"${R[$k]}") $(median 3 <<<"${R[$k]}") $(awk '{t += $4} END {print t + 0}' <<<"${R[$k]}") $(median 5 <<<"${R[$k]}")"
 done
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "-"}'; }
 echo
 for p in "${passes[@]}"; do
-	if [[ $p == max ]]; then echo "pass max (unthrottled; latency includes queueing at saturation), medians of $ROUNDS:"; else echo "pass rate ($RATE qps offered to every server), medians of $ROUNDS:"; fi
-	printf '  %-6s %12s %10s %10s %8s %10s   %s\n' server qps "avg ms" "p99 ms" lost "best qps" "qps per round"
+	if [[ $p == max ]]; then
+		echo "pass max (unthrottled, no per-response output; the latency is mostly queueing), medians of $ROUNDS:"
+	else
+		echo "pass rate ($RATE qps offered to every server, latency per response), medians of $ROUNDS:"
+	fi
+	printf '  %-6s %10s %9s %9s %6s %10s %11s   %s\n' server qps "avg ms" "p99 ms" lost "best qps" "cpu µs/q" "qps per round"
 	for s in $SERVERS; do
-		read -r qps avg p99 lost <<<"${M[$s.$p]}"
-		printf '  %-6s %12.0f %10.3f %10.3f %8s %10.0f   %s\n' "$s" "$qps" "$avg" "$p99" "$lost" \
-			"$(best <<<"${R[$s.$p]}")" "$(awk 'NF {printf "%.0f ", $1}' <<<"${R[$s.$p]}")"
+		read -r qps avg p99 lost cpu <<<"${M[$s.$p]}"
+		[[ $p == max ]] && p99=-
+		printf '  %-6s %10.0f %9.3f %9s %6s %10.0f %11.2f   %s\n' "$s" "$qps" "$avg" "$p99" "$lost" \
+			"$(best <<<"${R[$s.$p]}")" "$cpu" "$(awk 'NF {printf "%.0f ", $1}' <<<"${R[$s.$p]}")"
 	done
 	if [[ -n ${M[edge.$p]:-} ]]; then
-		read -r eq _ ep _ <<<"${M[edge.$p]}"
+		read -r eq _ ep _ ec <<<"${M[edge.$p]}"
 		eb=$(best <<<"${R[edge.$p]}")
 		for s in $SERVERS; do
 			[[ $s == edge ]] && continue
-			read -r q _ p99 _ <<<"${M[$s.$p]}"
-			awk -v eq="$eq" -v q="$q" -v ep="$ep" -v p="$p99" -v s="$s" -v eb="$eb" -v b="$(best <<<"${R[$s.$p]}")" 'BEGIN {
-				printf "  edge/%-6s qps %.2f  p99 %.2f  best qps %.2f\n", s, (q ? eq / q : 0), (p ? ep / p : 0), (b ? eb / b : 0) }'
+			read -r q _ p99 _ c <<<"${M[$s.$p]}"
+			if [[ $p == max ]]; then
+				printf '  edge/%-6s qps %s  best qps %s  server cpu per query %s\n' "$s" "$(ratio "$eq" "$q")" \
+					"$(ratio "$eb" "$(best <<<"${R[$s.$p]}")")" "$(ratio "$ec" "$c")"
+			else
+				printf '  edge/%-6s p99 %s  server cpu per query %s\n' "$s" "$(ratio "$ep" "$p99")" "$(ratio "$ec" "$c")"
+			fi
 		done
 	fi
 	echo
 done
-echo "qps ratio > 1: edge answers more; p99 ratio < 1: edge's tail is shorter; best qps = highest round (least disturbed by other work)."
+echo "qps ratio > 1: edge answers more; p99 and cpu ratios < 1: edge's tail is shorter, edge spends less CPU per answer;"
+echo "best qps = highest round (least disturbed by other work). cpu µs/q: user + system time of the server per answered query."
