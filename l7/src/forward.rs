@@ -1,10 +1,15 @@
 //! Forwarding headers (X-Forwarded-*, RFC 7239 `Forwarded`, request ID) and
 //! hop-by-hop header removal. Pure functions over a `HeaderMap`.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use ipnet::IpNet;
 
 use crate::route::canonical_ip;
@@ -14,56 +19,67 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// RFC 9110 §7.6.1 connection-specific headers, plus the legacy ones.
-const HOP_BY_HOP: [&str; 7] = [
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// RFC 9110 §7.6.1 connection-specific headers, plus the legacy ones,
+/// besides `Connection`, `TE`, `Transfer-Encoding` and `Upgrade` (handled
+/// on their own). Statics: removing by `&str` would parse the name again on
+/// every request.
+fn hop_by_hop() -> [&'static HeaderName; 5] {
+    [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TRAILER,
+    ]
+}
 
 /// Removes hop-by-hop headers. With `keep_upgrade` (a WebSocket handshake
 /// being relayed) `Upgrade` and `Connection: upgrade` survive, since they
 /// must reach the other side for the tunnel to be set up. `TE: trailers` is
 /// kept: gRPC servers require it and it is valid end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == UPGRADE))
-        .filter(|n| n != TE)
-        .collect();
-    for n in listed {
-        headers.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        if keep_upgrade && n == "upgrade" {
-            continue;
+    // Names listed in Connection go too (except Upgrade on an upgrade, and
+    // TE, handled below).
+    if headers.contains_key(CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == UPGRADE))
+            .filter(|n| n != TE)
+            .collect();
+        for n in listed {
+            headers.remove(n);
         }
+        headers.remove(CONNECTION);
+    }
+    for n in hop_by_hop() {
         headers.remove(n);
     }
     headers.remove(TRANSFER_ENCODING);
-    let te_trailers = headers.get_all(TE).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
-    });
-    headers.remove(TE);
-    if te_trailers {
-        headers.insert(TE, HeaderValue::from_static("trailers"));
+    if !keep_upgrade {
+        headers.remove(UPGRADE);
     }
-    headers.remove(CONNECTION);
+    if headers.contains_key(TE) {
+        let te_trailers = headers.get_all(TE).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
+        });
+        headers.remove(TE);
+        if te_trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
+    }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// Who the client is and how it reached us.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientInfo<'a> {
     pub addr: IpAddr,
@@ -89,19 +105,21 @@ pub fn apply_forwarding(
     let trusted_peer = trusted.iter().any(|n| n.contains(&addr));
     let proto = if client.tls { "https" } else { "http" };
 
-    let previous_xff = joined(headers, &X_FORWARDED_FOR);
-    let xff = match previous_xff {
-        Some(prev) if trusted_peer && !prev.is_empty() => format!("{prev}, {addr}"),
-        _ => addr.to_string(),
-    };
-    set(headers, &X_FORWARDED_FOR, &xff);
+    // Each value is built in one String that becomes the header's bytes.
+    let mut xff = String::with_capacity(48);
+    if trusted_peer && let Some(prev) = joined(headers, &X_FORWARDED_FOR).filter(|p| !p.is_empty()) {
+        xff.push_str(&prev);
+        xff.push_str(", ");
+    }
+    let _ = write!(xff, "{addr}");
+    set(headers, &X_FORWARDED_FOR, xff);
 
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
-        set(headers, &X_FORWARDED_PROTO, proto);
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
         match client.host {
-            Some(h) => set(headers, &X_FORWARDED_HOST, h),
+            Some(h) => set(headers, &X_FORWARDED_HOST, h.to_string()),
             None => {
                 headers.remove(&X_FORWARDED_HOST);
             }
@@ -109,19 +127,24 @@ pub fn apply_forwarding(
     }
 
     if forwarded {
-        let mut element = format!("for={}", node(addr));
+        let mut value = String::with_capacity(96);
+        if trusted_peer && let Some(prev) = joined(headers, &FORWARDED).filter(|p| !p.is_empty()) {
+            value.push_str(&prev);
+            value.push_str(", ");
+        }
+        value.push_str("for=");
+        push_node(&mut value, addr);
         if let Some(local) = client.local {
-            element.push_str(&format!(";by={}", node(canonical_ip(local))));
+            value.push_str(";by=");
+            push_node(&mut value, canonical_ip(local));
         }
         if let Some(h) = client.host {
-            element.push_str(&format!(";host={}", quote_if_needed(h)));
+            value.push_str(";host=");
+            push_quoted_if_needed(&mut value, h);
         }
-        element.push_str(&format!(";proto={proto}"));
-        let value = match joined(headers, &FORWARDED) {
-            Some(prev) if trusted_peer && !prev.is_empty() => format!("{prev}, {element}"),
-            _ => element,
-        };
-        set(headers, &FORWARDED, &value);
+        value.push_str(";proto=");
+        value.push_str(proto);
+        set(headers, &FORWARDED, value);
     } else if !trusted_peer {
         headers.remove(&FORWARDED);
     }
@@ -155,21 +178,29 @@ pub fn effective_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) ->
 }
 
 /// RFC 7239 §6 node: IPv6 must be bracketed and quoted.
-fn node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    }
+fn push_node(out: &mut String, ip: IpAddr) {
+    let _ = match ip {
+        IpAddr::V4(v4) => write!(out, "{v4}"),
+        IpAddr::V6(v6) => write!(out, "\"[{v6}]\""),
+    };
 }
 
-fn quote_if_needed(v: &str) -> String {
+/// A token as is, anything else as a quoted-string.
+fn push_quoted_if_needed(out: &mut String, v: &str) {
     let token = v
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if token {
-        v.to_string()
+        out.push_str(v);
     } else {
-        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+        out.push('"');
+        for c in v.chars() {
+            if c == '\\' || c == '"' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
     }
 }
 
@@ -187,24 +218,28 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
+/// Sets `name` to `value` (taken as the header's bytes, no copy); an
+/// invalid value removes the header rather than forward a forged one.
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
+    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
         Ok(v) => {
             headers.insert(name.clone(), v);
         }
-        // Only possible with a non-visible character smuggled in through a
-        // trusted header: drop it rather than forward garbage.
         Err(_) => {
             headers.remove(name);
         }
     }
 }
 
-/// A 128-bit random request ID, hex encoded.
 pub fn new_request_id() -> String {
     let a = crate::balance::random_u64();
     let b = crate::balance::random_u64();
     format!("{a:016x}{b:016x}")
+}
+
+/// [`new_request_id`] as a header value (its bytes, no copy).
+pub fn new_request_id_value() -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(new_request_id())).ok()
 }
 
 #[cfg(test)]

@@ -37,8 +37,10 @@ use crate::body::{self, Guarded, Limited, ProxyBody};
 use crate::client::{UpstreamClient, UpstreamError};
 use crate::config::{Balance, HashKey, Limits, PoolConfig, UpstreamProtocol};
 use crate::error::{ErrorSource, ProxyErrorKind};
-use crate::forward::{ClientInfo, apply_forwarding, effective_client, new_request_id, strip_hop_by_hop};
-use crate::metrics::{LatencyLabels, Metrics, PoolLabels, RequestLabels, UpstreamErrorLabels, status_class};
+use crate::forward::{
+    ClientInfo, apply_forwarding, effective_client, new_request_id_value, strip_hop_by_hop,
+};
+use crate::metrics::{Metrics, PoolLabels, UpstreamErrorLabels};
 use crate::ratelimit::RateLimiter;
 use crate::route::{
     Action, CompiledRule, RequestInfo, RouteTable, canonical_ip, cookie, normalize_host, normalize_path,
@@ -181,67 +183,71 @@ pub(crate) async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
-    let rid = req
+    // The client's request ID when it sent a usable one, else a new one
+    // (added to the request); echoed on the response either way.
+    let rid_value = match req
         .headers()
         .get(&shared.request_id)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_string)
-        .unwrap_or_else(new_request_id);
-    let rid_value = HeaderValue::from_str(&rid).ok();
-    if let Some(v) = &rid_value {
-        req.headers_mut().insert(shared.request_id.clone(), v.clone());
-    }
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let host = host_of(&req).unwrap_or_default();
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+    {
+        Some(v) => Some(v.clone()),
+        None => {
+            let v = new_request_id_value();
+            if let Some(v) = &v {
+                req.headers_mut().insert(shared.request_id.clone(), v.clone());
+            }
+            v
+        }
+    };
+    // What only the access log needs, taken only when it is on.
+    let access = tracing::enabled!(target: "edge_l7::access", tracing::Level::INFO).then(|| {
+        (
+            req.method().clone(),
+            req.uri().path().to_string(),
+            host_of(&req).unwrap_or_default(),
+        )
+    });
     let mut out = Outcome::default();
 
     let mut resp = dispatch(&shared, &conn, req, &mut out).await;
 
-    if let Some(v) = rid_value {
+    if let Some(mut v) = rid_value.clone() {
+        // Unique per request: never worth a slot in the client's HPACK
+        // dynamic table (h2 encodes it as a never-indexed literal).
+        v.set_sensitive(true);
         resp.headers_mut().insert(shared.request_id.clone(), v);
     }
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
-    shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            listener: conn.listener.name.clone(),
-            route: out.route.clone(),
-            pool: out.pool.clone(),
-            backend: out.backend.clone(),
-            status: status_class(status),
-        })
-        .inc();
-    shared
-        .metrics
-        .latency
-        .get_or_create(&LatencyLabels {
-            listener: conn.listener.name.clone(),
-            pool: out.pool.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "edge_l7::access",
-        listener = %conn.listener.name,
-        request_id = %rid,
-        client = %conn.peer,
-        tls = conn.tls,
-        method = %method,
-        host = %host,
-        path = %path,
+    shared.metrics.observe_request(
+        &conn.listener.name,
+        &out.route,
+        &out.pool,
+        &out.backend,
         status,
-        route = %out.route,
-        pool = %out.pool,
-        backend = %out.backend,
-        attempts = out.attempts,
-        error = out.error.unwrap_or(""),
-        error_source = out.source.map(|s| s.to_string()).unwrap_or_default(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
+        elapsed.as_secs_f64(),
     );
+    if let Some((method, path, host)) = access {
+        tracing::info!(
+            target: "edge_l7::access",
+            listener = %conn.listener.name,
+            request_id = rid_value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            client = %conn.peer,
+            tls = conn.tls,
+            method = %method,
+            host = %host,
+            path = %path,
+            status,
+            route = %out.route,
+            pool = %out.pool,
+            backend = %out.backend,
+            attempts = out.attempts,
+            error = out.error.unwrap_or(""),
+            error_source = out.source.map(|s| s.to_string()).unwrap_or_default(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     Ok(resp)
 }
 

@@ -11,6 +11,7 @@
 //! (no match)                                       -> pool default
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -428,7 +429,9 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Lower-cased host without port (IPv6 literals keep their brackets).
-pub fn normalize_host(host: &str) -> String {
+/// Borrowed when the host is in that form already (the common case: no
+/// allocation per request).
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
     let h = if host.starts_with('[') {
         match host.find(']') {
             Some(end) => &host[..=end],
@@ -437,13 +440,21 @@ pub fn normalize_host(host: &str) -> String {
     } else {
         host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
 }
 
 /// Path used for matching: unreserved percent-escapes decoded, empty and `.`
 /// segments dropped, `..` resolved (never above the root). The request is
 /// forwarded unchanged; only the routing decision uses this form.
-pub fn normalize_path(path: &str) -> String {
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    if is_normal_path(path) {
+        return Cow::Borrowed(path);
+    }
     let decoded = decode_unreserved(path);
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
@@ -463,7 +474,23 @@ pub fn normalize_path(path: &str) -> String {
     if out.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
+}
+
+/// Whether [`normalize_path`] would return `path` unchanged: absolute, no
+/// escapes, no empty, `.` or `..` segment (a trailing `/` is kept).
+fn is_normal_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if path.contains('%') {
+        return false;
+    }
+    if rest.is_empty() {
+        return true; // "/"
+    }
+    let body = rest.strip_suffix('/').unwrap_or(rest);
+    !body.is_empty() && body.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
 /// Decodes `%XX` escapes of RFC 3986 unreserved characters only: decoding
@@ -687,6 +714,27 @@ mod tests {
         assert_eq!(normalize_path("/../../etc"), "/etc");
         // %2F stays encoded: it is not a separator for the backend either.
         assert_eq!(normalize_path("/a%2Fb"), "/a%2Fb");
+        // Already normal: borrowed, and what the slow path would give.
+        for p in ["/", "/a", "/a/", "/a/b.c/d", "/.well-known/x", "/a./..b/"] {
+            assert!(matches!(normalize_path(p), Cow::Borrowed(_)), "{p}");
+            let slow = {
+                let mut segs = Vec::new();
+                for seg in p.split('/').filter(|s| !s.is_empty()) {
+                    segs.push(seg);
+                }
+                let mut o: String = segs.iter().map(|s| format!("/{s}")).collect();
+                if o.is_empty() || (p.ends_with('/') && !segs.is_empty()) {
+                    o.push('/');
+                }
+                o
+            };
+            assert_eq!(normalize_path(p), slow, "{p}");
+        }
+        for p in [
+            "", "//", "/a//b", "/./a", "/a/.", "/a/..", "/a%41", "a/b", "/a/./",
+        ] {
+            assert!(matches!(normalize_path(p), Cow::Owned(_)), "{p}");
+        }
         assert_eq!(normalize_host("[2001:db8::1]:443"), "[2001:db8::1]");
         assert_eq!(normalize_host("WWW.Example.net."), "www.example.net");
     }

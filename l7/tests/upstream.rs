@@ -398,10 +398,11 @@ async fn idle_connections_are_reused_and_a_closed_one_is_replaced_silently() {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut got = Vec::new();
-                // Serve requests until 50 ms pass without one.
+                // Serve requests until 400 ms pass without one (long enough
+                // for back-to-back requests on a busy test machine).
                 loop {
                     let read =
-                        tokio::time::timeout(std::time::Duration::from_millis(50), tcp.read(&mut buf)).await;
+                        tokio::time::timeout(std::time::Duration::from_millis(400), tcp.read(&mut buf)).await;
                     let Ok(Ok(n)) = read else { return };
                     if n == 0 {
                         return;
@@ -437,7 +438,7 @@ async fn idle_connections_are_reused_and_a_closed_one_is_replaced_silently() {
         "one keep-alive connection for back-to-back requests"
     );
     // Let the backend close it, then ask again: no error, a new connection.
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let r = get(&c, &run.url("web", "/"), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);

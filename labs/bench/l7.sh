@@ -80,6 +80,10 @@
 # Settings (environment): DURATION=10 (s per run) WARMUP=2 ROUNDS=3 CONNS=64
 #   STREAMS=10 (h2load -m) PROXIES="edge haproxy nginx" PROTOS="h1 h2"
 #   ACCESS_LOG=0 BUILD=1 KEEP=1 (keep the work directory)
+#   PERF=1 (perf record -g of the proxy during each measured run, into
+#     the work directory as PROXY.PROTO.ROUND.perf; use it with KEEP=1;
+#     perf's sampling costs the proxy a little CPU) PERF=syscalls (perf stat
+#     of the proxy's system calls instead, into PROXY.PROTO.ROUND.syscalls)
 #   NICE=-10 (as root: nice level of every process started here; 0 = off)
 #   UPSTREAM_IDLE=1024: idle keep-alive connections to the origins each proxy
 #     may keep (edge: max_idle_per_backend = UPSTREAM_IDLE/2 per origin;
@@ -114,7 +118,7 @@ H1_PORT=28080
 declare -A H2_PORT=([edge]=28080 [haproxy]=28090 [nginx]=28090 [l7-1w]=28080 [l7-2w]=28080 [l7-0w]=28080)
 EDGE_ADMIN=127.0.0.81:28181
 EDGE_GOSSIP=127.0.0.81:28946
-EDGE_BIN=$ROOT/target/release/edge
+EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/edge}
 L7_BIN=$ROOT/target/release/examples/l7-serve
 CLK_TCK=$(getconf CLK_TCK)
 # Other work on a shared machine (builds) lands on both CPUs; as root, every
@@ -514,7 +518,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			t0=$(cpu_ticks "$PROXY_PID")
 			c0=$(cpu_busy)
 			s0=$EPOCHREALTIME
+			perf_pid=
+			case ${PERF:-0} in
+			1)
+				perf record -q -g -o "$W/$p.$proto.$round.perf" -p "$PROXY_PID" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
+				perf_pid=$!
+				;;
+			syscalls)
+				perf stat -e 'syscalls:sys_enter_*' -o "$W/$p.$proto.$round.syscalls" -p "$PROXY_PID" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
+				perf_pid=$!
+				;;
+			esac
 			res=$(run_load "$proto" "$url" "$DURATION" "$W/$p.$proto.$round")
+			[[ -n $perf_pid ]] && wait "$perf_pid" || true
 			s1=$EPOCHREALTIME
 			c1=$(cpu_busy)
 			t1=$(cpu_ticks "$PROXY_PID")
