@@ -88,6 +88,36 @@ pub struct ClientInfo<'a> {
     pub host: Option<&'a str>,
     /// Our own address the request arrived on (`by=` in `Forwarded`).
     pub local: Option<IpAddr>,
+    /// The same facts about the connection, formatted once per connection
+    /// (must match `addr` and `local`).
+    pub conn: Option<&'a ConnForwarding>,
+}
+
+/// The connection's part of the forwarding headers, formatted when the
+/// connection is accepted instead of for every request on it.
+#[derive(Debug, Clone)]
+pub struct ConnForwarding {
+    /// The peer address as an X-Forwarded-For value.
+    xff: Option<HeaderValue>,
+    /// `for=PEER[;by=LOCAL]` of the RFC 7239 element.
+    for_by: String,
+}
+
+impl ConnForwarding {
+    pub fn new(peer: IpAddr, local: Option<IpAddr>) -> Self {
+        let peer = canonical_ip(peer);
+        let mut for_by = String::with_capacity(48);
+        for_by.push_str("for=");
+        push_node(&mut for_by, peer);
+        if let Some(local) = local {
+            for_by.push_str(";by=");
+            push_node(&mut for_by, canonical_ip(local));
+        }
+        Self {
+            xff: HeaderValue::from_maybe_shared(Bytes::from(peer.to_string())).ok(),
+            for_by,
+        }
+    }
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host and (optionally) `Forwarded`.
@@ -106,13 +136,25 @@ pub fn apply_forwarding(
     let proto = if client.tls { "https" } else { "http" };
 
     // Each value is built in one String that becomes the header's bytes.
-    let mut xff = String::with_capacity(48);
-    if trusted_peer && let Some(prev) = joined(headers, &X_FORWARDED_FOR).filter(|p| !p.is_empty()) {
-        xff.push_str(&prev);
-        xff.push_str(", ");
+    let previous = if trusted_peer {
+        joined(headers, &X_FORWARDED_FOR).filter(|p| !p.is_empty())
+    } else {
+        None
+    };
+    match (previous, client.conn.and_then(|c| c.xff.as_ref())) {
+        (None, Some(v)) => {
+            headers.insert(X_FORWARDED_FOR.clone(), v.clone());
+        }
+        (previous, _) => {
+            let mut xff = String::with_capacity(48);
+            if let Some(prev) = previous {
+                xff.push_str(&prev);
+                xff.push_str(", ");
+            }
+            let _ = write!(xff, "{addr}");
+            set(headers, &X_FORWARDED_FOR, xff);
+        }
     }
-    let _ = write!(xff, "{addr}");
-    set(headers, &X_FORWARDED_FOR, xff);
 
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
@@ -132,11 +174,16 @@ pub fn apply_forwarding(
             value.push_str(&prev);
             value.push_str(", ");
         }
-        value.push_str("for=");
-        push_node(&mut value, addr);
-        if let Some(local) = client.local {
-            value.push_str(";by=");
-            push_node(&mut value, canonical_ip(local));
+        match client.conn {
+            Some(c) => value.push_str(&c.for_by),
+            None => {
+                value.push_str("for=");
+                push_node(&mut value, addr);
+                if let Some(local) = client.local {
+                    value.push_str(";by=");
+                    push_node(&mut value, canonical_ip(local));
+                }
+            }
         }
         if let Some(h) = client.host {
             value.push_str(";host=");
@@ -253,6 +300,39 @@ mod tests {
             tls: true,
             host: Some("www.example.net"),
             local: None,
+            conn: None,
+        }
+    }
+
+    #[test]
+    fn per_connection_values_give_the_same_headers() {
+        let v4: IpAddr = "198.51.100.20".parse().unwrap();
+        let v6: IpAddr = "2001:db8::5".parse().unwrap();
+        let mapped: IpAddr = "::ffff:198.18.0.9".parse().unwrap();
+        let local: IpAddr = "203.0.113.10".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["2001:db8::/32".parse().unwrap(), "198.18.0.0/15".parse().unwrap()];
+        let mut prior = HeaderMap::new();
+        prior.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.18.0.1"));
+        prior.insert(&FORWARDED, HeaderValue::from_static("for=198.18.0.1"));
+        for peer in [v4, v6, mapped] {
+            for local in [None, Some(local)] {
+                for headers in [HeaderMap::new(), prior.clone()] {
+                    for forwarded in [true, false] {
+                        let conn = ConnForwarding::new(peer, local);
+                        let info = |conn| ClientInfo {
+                            addr: peer,
+                            tls: false,
+                            host: Some("www.example.net:8080"),
+                            local,
+                            conn,
+                        };
+                        let (mut a, mut b) = (headers.clone(), headers.clone());
+                        apply_forwarding(&mut a, &info(None), &trusted, forwarded);
+                        apply_forwarding(&mut b, &info(Some(&conn)), &trusted, forwarded);
+                        assert_eq!(a, b, "{peer} {local:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -29,6 +29,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 use ring::hmac;
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -38,7 +39,7 @@ use crate::client::{UpstreamClient, UpstreamError};
 use crate::config::{Balance, HashKey, Limits, PoolConfig, UpstreamProtocol};
 use crate::error::{ErrorSource, ProxyErrorKind};
 use crate::forward::{
-    ClientInfo, apply_forwarding, effective_client, new_request_id_value, strip_hop_by_hop,
+    ClientInfo, ConnForwarding, apply_forwarding, effective_client, new_request_id_value, strip_hop_by_hop,
 };
 use crate::metrics::{Metrics, PoolLabels, UpstreamErrorLabels};
 use crate::ratelimit::RateLimiter;
@@ -132,6 +133,8 @@ pub(crate) struct ConnCtx {
     /// Flips to `true` when the listener shuts down; upgraded tunnels
     /// outlive their HTTP connection and watch it themselves.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The forwarding headers' part that depends only on the connection.
+    pub forwarding: ConnForwarding,
 }
 
 /// What the access log and metrics need to know about one request.
@@ -500,6 +503,7 @@ async fn forward(
             tls: conn.tls,
             host: raw_host.as_deref(),
             local: Some(conn.local.ip()),
+            conn: Some(&conn.forwarding),
         },
         &shared.trusted,
         shared.forwarded,
@@ -526,7 +530,8 @@ async fn forward(
     let cfg = &pool.config;
     let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
     let max_body = shared.limits.max_body_bytes;
-    let tripped = Arc::new(AtomicBool::new(false));
+    // Set by the body limit of a streamed body (only those have one).
+    let mut tripped: Option<Arc<AtomicBool>> = None;
 
     // A body is replayable (so the request can be retried) when it is empty
     // or small enough to buffer; larger bodies stream through once.
@@ -552,7 +557,7 @@ async fn forward(
         }
     } else {
         (
-            Some(Limited::new(body, max_body, tripped.clone()).boxed_unsync()),
+            Some(Limited::new(body, max_body, tripped.insert(Arc::default()).clone()).boxed_unsync()),
             None,
         )
     };
@@ -572,7 +577,8 @@ async fn forward(
         UpstreamProtocol::Http2 => Version::HTTP_2,
     };
     let mut rng = thread_rng();
-    let mut tried: Vec<usize> = Vec::new();
+    // Backends tried so far (on the stack for the usual few attempts).
+    let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
     let mut last_err = ProxyErrorKind::NoBackend;
     pool.budget.deposit();
     // A retry needs attempts left and budget; checked only once a retry is
@@ -648,7 +654,7 @@ async fn forward(
                 break;
             }
             Ok(Err(e)) => {
-                if tripped.load(Ordering::Relaxed) {
+                if tripped.as_ref().is_some_and(|t| t.load(Ordering::Relaxed)) {
                     last_err = ProxyErrorKind::BodyTooLarge;
                     break;
                 }

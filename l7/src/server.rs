@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 use crate::client::UpstreamClient;
 use crate::config::{Backend, CertConfig, ProxyConfig};
 use crate::error::ConfigError;
+use crate::forward::ConnForwarding;
 use crate::metrics::{ListenerLabels, Metrics};
 use crate::proxy::{ConnCtx, ListenerRuntime, PassiveEvent, PoolRuntime, Shared, TlsRuntime, handle};
 use crate::ratelimit::RateLimiter;
@@ -374,6 +375,7 @@ async fn serve_conn(
                 local,
                 tls: false,
                 stop: stop.clone(),
+                forwarding: ConnForwarding::new(peer.ip(), Some(local.ip())),
             });
             run_http(shared, ctx, tcp, stop).await;
         }
@@ -388,6 +390,7 @@ async fn serve_conn(
                         local,
                         tls: true,
                         stop: stop.clone(),
+                        forwarding: ConnForwarding::new(peer.ip(), Some(local.ip())),
                     });
                     run_http(shared, ctx, stream, stop).await;
                 }
