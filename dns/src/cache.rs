@@ -17,7 +17,6 @@
 //! [`Authority`]: crate::server::Authority
 
 use std::cell::RefCell;
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +40,7 @@ pub(crate) fn next_id() -> u64 {
 }
 
 /// Everything a decision depends on besides the view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Key {
     authority: u64,
     record: usize,
@@ -68,11 +67,18 @@ impl Key {
     }
 
     fn slot(&self) -> usize {
-        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-        self.hash(&mut h);
-        // Fold the high bits in: FNV's low bits mix poorly for short keys.
-        let v = h.0 ^ (h.0 >> 29) ^ (h.0 >> 47);
-        v as usize & (SLOTS - 1)
+        let a = match self.at {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a) ^ (1 << 127),
+        };
+        let x = (a as u64)
+            ^ ((a >> 64) as u64).rotate_left(7)
+            ^ self.authority.rotate_left(17)
+            ^ (self.record as u64).rotate_left(29)
+            ^ (u64::from(u16::from(self.qtype)) << 40)
+            ^ (u64::from(self.bits) << 48)
+            ^ (u64::from(self.ecs) << 56);
+        mix(x) as usize & (SLOTS - 1)
     }
 }
 
@@ -163,20 +169,11 @@ pub(crate) fn get_or_decide(
     Some(decided)
 }
 
-/// FNV-1a over the key's bytes (no allocation, no random state).
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// splitmix64's finalizer: every input bit moves every output bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

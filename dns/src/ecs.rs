@@ -111,7 +111,8 @@ pub fn from_query(msg: &[u8]) -> Result<Option<QueryEcs>, EcsError> {
     Ok(found)
 }
 
-fn validate(data: &[u8]) -> Result<QueryEcs, EcsError> {
+/// Validates one ECS option's data (after its code and length).
+pub(crate) fn validate(data: &[u8]) -> Result<QueryEcs, EcsError> {
     let [f0, f1, source, scope, addr @ ..] = data else {
         return Err(EcsError::Short);
     };

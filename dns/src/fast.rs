@@ -103,7 +103,7 @@ pub(crate) fn parse(query: &[u8]) -> Option<FastQuery> {
     }
     let question = 12..i + 4;
     let mut edns_payload = None;
-    let mut ecs_opt = None;
+    let mut subnet = None;
     let mut end = question.end;
     if counts[3] == 1 {
         // OPT: root name, TYPE 41, CLASS = payload, TTL = ext-rcode 0,
@@ -119,7 +119,8 @@ pub(crate) fn parse(query: &[u8]) -> Option<FastQuery> {
             if u16_at(rdata, 0)? != 8 || usize::from(u16_at(rdata, 2)?) + 4 != rdata.len() {
                 return None;
             }
-            ecs_opt = Some(());
+            // The only option: validated as `ecs::from_query` would.
+            subnet = Some(ecs::validate(rdata.get(4..)?).ok()?);
         }
         edns_payload = Some(payload);
         end += 11 + rdlen;
@@ -127,10 +128,6 @@ pub(crate) fn parse(query: &[u8]) -> Option<FastQuery> {
     if end != query.len() {
         return None;
     }
-    let ecs = match ecs_opt {
-        Some(()) => Some(ecs::from_query(query).ok()??),
-        None => None,
-    };
     let wire = query.get(12..question.end - 4)?;
     let mut key = [0u8; 256];
     key.get_mut(..wire.len())?.copy_from_slice(wire);
@@ -144,7 +141,7 @@ pub(crate) fn parse(query: &[u8]) -> Option<FastQuery> {
         key_len: wire.len(),
         qtype,
         edns_payload,
-        ecs,
+        ecs: subnet,
     })
 }
 

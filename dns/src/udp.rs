@@ -15,6 +15,8 @@
 use std::io;
 use std::net::SocketAddr;
 
+#[cfg(target_os = "linux")]
+use smallvec::SmallVec;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -97,11 +99,21 @@ impl Receiver {
         self.got.clear();
         let (bufs, got) = (&mut self.bufs, &mut self.got);
         RECV_HEADERS.with(|headers| {
+            // On the stack, no allocation per batch: a plain array (nix ties
+            // the headers' borrow to the slices, which rules out containers
+            // with a destructor), empty slices past the batch.
+            let mut iovs: [[IoSliceMut<'_>; 1]; MAX_BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(&mut [])]);
+            let mut n = 0;
+            for (slot, b) in iovs.iter_mut().zip(bufs.iter_mut()) {
+                *slot = [IoSliceMut::new(b)];
+                n += 1;
+            }
+            let iovs = iovs.get_mut(..n).ok_or(io::ErrorKind::InvalidInput)?;
             // Never re-entered: the borrow ends with this call.
             let mut headers = headers
                 .try_borrow_mut()
                 .map_err(|_| io::ErrorKind::ResourceBusy)?;
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
             let msgs = recvmmsg(socket.as_raw_fd(), &mut headers, iovs.iter_mut(), flags, None)?;
             for m in msgs {
                 got.push((m.bytes.min(RECV_BUFFER), m.address.as_ref().and_then(std_addr)));
@@ -201,17 +213,24 @@ impl Sender {
 
         let replies = replies.get(..MAX_BATCH).unwrap_or(replies);
         SEND_HEADERS.with(|headers| {
+            // On the stack, no allocation per batch (see `recv_now`).
+            let mut iovs: [[IoSlice<'_>; 1]; MAX_BATCH] = [[IoSlice::new(&[])]; MAX_BATCH];
+            let mut n = 0;
+            for (slot, r) in iovs.iter_mut().zip(replies) {
+                *slot = [IoSlice::new(&r.bytes)];
+                n += 1;
+            }
+            let iovs = iovs.get(..n).ok_or(io::ErrorKind::InvalidInput)?;
+            let addrs: SmallVec<[Option<SockaddrStorage>; MAX_BATCH]> = replies
+                .iter()
+                .map(|r| Some(SockaddrStorage::from(r.dst)))
+                .collect();
             // Never re-entered: the borrow ends with this call.
             let mut headers = headers
                 .try_borrow_mut()
                 .map_err(|_| io::ErrorKind::ResourceBusy)?;
-            let iovs: Vec<[IoSlice<'_>; 1]> = replies.iter().map(|r| [IoSlice::new(&r.bytes)]).collect();
-            let addrs: Vec<Option<SockaddrStorage>> = replies
-                .iter()
-                .map(|r| Some(SockaddrStorage::from(r.dst)))
-                .collect();
             let no_cmsgs: [ControlMessage<'_>; 0] = [];
-            let sent = sendmmsg(socket.as_raw_fd(), &mut headers, &iovs, &addrs, no_cmsgs, flags)?;
+            let sent = sendmmsg(socket.as_raw_fd(), &mut headers, iovs, &addrs, no_cmsgs, flags)?;
             Ok(sent.count())
         })
     }

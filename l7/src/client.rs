@@ -10,7 +10,7 @@
 //! goes back to the pool when its response body ends ([`Reuse`]), without a
 //! task per request waiting for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -297,8 +297,9 @@ fn build_uri(scheme: &str, authority: &str, pq: &str) -> Result<Uri, UpstreamErr
         .map_err(|e| UpstreamError::Exchange(Box::new(e)))
 }
 
-/// Idle connections (most recently used last) with the time each went idle.
-type IdleConns = Vec<(http1::SendRequest<ProxyBody>, Instant)>;
+/// Idle connections (most recently used last) with the time each went idle:
+/// oldest first, so expiry only ever looks at the front.
+type IdleConns = VecDeque<(http1::SendRequest<ProxyBody>, Instant)>;
 
 /// Idle HTTP/1.1 connections, by serving thread and backend.
 struct H1Pool {
@@ -334,7 +335,7 @@ impl H1Pool {
         // Poisoning only means a panic elsewhere mid-update of a plain map.
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let idle = conns.get_mut(&Self::key(backend))?;
-        while let Some((sender, since)) = idle.pop() {
+        while let Some((sender, since)) = idle.pop_back() {
             if !sender.is_closed() && now.duration_since(since) < self.idle {
                 return Some(sender);
             }
@@ -349,12 +350,19 @@ impl H1Pool {
         let now = Instant::now();
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let idle = conns.entry(Self::key(backend)).or_default();
-        // Expired ones first, then the oldest when full.
-        idle.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < self.idle);
-        if idle.len() >= self.max_idle {
-            idle.remove(0);
+        // Expired (or closed) ones at the front go first, then the oldest
+        // when full: constant work per request however many are idle (a
+        // closed one further back is skipped when taken).
+        while idle
+            .front()
+            .is_some_and(|(s, since)| s.is_closed() || now.duration_since(*since) >= self.idle)
+        {
+            idle.pop_front();
         }
-        idle.push((sender, now));
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back((sender, now));
     }
 
     async fn connect(&self, backend: SocketAddr) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
