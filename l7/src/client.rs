@@ -326,7 +326,11 @@ impl Reuse {
 
 impl H1Pool {
     fn key(backend: SocketAddr) -> (std::thread::ThreadId, SocketAddr) {
-        (std::thread::current().id(), backend)
+        thread_local! {
+            // `thread::current()` clones a handle each call; the id is all we need.
+            static ID: std::thread::ThreadId = std::thread::current().id();
+        }
+        (ID.with(|id| *id), backend)
     }
 
     /// The most recently used live idle connection to `backend`.

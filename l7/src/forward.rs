@@ -41,6 +41,14 @@ fn hop_by_hop() -> [&'static HeaderName; 5] {
 /// must reach the other side for the tunnel to be set up. `TE: trailers` is
 /// kept: gRPC servers require it and it is valid end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names instead of
+    // a lookup per hop-by-hop name.
+    let hop = |k: &HeaderName| {
+        k == CONNECTION || k == TE || k == TRANSFER_ENCODING || k == UPGRADE || hop_by_hop().contains(&k)
+    };
+    if !keep_upgrade && !headers.keys().any(hop) {
+        return;
+    }
     // Names listed in Connection go too (except Upgrade on an upgrade, and
     // TE, handled below).
     if headers.contains_key(CONNECTION) {
@@ -278,15 +286,19 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: String) {
     }
 }
 
-pub fn new_request_id() -> String {
-    let a = crate::balance::random_u64();
-    let b = crate::balance::random_u64();
-    format!("{a:016x}{b:016x}")
-}
-
-/// [`new_request_id`] as a header value (its bytes, no copy).
+/// A new request ID: 128 random bits as 32 lower-case hex digits.
 pub fn new_request_id_value() -> Option<HeaderValue> {
-    HeaderValue::from_maybe_shared(Bytes::from(new_request_id())).ok()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (half, v) in [crate::balance::random_u64(), crate::balance::random_u64()]
+        .into_iter()
+        .enumerate()
+    {
+        for i in 0..16 {
+            out[half * 16 + i] = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&out).ok()
 }
 
 #[cfg(test)]
@@ -414,8 +426,13 @@ mod tests {
 
     #[test]
     fn request_ids_differ() {
-        let a = new_request_id();
+        let a = new_request_id_value().unwrap();
         assert_eq!(a.len(), 32);
-        assert_ne!(a, new_request_id());
+        assert!(
+            a.as_bytes()
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, new_request_id_value().unwrap());
     }
 }

@@ -638,14 +638,18 @@ async fn forward(
         *up.headers_mut() = headers.clone();
 
         let in_flight = InFlight::new(&member.stats);
-        let sent_at = Instant::now();
+        // The pick's clock reading serves as the send time (a few µs apart).
+        let sent_at = now;
         let exchange = pool.client.send(member.backend.address, authority.as_deref(), up);
         let result = tokio::time::timeout(request_timeout, exchange).await;
         let resp = match result {
             Err(_) => {
                 // A timeout is the slowest possible answer: let it raise the
                 // EWMA so peak-EWMA steers away from this backend.
-                member.stats.observe_rtt(sent_at.elapsed(), Instant::now());
+                let answered = Instant::now();
+                member
+                    .stats
+                    .observe_rtt(answered.saturating_duration_since(sent_at), answered);
                 report(shared, pool_name, &view, idx, PassiveKind::Timeout);
                 last_err = ProxyErrorKind::RequestTimeout;
                 if idempotent && replay.is_some() && may_retry(attempt) {
@@ -688,7 +692,10 @@ async fn forward(
             Ok(Ok(pair)) => pair,
         };
         let (mut resp, reuse) = resp;
-        member.stats.observe_rtt(sent_at.elapsed(), Instant::now());
+        let answered = Instant::now();
+        member
+            .stats
+            .observe_rtt(answered.saturating_duration_since(sent_at), answered);
         let status = resp.status();
         if !status.is_server_error() {
             member.stats.success();
