@@ -211,24 +211,8 @@ fn feed(p: &BgpSessionParams, body: &[u8]) {
         // MP_REACH / MP_UNREACH carry an AFI/SAFI of the sender's choosing, so
         // every NLRI decoder is reachable from the wire.
         for (afi, safi) in [
-            (1u16, 1u8),
-            (1, 2),
-            (1, 4),
-            (1, 5),
-            (1, 66),
-            (1, 128),
-            (1, 129),
-            (1, 133),
-            (1, 134),
-            (2, 1),
-            (2, 4),
-            (2, 66),
-            (2, 128),
-            (2, 129),
-            (2, 133),
-            (2, 134),
-            (25, 65),
-            (25, 70),
+            (1u16, 1u8), (1, 2), (1, 4), (1, 5), (1, 66), (1, 128), (1, 129), (1, 133), (1, 134),
+            (2, 1), (2, 4), (2, 66), (2, 128), (2, 129), (2, 133), (2, 134), (25, 65), (25, 70),
         ] {
             let _ = BgpAddrs::decode_from(p, afi, safi, body);
             let mut mp = Vec::with_capacity(body.len() + 3);
@@ -282,10 +266,5 @@ fn decoders_never_panic() {
     }
     let _ = std::panic::take_hook();
     let panics = PANICS.lock().unwrap();
-    assert!(
-        panics.is_empty(),
-        "{} panic sites:\n{}",
-        panics.len(),
-        panics.iter().cloned().collect::<Vec<_>>().join("\n")
-    );
+    assert!(panics.is_empty(), "{} panic sites:\n{}", panics.len(), panics.iter().cloned().collect::<Vec<_>>().join("\n"));
 }

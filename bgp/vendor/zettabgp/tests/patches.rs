@@ -71,10 +71,7 @@ fn hostname_capability_decodes_with_domain_name() {
     let cap = [73u8, 7, 2, b'r', b'1', 3, b'l', b'a', b'b'];
     let (c, n) = BgpCapability::from_buffer(&cap).unwrap();
     assert_eq!(n, cap.len());
-    assert_eq!(
-        c.unwrap(),
-        BgpCapability::CapFQDN("r1".into(), "lab".into())
-    );
+    assert_eq!(c.unwrap(), BgpCapability::CapFQDN("r1".into(), "lab".into()));
     // Trailing garbage inside the capability is still refused.
     let bad = [73u8, 8, 2, b'r', b'1', 3, b'l', b'a', b'b', 0];
     assert!(BgpCapability::from_buffer(&bad).is_err());
@@ -117,18 +114,12 @@ fn community_lengths_must_be_multiples() {
     assert!(BgpLargeCommunityList::decode_from(&[0u8; 13]).is_err());
     assert!(BgpLargeCommunityList::decode_from(&[0u8; 11]).is_err());
     assert_eq!(
-        BgpLargeCommunityList::decode_from(&[0u8; 24])
-            .unwrap()
-            .value
-            .len(),
+        BgpLargeCommunityList::decode_from(&[0u8; 24]).unwrap().value.len(),
         1
     );
     assert!(BgpCommunityList::decode_from(&[0u8; 5]).is_err());
     assert_eq!(
-        BgpCommunityList::decode_from(&[0, 1, 0, 2, 0, 1, 0, 3])
-            .unwrap()
-            .value
-            .len(),
+        BgpCommunityList::decode_from(&[0, 1, 0, 2, 0, 1, 0, 3]).unwrap().value.len(),
         2
     );
 }
@@ -209,9 +200,7 @@ fn large_community_is_sent_without_partial_bit() {
         .collect(),
     };
     let mut buf = [0u8; 32];
-    let n = BgpAttrItem::LargeCommunityList(lc)
-        .encode_to(&p, &mut buf)
-        .unwrap();
+    let n = BgpAttrItem::LargeCommunityList(lc).encode_to(&p, &mut buf).unwrap();
     assert_eq!(
         &buf[..n],
         &[0xd0, 32, 0, 12, 0, 0, 0xfc, 0, 0, 0, 0, 1, 0, 0, 0, 2]
@@ -222,7 +211,5 @@ fn large_community_is_sent_without_partial_bit() {
 fn attribute_encode_into_tiny_buffer_is_an_error() {
     let p = params(true);
     let mut buf = [0u8; 2];
-    assert!(BgpAttrItem::MED(BgpMED { value: 1 })
-        .encode_to(&p, &mut buf)
-        .is_err());
+    assert!(BgpAttrItem::MED(BgpMED { value: 1 }).encode_to(&p, &mut buf).is_err());
 }

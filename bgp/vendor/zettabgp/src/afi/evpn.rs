@@ -150,19 +150,11 @@ impl BgpAddrItem<BgpEVPN2> for BgpEVPN2 {
             0 => None,
             32 => {
                 sz += 4;
-                Some(std::net::IpAddr::V4(decode_addrv4_from(slice(
-                    buf,
-                    beg,
-                    buf.len(),
-                )?)?))
+                Some(std::net::IpAddr::V4(decode_addrv4_from(slice(buf, beg, buf.len())?)?))
             }
             128 => {
                 sz += 16;
-                Some(std::net::IpAddr::V6(decode_addrv6_from(slice(
-                    buf,
-                    beg,
-                    buf.len(),
-                )?)?))
+                Some(std::net::IpAddr::V6(decode_addrv6_from(slice(buf, beg, buf.len())?)?))
             }
             _ => {
                 return Err(BgpError::from_string(format!(
@@ -171,10 +163,7 @@ impl BgpAddrItem<BgpEVPN2> for BgpEVPN2 {
                 )));
             }
         };
-        let lbls = MplsLabels::extract_bits_from(
-            (8 * (buf.len().saturating_sub(sz))) as u8,
-            slice(buf, sz, buf.len())?,
-        )?;
+        let lbls = MplsLabels::extract_bits_from((8 * (buf.len().saturating_sub(sz))) as u8, slice(buf, sz, buf.len())?)?;
         Ok((
             BgpEVPN2 {
                 rd: rdp.0,
@@ -418,10 +407,7 @@ impl BgpAddrItem<BgpEVPN5> for BgpEVPN5 {
                 buf.len()
             )));
         }
-        let lbls = MplsLabels::extract_bits_from(
-            (8 * (buf.len().saturating_sub(pos))) as u8,
-            slice(buf, pos, buf.len())?,
-        )?;
+        let lbls = MplsLabels::extract_bits_from((8 * (buf.len().saturating_sub(pos))) as u8, slice(buf, pos, buf.len())?)?;
         Ok((
             BgpEVPN5 {
                 rd,

@@ -45,9 +45,7 @@ pub trait BgpItemLong<T: std::marker::Sized> {
     fn extract_from(size: usize, buf: &[u8]) -> Result<T, BgpError>;
     fn pack_to(&self, _buf: &mut [u8]) -> Result<usize, BgpError> {
         // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
-        return Err(BgpError::static_str(
-            "encoding this NLRI type is not supported",
-        ));
+        return Err(BgpError::static_str("encoding this NLRI type is not supported"));
     }
 }
 
@@ -1676,58 +1674,46 @@ mod tests {
     #[test]
     fn test_cmp_bgpv4lb() {
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 7, 0),
-                32
-            )) == Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 7, 0),
-                32
-            ))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32))
+                == Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
+                    std::net::Ipv4Addr::new(198, 18, 7, 0),
+                    32
+                ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 7, 0),
-                30
-            )) < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 7, 0),
-                32
-            ))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30))
+                < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
+                    std::net::Ipv4Addr::new(198, 18, 7, 0),
+                    32
+                ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 7, 0),
-                30
-            )) > Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 6, 0),
-                32
-            ))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 30))
+                > Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
+                    std::net::Ipv4Addr::new(198, 18, 6, 0),
+                    32
+                ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 7, 0),
-                32
-            )) == Labeled::<BgpAddrV4>::new(
-                MplsLabels::fromvec(vec![1, 2, 3, 4]),
-                BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
-            )
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32))
+                == Labeled::<BgpAddrV4>::new(
+                    MplsLabels::fromvec(vec![1, 2, 3, 4]),
+                    BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 7, 0), 32)
+                )
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 0, 1),
-                32
-            )) < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 19, 0, 1),
-                32
-            ))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 1), 32))
+                < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
+                    std::net::Ipv4Addr::new(198, 19, 0, 1),
+                    32
+                ))
         );
         assert!(
-            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 18, 0, 0),
-                24
-            )) < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
-                std::net::Ipv4Addr::new(198, 19, 0, 1),
-                32
-            ))
+            Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 0), 24))
+                < Labeled::<BgpAddrV4>::new_nl(BgpAddrV4::new(
+                    std::net::Ipv4Addr::new(198, 19, 0, 1),
+                    32
+                ))
         );
     }
     #[test]

@@ -194,9 +194,7 @@ impl BmpMessage {
             }
             BmpMessage::StatisticsReport => {
                 // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
-                return Err(BgpError::static_str(
-                    "encoding this BMP message is not supported",
-                ));
+        return Err(BgpError::static_str("encoding this BMP message is not supported"));
             }
             BmpMessage::PeerDownNotification(peerdown) => {
                 buf[0] = 2;
@@ -220,9 +218,7 @@ impl BmpMessage {
             }
             BmpMessage::RouteMirroring => {
                 // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
-                return Err(BgpError::static_str(
-                    "encoding this BMP message is not supported",
-                ));
+        return Err(BgpError::static_str("encoding this BMP message is not supported"));
             }
         }
         Ok(curpos)

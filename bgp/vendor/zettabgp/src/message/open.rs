@@ -6,9 +6,7 @@
 // option. This file may not be copied, modified, or distributed
 // except according to those terms.
 
-use crate::{
-    getn_u16, setn_u16, slice, slice_mut, BgpCapability, BgpError, BgpMessage, BgpSessionParams,
-};
+use crate::{getn_u16, setn_u16, slice, slice_mut, BgpCapability, BgpError, BgpMessage, BgpSessionParams};
 use std::vec::Vec;
 /// BGP open message
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -98,7 +98,9 @@ impl BgpLargeCommunityList {
         // PATCH(edge): a length that is not a multiple of 12 used to slice
         // past the end and panic (RFC 8092 §5: the attribute is malformed).
         if buf.len() % 12 != 0 {
-            return Err(BgpError::static_str("Invalid large community list length"));
+            return Err(BgpError::static_str(
+                "Invalid large community list length",
+            ));
         }
         let mut pos: usize = 0;
         let mut v = std::collections::BTreeSet::new();

@@ -219,8 +219,6 @@ impl BgpAttr for BgpPMSITunnel {
     }
     fn encode_to(&self, _peer: &BgpSessionParams, _buf: &mut [u8]) -> Result<usize, BgpError> {
         // PATCH(edge): an error, not a panic, for encodings upstream never wrote.
-        return Err(BgpError::static_str(
-            "encoding PMSI_TUNNEL is not supported",
-        ));
+        return Err(BgpError::static_str("encoding PMSI_TUNNEL is not supported"));
     }
 }
