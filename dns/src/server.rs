@@ -967,14 +967,7 @@ async fn udp_loop(handler: GslbHandler, socket: Arc<UdpSocket>, mut stop: watch:
                 if !send_all(&handler.0, &socket, &mut sender, &replies, &mut stop).await {
                     return;
                 }
-                // Keep the buffers (bounded: at most one batch of them).
-                spare.extend(
-                    replies
-                        .drain(..)
-                        .map(|r| r.bytes)
-                        .filter(|b| b.capacity() <= 4096),
-                );
-                spare.truncate(udp::MAX_BATCH);
+                recycle(&mut replies, &mut spare);
                 burst += n;
                 if burst >= UDP_BURST {
                     burst = 0;
@@ -999,13 +992,7 @@ async fn udp_loop(handler: GslbHandler, socket: Arc<UdpSocket>, mut stop: watch:
                 }
             }
             Err(e) => {
-                // ICMP errors of earlier replies and the like: keep serving.
-                tracing::debug!(error = %e, "error receiving on the UDP socket");
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted
-                ) {
-                    tracing::warn!(error = %e, "UDP socket closed");
+                if receive_failed(&e) {
                     return;
                 }
                 // Never spin on a socket that keeps failing.
@@ -1055,13 +1042,7 @@ fn udp_thread_loop(
                     }
                 }
                 send_all_blocking(&handler.0, socket, &mut sender, &replies);
-                spare.extend(
-                    replies
-                        .drain(..)
-                        .map(|r| r.bytes)
-                        .filter(|b| b.capacity() <= 4096),
-                );
-                spare.truncate(udp::MAX_BATCH);
+                recycle(&mut replies, &mut spare);
                 burst += n;
                 if burst >= UDP_BURST {
                     burst = 0;
@@ -1084,13 +1065,7 @@ fn udp_thread_loop(
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                // ICMP errors of earlier replies and the like: keep serving.
-                tracing::debug!(error = %e, "error receiving on the UDP socket");
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted
-                ) {
-                    tracing::warn!(error = %e, "UDP socket closed");
+                if receive_failed(&e) {
                     return;
                 }
                 if stopped() {
@@ -1108,9 +1083,7 @@ fn send_all_blocking(
     sender: &mut udp::Sender,
     replies: &[Reply<Count>],
 ) {
-    for c in replies.iter().filter_map(|r| r.count) {
-        shared.count(c);
-    }
+    count_replies(shared, replies);
     let mut done = 0;
     let mut interrupted = 0;
     while let Some(rest) = replies.get(done..).filter(|r| !r.is_empty()) {
@@ -1129,13 +1102,7 @@ fn send_all_blocking(
                 std::thread::yield_now();
             }
             Err(e) => {
-                if let Some(r) = rest.first() {
-                    if r.count.is_some() {
-                        tracing::warn!(dst = %r.dst, error = %e, "failed to send DNS response");
-                    } else {
-                        tracing::debug!(dst = %r.dst, error = %e, "failed to send FORMERR");
-                    }
-                }
+                send_failed(rest, &e);
                 done += 1;
             }
         }
@@ -1155,9 +1122,7 @@ async fn send_all(
     replies: &[Reply<Count>],
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    for c in replies.iter().filter_map(|r| r.count) {
-        shared.count(c);
-    }
+    count_replies(shared, replies);
     let mut done = 0;
     let mut running = true;
     while let Some(rest) = replies.get(done..).filter(|r| !r.is_empty()) {
@@ -1179,18 +1144,58 @@ async fn send_all(
                 }
             }
             Err(e) => {
-                if let Some(r) = rest.first() {
-                    if r.count.is_some() {
-                        tracing::warn!(dst = %r.dst, error = %e, "failed to send DNS response");
-                    } else {
-                        tracing::debug!(dst = %r.dst, error = %e, "failed to send FORMERR");
-                    }
-                }
+                send_failed(rest, &e);
                 done += 1;
             }
         }
     }
     running
+}
+
+/// Logs a failed receive; `true` when the socket is gone (the loop ends).
+/// Anything else (ICMP errors of earlier replies and the like) keeps it
+/// serving.
+fn receive_failed(e: &std::io::Error) -> bool {
+    tracing::debug!(error = %e, "error receiving on the UDP socket");
+    let closed = matches!(
+        e.kind(),
+        std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted
+    );
+    if closed {
+        tracing::warn!(error = %e, "UDP socket closed");
+    }
+    closed
+}
+
+/// Counts the replies of a batch before they are sent (a client that has its
+/// response also sees it in the metrics).
+fn count_replies(shared: &Shared, replies: &[Reply<Count>]) {
+    for c in replies.iter().filter_map(|r| r.count) {
+        shared.count(c);
+    }
+}
+
+/// Logs the reply the kernel refused (the first of `rest`).
+fn send_failed(rest: &[Reply<Count>], e: &std::io::Error) {
+    if let Some(r) = rest.first() {
+        if r.count.is_some() {
+            tracing::warn!(dst = %r.dst, error = %e, "failed to send DNS response");
+        } else {
+            tracing::debug!(dst = %r.dst, error = %e, "failed to send FORMERR");
+        }
+    }
+}
+
+/// Empties `replies`, keeping their buffers for the next batch (at most one
+/// batch of them, none grown large).
+fn recycle(replies: &mut Vec<Reply<Count>>, spare: &mut Vec<Vec<u8>>) {
+    spare.extend(
+        replies
+            .drain(..)
+            .map(|r| r.bytes)
+            .filter(|b| b.capacity() <= 4096),
+    );
+    spare.truncate(udp::MAX_BATCH);
 }
 
 /// Encodes a UDP response as hickory does: at most the response EDNS
