@@ -15,8 +15,6 @@
 use std::io;
 use std::net::SocketAddr;
 
-#[cfg(target_os = "linux")]
-use smallvec::SmallVec;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -157,11 +155,19 @@ fn std_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
 }
 
 /// Sends batches of responses.
-pub(crate) struct Sender;
+pub(crate) struct Sender {
+    /// Destination addresses of the batch being sent, kept between calls
+    /// (no allocation, and no copy of a large stack array, per batch).
+    #[cfg(target_os = "linux")]
+    addrs: Vec<Option<nix::sys::socket::SockaddrStorage>>,
+}
 
 impl Sender {
     pub(crate) fn new() -> Self {
-        Self
+        Self {
+            #[cfg(target_os = "linux")]
+            addrs: Vec::with_capacity(MAX_BATCH),
+        }
     }
 
     /// Sends a prefix of `replies` (at least one, at most [`MAX_BATCH`]) and
@@ -221,16 +227,15 @@ impl Sender {
                 n += 1;
             }
             let iovs = iovs.get(..n).ok_or(io::ErrorKind::InvalidInput)?;
-            let addrs: SmallVec<[Option<SockaddrStorage>; MAX_BATCH]> = replies
-                .iter()
-                .map(|r| Some(SockaddrStorage::from(r.dst)))
-                .collect();
+            let addrs = &mut self.addrs;
+            addrs.clear();
+            addrs.extend(replies.iter().map(|r| Some(SockaddrStorage::from(r.dst))));
             // Never re-entered: the borrow ends with this call.
             let mut headers = headers
                 .try_borrow_mut()
                 .map_err(|_| io::ErrorKind::ResourceBusy)?;
             let no_cmsgs: [ControlMessage<'_>; 0] = [];
-            let sent = sendmmsg(socket.as_raw_fd(), &mut headers, iovs, &addrs, no_cmsgs, flags)?;
+            let sent = sendmmsg(socket.as_raw_fd(), &mut headers, iovs, &*addrs, no_cmsgs, flags)?;
             Ok(sent.count())
         })
     }
