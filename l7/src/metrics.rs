@@ -3,10 +3,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use foldhash::fast::FixedState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -151,9 +151,9 @@ impl Metrics {
         seconds: f64,
     ) {
         let class = status_class_str(status);
-        let mut h = DefaultHasher::new();
-        (listener, route, pool, backend, class).hash(&mut h);
-        let key = (self.id, h.finish());
+        // foldhash: a fixed-seed fast hash (a collision only costs a miss).
+        let hash = FixedState::with_seed(0).hash_one((listener, route, pool, backend, class));
+        let key = (self.id, hash);
         let hit = HANDLES.with(|c| {
             let c = c.try_borrow().ok()?;
             let e = c.get(&key)?;

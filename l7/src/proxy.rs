@@ -626,6 +626,8 @@ async fn forward(
             return status_response(StatusCode::BAD_REQUEST);
         };
         let body = match (&replay, streaming.take()) {
+            // An empty body needs no allocation (most requests).
+            (Some(b), _) if b.is_empty() => body::empty(),
             (Some(b), _) => body::full(b.clone()),
             (None, Some(s)) => s,
             // The streamed body went to a backend already: nothing to resend.
