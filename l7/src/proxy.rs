@@ -22,6 +22,7 @@ use bytes::Bytes;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, LOCATION, SET_COOKIE, UPGRADE,
 };
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -516,16 +517,14 @@ async fn forward(
     }
     // After header edits, so a rule that rewrites Host also sets the
     // HTTP/2 :authority.
-    let authority = headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let authority = headers.get(HOST).and_then(|v| v.to_str().ok());
+    // Sent in origin form, as received: cloning shares the parsed bytes (no
+    // string copy and parse per attempt).
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let method = parts.method;
     let cfg = &pool.config;
     let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
@@ -562,7 +561,7 @@ async fn forward(
         )
     };
 
-    let hash = hash_key(&cfg.balance, &headers, &path_and_query, client_ip);
+    let hash = hash_key(&cfg.balance, &headers, path_and_query.as_str(), client_ip);
     let sticky_cookie = cfg
         .sticky
         .as_ref()
@@ -621,10 +620,7 @@ async fn forward(
         let member = &view.members[idx];
         out.backend = member.backend.name.clone();
         out.attempts = attempt + 1;
-        let Ok(uri) = path_and_query.parse::<Uri>() else {
-            out.error = Some("bad_uri");
-            return status_response(StatusCode::BAD_REQUEST);
-        };
+        let uri = Uri::from(path_and_query.clone());
         let body = match (&replay, streaming.take()) {
             // An empty body needs no allocation (most requests).
             (Some(b), _) if b.is_empty() => body::empty(),
@@ -642,7 +638,7 @@ async fn forward(
         let in_flight = InFlight::new(&member.stats);
         // The pick's clock reading serves as the send time (a few µs apart).
         let sent_at = now;
-        let exchange = pool.client.send(member.backend.address, authority.as_deref(), up);
+        let exchange = pool.client.send(member.backend.address, authority, up);
         let result = tokio::time::timeout(request_timeout, exchange).await;
         let resp = match result {
             Err(_) => {

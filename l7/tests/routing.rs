@@ -99,6 +99,12 @@ async fn haproxy_acl_set_routes_denies_and_edits_headers() {
         "ws"
     );
     assert_eq!(get(&c, &run.url("web", "/"), &[]).await.backend(), "default");
+    // The request target reaches the backend as sent (routing alone sees
+    // the normalized path).
+    for target in ["/api/./v1//x?q=a%20b&r=1", "/a/b/../c"] {
+        let r = get(&c, &run.url("web", target), &[]).await;
+        assert_eq!(r.json()["path"], target, "{target}");
+    }
 
     let connect = Request::connect(format!("{}", run.addr("web")))
         .body(Full::new(Bytes::new()))
