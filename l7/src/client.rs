@@ -9,6 +9,14 @@
 //! connection's task lives on the thread that opened it), and a connection
 //! goes back to the pool when its response body ends ([`Reuse`]), without a
 //! task per request waiting for it.
+//!
+//! Most HTTP/1.1 exchanges (body in memory, no upgrade) do not use hyper's
+//! client at all: [`UpstreamClient::send_buffered`] drives the [`crate::h1`]
+//! codec from the request's own task over a pooled [`Stream`], one write and
+//! usually one read per request, and a body already complete in the read
+//! buffer puts the connection back before the response is even returned.
+//! hyper's connection (a task per connection, channels per request) serves
+//! upgrades and streamed request bodies.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -19,13 +27,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, Uri};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -33,6 +43,7 @@ use tokio_rustls::client::TlsStream;
 use crate::body::{BoxError, ProxyBody};
 use crate::config::{PoolConfig, UpstreamProtocol};
 use crate::error::ConfigError;
+use crate::h1;
 
 /// Why a connection could not be set up. Found again in the client error's
 /// source chain to tell timeouts from refusals.
@@ -77,18 +88,26 @@ impl Connector {
 
     /// A connection to `addr` (TCP, then TLS when configured).
     pub async fn connect_addr(&self, addr: SocketAddr) -> Result<Conn, ConnectError> {
+        Ok(match self.connect_stream(addr).await? {
+            Stream::Plain(tcp) => Conn::Plain(TokioIo::new(tcp)),
+            Stream::Tls(tls) => Conn::Tls(Box::new(TokioIo::new(*tls))),
+        })
+    }
+
+    /// The same as a plain tokio stream (for the inline HTTP/1.1 client).
+    pub async fn connect_stream(&self, addr: SocketAddr) -> Result<Stream, ConnectError> {
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ConnectError::Timeout(self.timeout))??;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => Ok(Conn::Plain(TokioIo::new(tcp))),
+            None => Ok(Stream::Plain(tcp)),
             Some((connector, name)) => {
                 let tls = tokio::time::timeout(self.timeout, connector.connect(name.clone(), tcp))
                     .await
                     .map_err(|_| ConnectError::Timeout(self.timeout))?
                     .map_err(ConnectError::Tls)?;
-                Ok(Conn::Tls(Box::new(TokioIo::new(tls))))
+                Ok(Stream::Tls(Box::new(tls)))
             }
         }
     }
@@ -110,20 +129,7 @@ impl tower_service::Service<Uri> for Connector {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let ip: std::net::IpAddr = host.parse().map_err(|_| ConnectError::Uri(uri.to_string()))?;
             let port = uri.port_u16().ok_or_else(|| ConnectError::Uri(uri.to_string()))?;
-            let tcp = tokio::time::timeout(this.timeout, TcpStream::connect((ip, port)))
-                .await
-                .map_err(|_| ConnectError::Timeout(this.timeout))??;
-            let _ = tcp.set_nodelay(true);
-            match this.tls {
-                None => Ok(Conn::Plain(TokioIo::new(tcp))),
-                Some((connector, name)) => {
-                    let tls = tokio::time::timeout(this.timeout, connector.connect(name, tcp))
-                        .await
-                        .map_err(|_| ConnectError::Timeout(this.timeout))?
-                        .map_err(ConnectError::Tls)?;
-                    Ok(Conn::Tls(Box::new(TokioIo::new(tls))))
-                }
-            }
+            this.connect_addr(SocketAddr::new(ip, port)).await
         })
     }
 }
@@ -132,6 +138,46 @@ impl tower_service::Service<Uri> for Connector {
 pub enum Conn {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+/// A backend connection as a tokio stream, clear or TLS.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 impl Connection for Conn {
@@ -217,8 +263,8 @@ impl UpstreamError {
 
 /// One pool's pooled client.
 ///
-/// HTTP/1.1 uses hyper-util's pool (keyed by backend address, keep-alive,
-/// idle expiry). HTTP/2 keeps one multiplexed connection per backend of its
+/// HTTP/1.1 keeps idle connections per serving thread and backend (the
+/// inline client's and hyper's, see the module doc). HTTP/2 keeps one multiplexed connection per backend of its
 /// own: the request URI can then carry the client's host as `:authority`
 /// (gRPC servers and sidecars route on it) while still being sent to the
 /// backend this proxy selected.
@@ -243,7 +289,8 @@ impl UpstreamClient {
                 connector,
                 idle,
                 max_idle: pool.max_idle_per_backend,
-                conns: Mutex::new(HashMap::new()),
+                conns: IdleSet::new(),
+                inline: IdleSet::new(),
             })),
             UpstreamProtocol::Http2 => Inner::Http2(H2Pool {
                 connector,
@@ -268,9 +315,12 @@ impl UpstreamClient {
         backend: SocketAddr,
         authority: Option<&str>,
         mut req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, Option<Reuse>), UpstreamError> {
+    ) -> Result<(Response<RespBody>, Option<Reuse>), UpstreamError> {
         match &self.inner {
-            Inner::Http1(pool) => pool.send(backend, req).await,
+            Inner::Http1(pool) => {
+                let (resp, reuse) = pool.send(backend, req).await?;
+                Ok((resp.map(RespBody::Hyper), reuse))
+            }
             Inner::Http2(pool) => {
                 let pq = req
                     .uri()
@@ -285,10 +335,44 @@ impl UpstreamClient {
                 *req.uri_mut() = uri;
                 // :authority replaces Host in HTTP/2 (RFC 9113 §8.3.1).
                 req.headers_mut().remove(http::header::HOST);
-                Ok((pool.send(backend, self.scheme, req).await?, None))
+                let resp = pool.send(backend, self.scheme, req).await?;
+                Ok((resp.map(RespBody::Hyper), None))
             }
         }
     }
+
+    /// Whether [`UpstreamClient::send_buffered`] can carry requests: HTTP/1.1
+    /// pools.
+    pub fn sends_buffered(&self) -> bool {
+        matches!(self.inner, Inner::Http1(_))
+    }
+
+    /// Sends a request whose body is in memory over HTTP/1.1, driven from
+    /// the calling task ([`crate::h1`]). Not for upgrades. The connection
+    /// goes back to the pool when the response body has been read to its
+    /// end.
+    pub async fn send_buffered(
+        &self,
+        backend: SocketAddr,
+        req: &Buffered<'_>,
+    ) -> Result<Response<RespBody>, UpstreamError> {
+        match &self.inner {
+            Inner::Http1(pool) => pool.exchange(backend, req).await,
+            Inner::Http2(_) => Err(UpstreamError::Exchange(
+                "buffered exchanges are HTTP/1.1 only".into(),
+            )),
+        }
+    }
+}
+
+/// A request for [`UpstreamClient::send_buffered`]: borrowed, so that a
+/// retry resends it without copying anything.
+pub struct Buffered<'a> {
+    pub method: &'a Method,
+    /// Path and query (origin form).
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
 }
 
 fn build_uri(scheme: &str, authority: &str, pq: &str) -> Result<Uri, UpstreamError> {
@@ -297,16 +381,73 @@ fn build_uri(scheme: &str, authority: &str, pq: &str) -> Result<Uri, UpstreamErr
         .map_err(|e| UpstreamError::Exchange(Box::new(e)))
 }
 
-/// Idle connections (most recently used last) with the time each went idle:
-/// oldest first, so expiry only ever looks at the front.
-type IdleConns = VecDeque<(http1::SendRequest<ProxyBody>, Instant)>;
+/// Idle connections by serving thread and backend, each list most recently
+/// used last with the time each went idle: oldest first, so expiry only
+/// ever looks at the front.
+struct IdleSet<T>(Mutex<HashMap<IdleKey, VecDeque<(T, Instant)>>>);
 
-/// Idle HTTP/1.1 connections, by serving thread and backend.
+/// Serving thread and backend.
+type IdleKey = (std::thread::ThreadId, SocketAddr);
+
+impl<T> IdleSet<T> {
+    fn new() -> Self {
+        IdleSet(Mutex::new(HashMap::new()))
+    }
+
+    fn key(backend: SocketAddr) -> IdleKey {
+        thread_local! {
+            // `thread::current()` clones a handle each call; the id is all we need.
+            static ID: std::thread::ThreadId = std::thread::current().id();
+        }
+        (ID.with(|id| *id), backend)
+    }
+
+    /// The most recently used connection to `backend` idle for less than
+    /// `ttl` that passes `live`.
+    fn take(&self, backend: SocketAddr, ttl: Duration, live: impl Fn(&T) -> bool) -> Option<T> {
+        let now = Instant::now();
+        // Poisoning only means a panic elsewhere mid-update of a plain map.
+        let mut conns = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = conns.get_mut(&Self::key(backend))?;
+        while let Some((conn, since)) = idle.pop_back() {
+            if now.duration_since(since) < ttl && live(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse. Expired (or `dead`) ones at the front go
+    /// first, then the oldest when `max` are kept: constant work per request
+    /// however many are idle (a dead one further back is skipped when taken).
+    fn put(&self, backend: SocketAddr, conn: T, ttl: Duration, max: usize, dead: impl Fn(&T) -> bool) {
+        if max == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut conns = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = conns.entry(Self::key(backend)).or_default();
+        while idle
+            .front()
+            .is_some_and(|(c, since)| dead(c) || now.duration_since(*since) >= ttl)
+        {
+            idle.pop_front();
+        }
+        if idle.len() >= max {
+            idle.pop_front();
+        }
+        idle.push_back((conn, now));
+    }
+}
+
+/// Idle HTTP/1.1 connections, by serving thread and backend: hyper's (for
+/// upgrades and streamed bodies) and the inline client's.
 struct H1Pool {
     connector: Connector,
     idle: Duration,
     max_idle: usize,
-    conns: Mutex<HashMap<(std::thread::ThreadId, SocketAddr), IdleConns>>,
+    conns: IdleSet<http1::SendRequest<ProxyBody>>,
+    inline: IdleSet<H1Conn>,
 }
 
 /// A pooled HTTP/1.1 connection lent to one exchange. [`Reuse::finish`]
@@ -325,48 +466,21 @@ impl Reuse {
 }
 
 impl H1Pool {
-    fn key(backend: SocketAddr) -> (std::thread::ThreadId, SocketAddr) {
-        thread_local! {
-            // `thread::current()` clones a handle each call; the id is all we need.
-            static ID: std::thread::ThreadId = std::thread::current().id();
-        }
-        (ID.with(|id| *id), backend)
-    }
-
     /// The most recently used live idle connection to `backend`.
     fn take(&self, backend: SocketAddr) -> Option<http1::SendRequest<ProxyBody>> {
-        let now = Instant::now();
-        // Poisoning only means a panic elsewhere mid-update of a plain map.
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let idle = conns.get_mut(&Self::key(backend))?;
-        while let Some((sender, since)) = idle.pop_back() {
-            if !sender.is_closed() && now.duration_since(since) < self.idle {
-                return Some(sender);
-            }
-        }
-        None
+        self.conns.take(backend, self.idle, |s| !s.is_closed())
     }
 
     fn put(&self, backend: SocketAddr, sender: http1::SendRequest<ProxyBody>) {
-        if sender.is_closed() || self.max_idle == 0 {
-            return;
+        if !sender.is_closed() {
+            self.conns.put(
+                backend,
+                sender,
+                self.idle,
+                self.max_idle,
+                http1::SendRequest::is_closed,
+            );
         }
-        let now = Instant::now();
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        let idle = conns.entry(Self::key(backend)).or_default();
-        // Expired (or closed) ones at the front go first, then the oldest
-        // when full: constant work per request however many are idle (a
-        // closed one further back is skipped when taken).
-        while idle
-            .front()
-            .is_some_and(|(s, since)| s.is_closed() || now.duration_since(*since) >= self.idle)
-        {
-            idle.pop_front();
-        }
-        if idle.len() >= self.max_idle {
-            idle.pop_front();
-        }
-        idle.push_back((sender, now));
     }
 
     async fn connect(&self, backend: SocketAddr) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
@@ -433,6 +547,304 @@ impl H1Pool {
                     _ => return Err(UpstreamError::Exchange(Box::new(e.into_error()))),
                 },
             }
+        }
+    }
+}
+
+/// Reads go into at least this much free buffer space.
+const READ_SPARE: usize = 1024;
+/// Buffer grown by this much when the free space runs low.
+const READ_CHUNK: usize = 16 * 1024;
+/// A body up to this size is written together with the head (one write).
+const COALESCE_BODY: usize = 16 * 1024;
+
+/// An HTTP/1.1 connection of the inline client, with its buffers.
+struct H1Conn {
+    stream: Stream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+}
+
+impl H1Conn {
+    /// Whether an idle connection can carry a request: nothing unread, and
+    /// (clear TCP) the backend has not closed it. The check costs no system
+    /// call when the socket has not become readable since the last read.
+    fn is_live(&self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        match &self.stream {
+            Stream::Plain(tcp) => {
+                matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            // A TLS record may be pending (close_notify); a dead connection
+            // shows as `Closed` on the exchange and is retried.
+            Stream::Tls(_) => true,
+        }
+    }
+
+    /// Writes the request and reads up to the end of the response head.
+    async fn round_trip(&mut self, req: &Buffered<'_>) -> Result<h1::ResponseHead, ExchangeError> {
+        self.wbuf.clear();
+        h1::encode_request(
+            &mut self.wbuf,
+            req.method,
+            req.target,
+            req.headers,
+            req.body.len(),
+        );
+        let separate = req.body.len() > COALESCE_BODY;
+        if !separate {
+            self.wbuf.extend_from_slice(req.body);
+        }
+        self.stream
+            .write_all(&self.wbuf)
+            .await
+            .map_err(ExchangeError::Write)?;
+        if separate {
+            self.stream
+                .write_all(req.body)
+                .await
+                .map_err(ExchangeError::Write)?;
+        }
+        self.stream.flush().await.map_err(ExchangeError::Write)?;
+        let mut received = false;
+        loop {
+            if let Some(head) = h1::parse_response(&mut self.rbuf, req.method)? {
+                return Ok(head);
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_SPARE {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) if !received => return Err(ExchangeError::Closed),
+                Ok(0) => return Err(h1::H1Error::Incomplete.into()),
+                Ok(_) => received = true,
+                Err(e)
+                    if !received
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                        ) =>
+                {
+                    return Err(ExchangeError::Closed);
+                }
+                Err(e) => return Err(ExchangeError::Read(e)),
+            }
+        }
+    }
+}
+
+/// A failed inline exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("writing the request: {0}")]
+    Write(io::Error),
+    #[error("reading the response: {0}")]
+    Read(io::Error),
+    #[error("the backend closed the connection without answering")]
+    Closed,
+    #[error(transparent)]
+    Protocol(#[from] h1::H1Error),
+}
+
+impl H1Pool {
+    fn take_inline(&self, backend: SocketAddr) -> Option<H1Conn> {
+        self.inline.take(backend, self.idle, H1Conn::is_live)
+    }
+
+    fn put_inline(&self, backend: SocketAddr, conn: H1Conn) {
+        self.inline
+            .put(backend, conn, self.idle, self.max_idle, |_| false);
+    }
+
+    async fn connect_inline(&self, backend: SocketAddr) -> Result<H1Conn, UpstreamError> {
+        let stream = self
+            .connector
+            .connect_stream(backend)
+            .await
+            .map_err(|e| UpstreamError::Connect {
+                timeout: matches!(e, ConnectError::Timeout(_)),
+                source: Box::new(e),
+            })?;
+        Ok(H1Conn {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(1024),
+        })
+    }
+
+    async fn exchange(
+        self: &Arc<Self>,
+        backend: SocketAddr,
+        req: &Buffered<'_>,
+    ) -> Result<Response<RespBody>, UpstreamError> {
+        loop {
+            let (mut conn, reused) = match self.take_inline(backend) {
+                Some(c) => (c, true),
+                None => (self.connect_inline(backend).await?, false),
+            };
+            match conn.round_trip(req).await {
+                Ok(head) => return Ok(self.respond(backend, conn, head)),
+                // A kept-alive connection the backend closed meanwhile (the
+                // keep-alive race): the request goes out again on a new
+                // connection if it cannot have been acted on (the write
+                // failed) or may be repeated (idempotent), so the race
+                // stays out of passive health.
+                Err(ExchangeError::Write(_)) if reused => continue,
+                Err(ExchangeError::Closed) if reused && crate::proxy::idempotent(req.method) => continue,
+                Err(e) => return Err(UpstreamError::Exchange(Box::new(e))),
+            }
+        }
+    }
+
+    /// The response for `head`, its body taken whole from the buffer when it
+    /// is all there (the connection is back in the pool at once), else
+    /// streamed from the connection.
+    fn respond(
+        self: &Arc<Self>,
+        backend: SocketAddr,
+        mut conn: H1Conn,
+        head: h1::ResponseHead,
+    ) -> Response<RespBody> {
+        let decoder = h1::Decoder::new(head.framing);
+        let body = match decoder.remaining() {
+            Some(n) if n <= conn.rbuf.len() as u64 => {
+                let bytes = conn.rbuf.split_to(n as usize).freeze();
+                if head.keep_alive && conn.rbuf.is_empty() {
+                    self.put_inline(backend, conn);
+                }
+                RespBody::Full(Some(bytes))
+            }
+            _ => RespBody::Inline(InlineBody {
+                conn: Some(conn),
+                decoder,
+                keep_alive: head.keep_alive,
+                pool: self.clone(),
+                backend,
+            }),
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
+    }
+}
+
+/// A response body from an upstream: hyper's, or the inline client's.
+pub enum RespBody {
+    Hyper(Incoming),
+    /// Read whole with the head.
+    Full(Option<Bytes>),
+    Inline(InlineBody),
+}
+
+impl http_body::Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RespBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            RespBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(http_body::Frame::data(b))),
+            ),
+            RespBody::Inline(b) => b.poll(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Hyper(b) => b.is_end_stream(),
+            RespBody::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            RespBody::Inline(b) => b.decoder.is_done(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RespBody::Hyper(b) => b.size_hint(),
+            RespBody::Full(b) => http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespBody::Inline(b) => b
+                .decoder
+                .remaining()
+                .map(http_body::SizeHint::with_exact)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A response body read from its connection as it is polled. The connection
+/// goes back to the pool when the body ends cleanly; dropped early or
+/// broken, it closes.
+pub struct InlineBody {
+    conn: Option<H1Conn>,
+    decoder: h1::Decoder,
+    keep_alive: bool,
+    pool: Arc<H1Pool>,
+    backend: SocketAddr,
+}
+
+impl InlineBody {
+    fn finish(&mut self) {
+        if let Some(c) = self.conn.take()
+            && self.keep_alive
+            && c.rbuf.is_empty()
+        {
+            self.pool.put_inline(self.backend, c);
+        }
+    }
+
+    fn fail(&mut self, e: impl Into<BoxError>) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        self.conn = None;
+        Poll::Ready(Some(Err(e.into())))
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let frame = match self.decoder.decode(&mut conn.rbuf) {
+                Err(e) => return self.fail(e),
+                Ok(h1::Event::Data(b)) if b.is_empty() => continue,
+                Ok(h1::Event::Data(b)) => http_body::Frame::data(b),
+                Ok(h1::Event::Trailers(t)) => http_body::Frame::trailers(t),
+                Ok(h1::Event::End) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(h1::Event::NeedMore) => {
+                    if conn.rbuf.capacity() - conn.rbuf.len() < READ_SPARE {
+                        conn.rbuf.reserve(READ_CHUNK);
+                    }
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.rbuf) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return self.fail(e),
+                        Poll::Ready(Ok(0)) => match self.decoder.eof() {
+                            // Close-delimited: the connection is spent.
+                            Ok(_) => {
+                                self.conn = None;
+                                return Poll::Ready(None);
+                            }
+                            Err(e) => return self.fail(e),
+                        },
+                        Poll::Ready(Ok(_)) => continue,
+                    }
+                }
+            };
+            // The last frame: the connection goes back now, as the server
+            // side may not poll again once the body says it has ended.
+            if self.decoder.is_done() {
+                self.finish();
+            }
+            return Poll::Ready(Some(Ok(frame)));
         }
     }
 }

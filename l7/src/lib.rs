@@ -21,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;

@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 
 use crate::balance::{BackendStats, PickCtx, stable_hash, thread_rng};
 use crate::body::{self, Guarded, Limited, ProxyBody};
+use crate::client::{Buffered, RespBody};
 use crate::client::{UpstreamClient, UpstreamError};
 use crate::config::{Balance, HashKey, Limits, PoolConfig, UpstreamProtocol};
 use crate::error::{ErrorSource, ProxyErrorKind};
@@ -401,7 +402,7 @@ fn is_upgrade_request<B>(req: &Request<B>) -> bool {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -532,11 +533,15 @@ async fn forward(
     // Set by the body limit of a streamed body (only those have one).
     let mut tripped: Option<Arc<AtomicBool>> = None;
 
+    // HTTP/1.1 pools send requests with their body in memory from this task
+    // (upgrades excepted: hyper hands those connections over).
+    let inline = !is_upgrade && pool.client.sends_buffered();
     // A body is replayable (so the request can be retried) when it is empty
-    // or small enough to buffer; larger bodies stream through once.
+    // or small enough to buffer; larger bodies stream through once. Small
+    // ones are buffered for the inline client too.
     let (mut streaming, replay): (Option<ProxyBody>, Option<Bytes>) = if body.is_end_stream() {
         (None, Some(Bytes::new()))
-    } else if cfg.retry.attempts > 0
+    } else if (cfg.retry.attempts > 0 || inline)
         && !is_upgrade
         && body
             .size_hint()
@@ -620,26 +625,44 @@ async fn forward(
         let member = &view.members[idx];
         out.backend = member.backend.name.clone();
         out.attempts = attempt + 1;
-        let uri = Uri::from(path_and_query.clone());
-        let body = match (&replay, streaming.take()) {
-            // An empty body needs no allocation (most requests).
-            (Some(b), _) if b.is_empty() => body::empty(),
-            (Some(b), _) => body::full(b.clone()),
-            (None, Some(s)) => s,
-            // The streamed body went to a backend already: nothing to resend.
-            (None, None) => break,
-        };
-        let mut up = Request::new(body);
-        *up.method_mut() = method.clone();
-        *up.uri_mut() = uri;
-        *up.version_mut() = version;
-        *up.headers_mut() = headers.clone();
-
         let in_flight = InFlight::new(&member.stats);
         // The pick's clock reading serves as the send time (a few µs apart).
         let sent_at = now;
-        let exchange = pool.client.send(member.backend.address, authority, up);
-        let result = tokio::time::timeout(request_timeout, exchange).await;
+        let addr = member.backend.address;
+        let result = match &replay {
+            // In memory and not an upgrade: the inline HTTP/1.1 client sends
+            // it from this task, borrowing method, target and headers.
+            Some(b) if inline => {
+                let req = Buffered {
+                    method: &method,
+                    target: path_and_query.as_str(),
+                    headers: &headers,
+                    body: b,
+                };
+                let exchange = pool.client.send_buffered(addr, &req);
+                tokio::time::timeout(request_timeout, exchange)
+                    .await
+                    .map(|r| r.map(|resp| (resp, None)))
+            }
+            _ => {
+                let body = match (&replay, streaming.take()) {
+                    // An empty body needs no allocation.
+                    (Some(b), _) if b.is_empty() => body::empty(),
+                    (Some(b), _) => body::full(b.clone()),
+                    (None, Some(s)) => s,
+                    // The streamed body went to a backend already: nothing to
+                    // resend.
+                    (None, None) => break,
+                };
+                let mut up = Request::new(body);
+                *up.method_mut() = method.clone();
+                *up.uri_mut() = Uri::from(path_and_query.clone());
+                *up.version_mut() = version;
+                *up.headers_mut() = headers.clone();
+                let exchange = pool.client.send(addr, authority, up);
+                tokio::time::timeout(request_timeout, exchange).await
+            }
+        };
         let resp = match result {
             Err(_) => {
                 // A timeout is the slowest possible answer: let it raise the
@@ -794,7 +817,7 @@ struct BodyWatch {
 }
 
 struct UpstreamBody {
-    inner: Incoming,
+    inner: RespBody,
     watch: BodyWatch,
     /// The pooled HTTP/1.1 connection, given back once the body has ended.
     reuse: Option<crate::client::Reuse>,
@@ -835,7 +858,7 @@ impl http_body::Body for UpstreamBody {
                     w.reported = true;
                     report(&w.shared, &w.pool, &w.view, w.idx, PassiveKind::Reset);
                 }
-                std::task::Poll::Ready(Some(Err(Box::new(e))))
+                std::task::Poll::Ready(Some(Err(e)))
             }
             std::task::Poll::Ready(None) => {
                 this.give_back();
@@ -845,7 +868,7 @@ impl http_body::Body for UpstreamBody {
                 if this.inner.is_end_stream() {
                     this.give_back();
                 }
-                other.map(|o| o.map(|r| r.map_err(body::BoxError::from)))
+                other
             }
         }
     }

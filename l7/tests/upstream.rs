@@ -448,3 +448,173 @@ async fn idle_connections_are_reused_and_a_closed_one_is_replaced_silently() {
     );
     server.abort();
 }
+
+/// A raw HTTP/1.1 backend answering by path with hand-written responses
+/// (chunked with trailers, close-delimited, interim 100, HEAD, a body in
+/// pieces, an echo of the request), counting connections.
+async fn scripted_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end;
+                        }
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_string();
+                    got.drain(..end + 4);
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while got.len() < len {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = got.drain(..len).collect();
+                    let mut parts = head.lines().next().unwrap().split(' ');
+                    let (method, path) = (
+                        parts.next().unwrap().to_string(),
+                        parts.next().unwrap().to_string(),
+                    );
+                    let pieces: Vec<Vec<u8>> = match path.as_str() {
+                        "/chunked" => vec![
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n5\r\nhel".to_vec(),
+                            b"lo\r\n6;ext=1\r\n world\r\n".to_vec(),
+                            b"0\r\nx-sum: 11\r\n\r\n".to_vec(),
+                        ],
+                        "/continue" => vec![
+                            b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+                            b"HTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone".to_vec(),
+                        ],
+                        "/head" => vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".to_vec()],
+                        "/pieces" => vec![
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234".to_vec(),
+                            b"56789".to_vec(),
+                        ],
+                        "/close" => {
+                            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil ").await;
+                            tokio::time::sleep(Duration::from_millis(30)).await;
+                            let _ = tcp.write_all(b"close").await;
+                            return;
+                        }
+                        _ => {
+                            let echo = format!(
+                                "{method} {path} {}|{}",
+                                String::from_utf8_lossy(&body),
+                                head.lines().skip(1).filter(|l| !l.starts_with("x-") && !l.starts_with("forwarded")).collect::<Vec<_>>().join(";")
+                            );
+                            vec![format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{echo}", echo.len()).into_bytes()]
+                        }
+                    };
+                    for p in pieces {
+                        if tcp.write_all(&p).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// The proxy's own HTTP/1.1 client towards backends: every way of framing
+/// a response arrives intact (chunked with trailers, interim 100, HEAD,
+/// a body in several reads, close-delimited), requests go out framed by
+/// their body, and keep-alive responses leave the connection reusable.
+#[tokio::test]
+async fn http1_upstream_frames_every_kind_of_response() {
+    use http_body_util::BodyExt;
+    use std::sync::atomic::Ordering;
+    let (addr, accepted) = scripted_backend().await;
+    let mut p = PoolConfig::new("p", vec![Backend::new("s", addr)]);
+    p.retry.attempts = 0;
+    let run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+
+    let r = get(&c, &run.url("web", "/chunked"), &[]).await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"hello world"[..]));
+    // Trailers reach an HTTP/2 client.
+    let resp = h2_client()
+        .request(
+            Request::get(run.url("web", "/chunked"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["x-sum"], "11");
+    assert_eq!(collected.to_bytes(), "hello world");
+
+    let r = get(&c, &run.url("web", "/continue"), &[]).await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (201, &b"done"[..]));
+    let r = send(
+        &c,
+        Request::head(run.url("web", "/head"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-length"], "5");
+    assert!(r.body.is_empty());
+    let r = get(&c, &run.url("web", "/pieces"), &[]).await;
+    assert_eq!(&r.body[..], b"0123456789");
+    let r = send(
+        &c,
+        Request::post(run.url("web", "/echo?a=1"))
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap(),
+    )
+    .await;
+    let echo = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(echo.starts_with("POST /echo?a=1 payload|"), "{echo}");
+    assert!(echo.contains("content-length: 7"), "{echo}");
+    assert!(echo.contains(&format!("host: {}", run.addr("web"))), "{echo}");
+    let r = send(
+        &c,
+        Request::post(run.url("web", "/empty"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    let echo = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(
+        echo.contains("content-length: 0"),
+        "POST frames an empty body: {echo}"
+    );
+    // Every response so far was keep-alive on one connection (the h2
+    // client's request ran on a different serving connection, same pool).
+    let before_close = accepted.load(Ordering::SeqCst);
+    assert_eq!(before_close, 1, "keep-alive exchanges share one connection");
+
+    let r = get(&c, &run.url("web", "/close"), &[]).await;
+    assert_eq!(&r.body[..], b"until close");
+    // That connection is spent; the next exchange opens another.
+    let r = get(&c, &run.url("web", "/x"), &[]).await;
+    assert!(String::from_utf8_lossy(&r.body).starts_with("GET /x |"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    run.shutdown().await;
+}
