@@ -87,6 +87,8 @@ impl BackendStats {
 #[derive(Debug)]
 pub struct Member {
     pub backend: Backend,
+    /// `backend.name`, shared (not copied) into every request's outcome.
+    pub name: std::sync::Arc<str>,
     pub stats: std::sync::Arc<BackendStats>,
     /// Start of the slow-start ramp, if the backend (re)joined recently.
     pub ramp_from: Option<Instant>,
@@ -466,6 +468,7 @@ mod tests {
         spec.iter()
             .enumerate()
             .map(|(i, &(w, backup, healthy))| Member {
+                name: format!("b{i}").into(),
                 backend: Backend {
                     name: format!("b{i}"),
                     address: SocketAddr::from(([127, 0, 0, 1], 8000 + i as u16)),

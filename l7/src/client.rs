@@ -350,14 +350,15 @@ impl UpstreamClient {
     /// Sends a request whose body is in memory over HTTP/1.1, driven from
     /// the calling task ([`crate::h1`]). Not for upgrades. The connection
     /// goes back to the pool when the response body has been read to its
-    /// end.
+    /// end. `now` is a recent clock reading (it dates idle connections).
     pub async fn send_buffered(
         &self,
         backend: SocketAddr,
         req: &Buffered<'_>,
+        now: Instant,
     ) -> Result<Response<RespBody>, UpstreamError> {
         match &self.inner {
-            Inner::Http1(pool) => pool.exchange(backend, req).await,
+            Inner::Http1(pool) => pool.exchange(backend, req, now).await,
             Inner::Http2(_) => Err(UpstreamError::Exchange(
                 "buffered exchanges are HTTP/1.1 only".into(),
             )),
@@ -384,14 +385,16 @@ fn build_uri(scheme: &str, authority: &str, pq: &str) -> Result<Uri, UpstreamErr
 /// Idle connections by serving thread and backend, each list most recently
 /// used last with the time each went idle: oldest first, so expiry only
 /// ever looks at the front.
-struct IdleSet<T>(Mutex<HashMap<IdleKey, VecDeque<(T, Instant)>>>);
+struct IdleSet<T>(Mutex<HashMap<IdleKey, IdleList<T>, foldhash::fast::RandomState>>);
+
+type IdleList<T> = VecDeque<(T, Instant)>;
 
 /// Serving thread and backend.
 type IdleKey = (std::thread::ThreadId, SocketAddr);
 
 impl<T> IdleSet<T> {
     fn new() -> Self {
-        IdleSet(Mutex::new(HashMap::new()))
+        IdleSet(Mutex::new(HashMap::default()))
     }
 
     fn key(backend: SocketAddr) -> IdleKey {
@@ -404,8 +407,7 @@ impl<T> IdleSet<T> {
 
     /// The most recently used connection to `backend` idle for less than
     /// `ttl` that passes `live`.
-    fn take(&self, backend: SocketAddr, ttl: Duration, live: impl Fn(&T) -> bool) -> Option<T> {
-        let now = Instant::now();
+    fn take(&self, backend: SocketAddr, now: Instant, ttl: Duration, live: impl Fn(&T) -> bool) -> Option<T> {
         // Poisoning only means a panic elsewhere mid-update of a plain map.
         let mut conns = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let idle = conns.get_mut(&Self::key(backend))?;
@@ -420,11 +422,18 @@ impl<T> IdleSet<T> {
     /// Keeps `conn` for reuse. Expired (or `dead`) ones at the front go
     /// first, then the oldest when `max` are kept: constant work per request
     /// however many are idle (a dead one further back is skipped when taken).
-    fn put(&self, backend: SocketAddr, conn: T, ttl: Duration, max: usize, dead: impl Fn(&T) -> bool) {
+    fn put(
+        &self,
+        backend: SocketAddr,
+        conn: T,
+        now: Instant,
+        ttl: Duration,
+        max: usize,
+        dead: impl Fn(&T) -> bool,
+    ) {
         if max == 0 {
             return;
         }
-        let now = Instant::now();
         let mut conns = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let idle = conns.entry(Self::key(backend)).or_default();
         while idle
@@ -468,7 +477,8 @@ impl Reuse {
 impl H1Pool {
     /// The most recently used live idle connection to `backend`.
     fn take(&self, backend: SocketAddr) -> Option<http1::SendRequest<ProxyBody>> {
-        self.conns.take(backend, self.idle, |s| !s.is_closed())
+        self.conns
+            .take(backend, Instant::now(), self.idle, |s| !s.is_closed())
     }
 
     fn put(&self, backend: SocketAddr, sender: http1::SendRequest<ProxyBody>) {
@@ -476,6 +486,7 @@ impl H1Pool {
             self.conns.put(
                 backend,
                 sender,
+                Instant::now(),
                 self.idle,
                 self.max_idle,
                 http1::SendRequest::is_closed,
@@ -649,13 +660,15 @@ pub enum ExchangeError {
 }
 
 impl H1Pool {
-    fn take_inline(&self, backend: SocketAddr) -> Option<H1Conn> {
-        self.inline.take(backend, self.idle, H1Conn::is_live)
+    fn take_inline(&self, backend: SocketAddr, now: Instant) -> Option<H1Conn> {
+        self.inline.take(backend, now, self.idle, H1Conn::is_live)
     }
 
-    fn put_inline(&self, backend: SocketAddr, conn: H1Conn) {
+    /// `now` may be a little old (the exchange's start): idle expiry needs
+    /// no fresh clock reading.
+    fn put_inline(&self, backend: SocketAddr, conn: H1Conn, now: Instant) {
         self.inline
-            .put(backend, conn, self.idle, self.max_idle, |_| false);
+            .put(backend, conn, now, self.idle, self.max_idle, |_| false);
     }
 
     async fn connect_inline(&self, backend: SocketAddr) -> Result<H1Conn, UpstreamError> {
@@ -678,14 +691,18 @@ impl H1Pool {
         self: &Arc<Self>,
         backend: SocketAddr,
         req: &Buffered<'_>,
+        now: Instant,
     ) -> Result<Response<RespBody>, UpstreamError> {
         loop {
-            let (mut conn, reused) = match self.take_inline(backend) {
+            let (mut conn, reused) = match self.take_inline(backend, now) {
                 Some(c) => (c, true),
-                None => (self.connect_inline(backend).await?, false),
+                // Boxed: the connect future (TLS handshake state included) is
+                // large and rare; inline it would enlarge every request's
+                // future, which is moved into place per request.
+                None => (Box::pin(self.connect_inline(backend)).await?, false),
             };
             match conn.round_trip(req).await {
-                Ok(head) => return Ok(self.respond(backend, conn, head)),
+                Ok(head) => return Ok(self.respond(backend, conn, head, now)),
                 // A kept-alive connection the backend closed meanwhile (the
                 // keep-alive race): the request goes out again on a new
                 // connection if it cannot have been acted on (the write
@@ -706,13 +723,14 @@ impl H1Pool {
         backend: SocketAddr,
         mut conn: H1Conn,
         head: h1::ResponseHead,
+        now: Instant,
     ) -> Response<RespBody> {
         let decoder = h1::Decoder::new(head.framing);
         let body = match decoder.remaining() {
             Some(n) if n <= conn.rbuf.len() as u64 => {
                 let bytes = conn.rbuf.split_to(n as usize).freeze();
                 if head.keep_alive && conn.rbuf.is_empty() {
-                    self.put_inline(backend, conn);
+                    self.put_inline(backend, conn, now);
                 }
                 RespBody::Full(Some(bytes))
             }
@@ -797,7 +815,7 @@ impl InlineBody {
             && self.keep_alive
             && c.rbuf.is_empty()
         {
-            self.pool.put_inline(self.backend, c);
+            self.pool.put_inline(self.backend, c, Instant::now());
         }
     }
 

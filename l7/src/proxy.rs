@@ -142,9 +142,9 @@ pub(crate) struct ConnCtx {
 /// What the access log and metrics need to know about one request.
 #[derive(Default)]
 struct Outcome {
-    route: String,
-    pool: String,
-    backend: String,
+    route: Arc<str>,
+    pool: Arc<str>,
+    backend: Arc<str>,
     attempts: u32,
     error: Option<&'static str>,
     /// Who caused `error`, for proxy failures (pingora-style source).
@@ -365,7 +365,9 @@ async fn dispatch(
             )
         }
         Action::Pool(pool) => {
-            out.pool = pool.clone();
+            if let Some(p) = &rule.pool {
+                out.pool = p.clone();
+            }
             let seen = Seen { raw_host, client_ip };
             forward(shared, conn, rule, pool, req, seen, out).await
         }
@@ -623,7 +625,7 @@ async fn forward(
         };
         tried.push(idx);
         let member = &view.members[idx];
-        out.backend = member.backend.name.clone();
+        out.backend = member.name.clone();
         out.attempts = attempt + 1;
         let in_flight = InFlight::new(&member.stats);
         // The pick's clock reading serves as the send time (a few µs apart).
@@ -639,7 +641,7 @@ async fn forward(
                     headers: &headers,
                     body: b,
                 };
-                let exchange = pool.client.send_buffered(addr, &req);
+                let exchange = pool.client.send_buffered(addr, &req, now);
                 tokio::time::timeout(request_timeout, exchange)
                     .await
                     .map(|r| r.map(|resp| (resp, None)))
@@ -659,7 +661,9 @@ async fn forward(
                 *up.uri_mut() = Uri::from(path_and_query.clone());
                 *up.version_mut() = version;
                 *up.headers_mut() = headers.clone();
-                let exchange = pool.client.send(addr, authority, up);
+                // Boxed, as it is large (hyper's handshakes) and off the
+                // common path: see `send_buffered`.
+                let exchange = Box::pin(pool.client.send(addr, authority, up));
                 tokio::time::timeout(request_timeout, exchange).await
             }
         };

@@ -249,9 +249,12 @@ impl CompiledEdits {
 
 #[derive(Debug, Clone)]
 pub struct CompiledRule {
-    pub name: String,
+    /// Shared (not copied) into every request's outcome.
+    pub name: std::sync::Arc<str>,
     matches: Vec<CompiledMatch>,
     pub action: Action,
+    /// The pool of an [`Action::Pool`], shared the same way.
+    pub pool: Option<std::sync::Arc<str>>,
     pub request_headers: CompiledEdits,
     pub response_headers: CompiledEdits,
 }
@@ -355,7 +358,11 @@ impl CompiledMatch {
 impl CompiledRule {
     fn compile(rule: &RouteRule, index: usize) -> Result<Self, ConfigError> {
         Ok(CompiledRule {
-            name: rule.name.clone().unwrap_or_else(|| index.to_string()),
+            name: rule.name.clone().unwrap_or_else(|| index.to_string()).into(),
+            pool: match &rule.action {
+                Action::Pool(p) => Some(p.as_str().into()),
+                _ => None,
+            },
             matches: rule
                 .matches
                 .iter()

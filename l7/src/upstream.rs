@@ -95,6 +95,7 @@ impl PoolView {
                 }
             };
             members.push(Member {
+                name: b.name.as_str().into(),
                 backend: b,
                 stats: st,
                 ramp_from,

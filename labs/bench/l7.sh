@@ -84,6 +84,8 @@
 #     the work directory as PROXY.PROTO.ROUND.perf; use it with KEEP=1;
 #     perf's sampling costs the proxy a little CPU) PERF=syscalls (perf stat
 #     of the proxy's system calls instead, into PROXY.PROTO.ROUND.syscalls)
+#   EDGE_B_BIN=path with "edge-b" in PROXIES: a second edge binary run with
+#     the same configuration, for A/B comparisons of two builds in one run
 #   NICE=-10 (as root: nice level of every process started here; 0 = off)
 #   UPSTREAM_IDLE=1024: idle keep-alive connections to the origins each proxy
 #     may keep (edge: max_idle_per_backend = UPSTREAM_IDLE/2 per origin;
@@ -111,11 +113,11 @@ ORIGIN=127.0.0.80
 O1=28081
 O2=28082
 # One address per proxy, so a leftover of one can never answer for another.
-declare -A ADDR=([edge]=127.0.0.81 [haproxy]=127.0.0.82 [nginx]=127.0.0.83 [l7-1w]=127.0.0.84 [l7-2w]=127.0.0.85 [l7-0w]=127.0.0.86)
+declare -A ADDR=([edge]=127.0.0.81 [edge-b]=127.0.0.81 [haproxy]=127.0.0.82 [nginx]=127.0.0.83 [l7-1w]=127.0.0.84 [l7-2w]=127.0.0.85 [l7-0w]=127.0.0.86)
 H1_PORT=28080
 # h2c port: edge serves both protocols on one listener; nginx needs a
 # dedicated `http2` listener for cleartext h2, HAProxy gets one too.
-declare -A H2_PORT=([edge]=28080 [haproxy]=28090 [nginx]=28090 [l7-1w]=28080 [l7-2w]=28080 [l7-0w]=28080)
+declare -A H2_PORT=([edge]=28080 [edge-b]=28080 [haproxy]=28090 [nginx]=28090 [l7-1w]=28080 [l7-2w]=28080 [l7-0w]=28080)
 EDGE_ADMIN=127.0.0.81:28181
 EDGE_GOSSIP=127.0.0.81:28946
 EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/edge}
@@ -133,7 +135,8 @@ die() {
 	exit 1
 }
 (($(nproc) >= 2)) || die "needs 2 CPUs (proxy on CPU $PROXY_CPU, load generator and origins on CPU $CLIENT_CPU)"
-for p in $PROXIES; do [[ -n ${ADDR[$p]:-} ]] || die "unknown proxy $p (edge haproxy nginx l7-1w l7-2w)"; done
+for p in $PROXIES; do [[ -n ${ADDR[$p]:-} ]] || die "unknown proxy $p (edge edge-b haproxy nginx l7-1w l7-2w)"; done
+[[ " $PROXIES " != *" edge-b "* || -x ${EDGE_B_BIN:-} ]] || die "edge-b needs EDGE_B_BIN, another edge binary (an A/B comparison)"
 for p in $PROTOS; do [[ $p == h1 || $p == h2 ]] || die "unknown protocol $p (h1 h2)"; done
 
 # ---------------------------------------------------------------- packages
@@ -439,6 +442,8 @@ start_proxy() { # name
 	case $p in
 	edge) start_bg "$log" $PROXY_CPU env RUST_LOG="$EDGE_LOG" "$EDGE_BIN" run --no-vip-on-lo \
 		--config "$W/edge.toml" --admin "$EDGE_ADMIN" ;;
+	edge-b) start_bg "$log" $PROXY_CPU env RUST_LOG="$EDGE_LOG" "$EDGE_B_BIN" run --no-vip-on-lo \
+		--config "$W/edge.toml" --admin "$EDGE_ADMIN" ;;
 	l7-?w) start_bg "$log" $PROXY_CPU env RUST_LOG="${EDGE_LOG/info,/warn,}" "$L7_BIN" --config "$W/l7.toml" \
 		--listen "${ADDR[$p]}:$H1_PORT" --workers "${p:3:1}" ;;
 	haproxy) start_bg "$log" $PROXY_CPU haproxy -db -f "$W/haproxy/haproxy.cfg" ;;
@@ -569,7 +574,7 @@ printf '  %-8s %-5s %10.0f %9.3f %9.3f %7s %11s %6s %6s %7s   %s\n' direct h1 "$
 
 ours=() anchors=()
 for p in $PROXIES; do
-	case $p in edge | l7-*) ours+=("$p") ;; *) anchors+=("$p") ;; esac
+	case $p in edge | edge-b | l7-*) ours+=("$p") ;; *) anchors+=("$p") ;; esac
 done
 if ((${#ours[@]} && ${#anchors[@]})); then
 	echo
