@@ -411,7 +411,11 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-        .max_buf_size(limits.max_header_bytes);
+        .max_buf_size(limits.max_header_bytes)
+        // Head and body in one buffer and one `send`: responses through a
+        // proxy are mostly small, and a copy costs less than a scatter list
+        // (TLS streams flatten anyway).
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())
