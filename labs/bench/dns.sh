@@ -57,6 +57,8 @@
 # Settings (environment): DURATION=5 (s per server, pass and round) ROUNDS=3 CLIENTS=8
 #   OUTSTANDING=100 (dnsperf -q) RATE=50000 (qps for the "rate" pass; 0 skips it)
 #   SERVERS="edge gdnsd knot nsd" KEEP=1 (keep the work directory)
+#   PERF=1 (perf record -g of the server during each pass, into the work
+#     directory as SERVER.PASS.ROUND.perf; use it with KEEP=1)
 #   EDGE_WORKERS=2 (tokio worker threads of the edge server; `edge run` uses 2;
 #     the UDP receive loop runs on a thread of its own, DnsOptions::udp_threads,
 #     so the workers only serve TCP here)
@@ -453,11 +455,18 @@ run_dnsperf() {
 	# the bottleneck otherwise. Pass rate uses -v, one line per response
 	# with its latency, for the percentiles.
 	if [[ $pass == rate ]]; then extra=(-Q "$RATE" -v); fi
-	local t0 t1
+	local t0 t1 perf_pid=
 	t0=$(ns_ticks)
+	if [[ ${PERF:-0} == 1 ]]; then
+		# The namespace holds only the server now (dnsperf starts below).
+		perf record -q -g -o "$W/$s.$pass.$round.perf" -p "$(ip netns pids "$NS" | paste -sd,)" \
+			-- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	inns taskset -c $CLIENT_CPU dnsperf -B -d "$W/queries.bin" -s "${ADDR[$s]}" -p "${PORT[$s]}" \
 		-l "$DURATION" -c "$CLIENTS" -q "$OUTSTANDING" -t 2 "${extra[@]}" >"$out.v" 2>"$out.err" ||
 		die "dnsperf against $s failed: $(tail -n3 "$out.err")"
+	[[ -n $perf_pid ]] && wait "$perf_pid" || true
 	t1=$(ns_ticks)
 	local qps avg lost done p99=0
 	qps=$(awk '/Queries per second:/ {print $4}' "$out.v")
