@@ -578,20 +578,20 @@ struct H1Conn {
 
 impl H1Conn {
     /// Whether an idle connection can carry a request: nothing unread, and
-    /// (clear TCP) the backend has not closed it. The check costs no system
+    /// the backend has not closed it. The check costs no system
     /// call when the socket has not become readable since the last read.
     fn is_live(&self) -> bool {
         if !self.rbuf.is_empty() {
             return false;
         }
-        match &self.stream {
-            Stream::Plain(tcp) => {
-                matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-            // A TLS record may be pending (close_notify); a dead connection
-            // shows as `Closed` on the exchange and is retried.
-            Stream::Tls(_) => true,
-        }
+        let tcp = match &self.stream {
+            Stream::Plain(tcp) => tcp,
+            // Under TLS too: an idle connection has nothing to read unless
+            // the backend is closing it (a close_notify alert, then EOF), so
+            // any byte read here condemns the connection anyway.
+            Stream::Tls(tls) => tls.get_ref().0,
+        };
+        matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Writes the request and reads up to the end of the response head.

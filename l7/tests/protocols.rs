@@ -459,3 +459,72 @@ async fn websocket_tunnel_closes_after_shutdown_drain() {
     let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "tunnel survived shutdown");
 }
+
+/// A TLS backend that closes each connection (close_notify, then FIN) a
+/// moment after answering one request: the proxy must notice the closed
+/// idle connection before reusing it, so that even a POST (which is never
+/// retried once it may have reached a backend) goes out on a new
+/// connection without an error or a passive-health report.
+#[tokio::test]
+async fn tls_backend_closing_idle_connections_is_not_an_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["backend.example.net"]);
+    let mut server_cfg = (*mtls_backend_config(&pki, &leaf, false)).clone();
+    server_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
+    let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp_listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = tcp_listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = tls.flush().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    let mut p = PoolConfig::new("p", vec![Backend::new("tls", addr)]);
+    p.retry.attempts = 0;
+    p.tls = Some(UpstreamTls {
+        ca: PemSource::Pem(pki.ca_pem.clone()),
+        server_name: "backend.example.net".into(),
+        client_cert: None,
+    });
+    let mut run = start(config(vec![listener("web", vec![to_pool("p")])], vec![p])).await;
+    let c = client();
+    let r = get(&c, &run.url("web", "/"), &[]).await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"ok"[..]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = send(
+        &c,
+        Request::post(run.url("web", "/"))
+            .body(Full::new(Bytes::from_static(b"data")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"ok"[..]));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert!(
+        run.events.try_recv().is_err(),
+        "a backend closing an idle connection is not a failure"
+    );
+}
