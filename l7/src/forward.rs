@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{
-    CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    CONNECTION, HOST, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
 use ipnet::IpNet;
@@ -169,7 +169,17 @@ pub fn apply_forwarding(
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
         match client.host {
-            Some(h) => set(headers, &X_FORWARDED_HOST, h.to_string()),
+            // Usually the Host header itself: its value is shared, not copied.
+            Some(h) => match headers
+                .get(HOST)
+                .filter(|v| v.as_bytes() == h.as_bytes())
+                .cloned()
+            {
+                Some(v) => {
+                    headers.insert(X_FORWARDED_HOST.clone(), v);
+                }
+                None => set(headers, &X_FORWARDED_HOST, h.to_string()),
+            },
             None => {
                 headers.remove(&X_FORWARDED_HOST);
             }

@@ -783,7 +783,7 @@ async fn forward(
         }
         let watch = BodyWatch {
             shared: shared.clone(),
-            pool: pool_name.to_string(),
+            pool: rule.pool.clone().unwrap_or_else(|| pool_name.into()),
             view: view.clone(),
             idx,
             reported: false,
@@ -814,7 +814,7 @@ async fn forward(
 /// after the headers) to passive health, once.
 struct BodyWatch {
     shared: Arc<Shared>,
-    pool: String,
+    pool: Arc<str>,
     view: Arc<PoolView>,
     idx: usize,
     reported: bool,
