@@ -182,78 +182,84 @@ impl Drop for InFlight {
     }
 }
 
-pub(crate) async fn handle(
+// Not an `async fn`: an async block uses its captured arguments in place,
+// where an async fn's future keeps a second copy of each (rustc); this
+// future is moved into place on every request, so its size counts.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnCtx>,
     mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let start = Instant::now();
-    // The client's request ID when it sent a usable one, else a new one
-    // (added to the request); echoed on the response either way.
-    let rid_value = match req
-        .headers()
-        .get(&shared.request_id)
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
-    {
-        Some(v) => Some(v.clone()),
-        None => {
-            let v = new_request_id_value();
-            if let Some(v) = &v {
-                req.headers_mut().insert(shared.request_id.clone(), v.clone());
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
+    async move {
+        let start = Instant::now();
+        // The client's request ID when it sent a usable one, else a new one
+        // (added to the request); echoed on the response either way.
+        let rid_value = match req
+            .headers()
+            .get(&shared.request_id)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        {
+            Some(v) => Some(v.clone()),
+            None => {
+                let v = new_request_id_value();
+                if let Some(v) = &v {
+                    req.headers_mut().insert(shared.request_id.clone(), v.clone());
+                }
+                v
             }
-            v
+        };
+        // What only the access log needs, taken only when it is on.
+        let access = tracing::enabled!(target: "edge_l7::access", tracing::Level::INFO).then(|| {
+            (
+                req.method().clone(),
+                req.uri().path().to_string(),
+                host_of(&req).unwrap_or_default(),
+            )
+        });
+        let mut out = Outcome::default();
+
+        let mut resp = dispatch(&shared, &conn, req, &mut out).await;
+
+        if let Some(mut v) = rid_value.clone() {
+            // Unique per request: never worth a slot in the client's HPACK
+            // dynamic table (h2 encodes it as a never-indexed literal).
+            v.set_sensitive(true);
+            resp.headers_mut().insert(shared.request_id.clone(), v);
         }
-    };
-    // What only the access log needs, taken only when it is on.
-    let access = tracing::enabled!(target: "edge_l7::access", tracing::Level::INFO).then(|| {
-        (
-            req.method().clone(),
-            req.uri().path().to_string(),
-            host_of(&req).unwrap_or_default(),
-        )
-    });
-    let mut out = Outcome::default();
-
-    let mut resp = dispatch(&shared, &conn, req, &mut out).await;
-
-    if let Some(mut v) = rid_value.clone() {
-        // Unique per request: never worth a slot in the client's HPACK
-        // dynamic table (h2 encodes it as a never-indexed literal).
-        v.set_sensitive(true);
-        resp.headers_mut().insert(shared.request_id.clone(), v);
-    }
-    let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
-    shared.metrics.observe_request(
-        &conn.listener.name,
-        &out.route,
-        &out.pool,
-        &out.backend,
-        status,
-        elapsed.as_secs_f64(),
-    );
-    if let Some((method, path, host)) = access {
-        tracing::info!(
-            target: "edge_l7::access",
-            listener = %conn.listener.name,
-            request_id = rid_value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
-            client = %conn.peer,
-            tls = conn.tls,
-            method = %method,
-            host = %host,
-            path = %path,
+        let status = resp.status().as_u16();
+        let elapsed = start.elapsed();
+        shared.metrics.observe_request(
+            &conn.listener.name,
+            &out.route,
+            &out.pool,
+            &out.backend,
             status,
-            route = %out.route,
-            pool = %out.pool,
-            backend = %out.backend,
-            attempts = out.attempts,
-            error = out.error.unwrap_or(""),
-            error_source = out.source.map(|s| s.to_string()).unwrap_or_default(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
+            elapsed.as_secs_f64(),
         );
+        if let Some((method, path, host)) = access {
+            tracing::info!(
+                target: "edge_l7::access",
+                listener = %conn.listener.name,
+                request_id = rid_value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                client = %conn.peer,
+                tls = conn.tls,
+                method = %method,
+                host = %host,
+                path = %path,
+                status,
+                route = %out.route,
+                pool = %out.pool,
+                backend = %out.backend,
+                attempts = out.attempts,
+                error = out.error.unwrap_or(""),
+                error_source = out.source.map(|s| s.to_string()).unwrap_or_default(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        }
+        Ok(resp)
     }
-    Ok(resp)
 }
 
 /// Host as the client sent it: the Host header (HTTP/1) or :authority (h2).
@@ -283,97 +289,101 @@ fn status_or(code: u16, fallback: StatusCode) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(fallback)
 }
 
-async fn dispatch(
+// Not an `async fn`, for the reason given at `handle`.
+#[allow(clippy::manual_async_fn)]
+fn dispatch(
     shared: &Arc<Shared>,
     conn: &Arc<ConnCtx>,
     req: Request<Incoming>,
     out: &mut Outcome,
-) -> Response<ProxyBody> {
-    let client_ip = effective_client(conn.peer.ip(), req.headers(), &shared.trusted);
-    if let Some(rl) = &shared.rate
-        && !rl.check(client_ip, Instant::now())
-    {
-        shared
-            .metrics
-            .rate_limited
-            .get_or_create(&crate::metrics::ListenerLabels {
-                listener: conn.listener.name.clone(),
-            })
-            .inc();
-        out.error = Some("rate_limited");
-        let mut r = status_response(StatusCode::TOO_MANY_REQUESTS);
-        r.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
-    }
-    if req.method() == Method::CONNECT {
-        // A reverse proxy: CONNECT tunnels to arbitrary targets are not ours
-        // to open.
-        out.error = Some("connect_method");
-        return status_response(StatusCode::METHOD_NOT_ALLOWED);
-    }
-    let declared_len = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|n| n > shared.limits.max_body_bytes) {
-        out.fail(ProxyErrorKind::BodyTooLarge);
-        return status_response(StatusCode::PAYLOAD_TOO_LARGE);
-    }
+) -> impl Future<Output = Response<ProxyBody>> {
+    async move {
+        let client_ip = effective_client(conn.peer.ip(), req.headers(), &shared.trusted);
+        if let Some(rl) = &shared.rate
+            && !rl.check(client_ip, Instant::now())
+        {
+            shared
+                .metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::ListenerLabels {
+                    listener: conn.listener.name.clone(),
+                })
+                .inc();
+            out.error = Some("rate_limited");
+            let mut r = status_response(StatusCode::TOO_MANY_REQUESTS);
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        if req.method() == Method::CONNECT {
+            // A reverse proxy: CONNECT tunnels to arbitrary targets are not ours
+            // to open.
+            out.error = Some("connect_method");
+            return status_response(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let declared_len = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_len.is_some_and(|n| n > shared.limits.max_body_bytes) {
+            out.fail(ProxyErrorKind::BodyTooLarge);
+            return status_response(StatusCode::PAYLOAD_TOO_LARGE);
+        }
 
-    let raw_host = host_of(&req);
-    let host = raw_host.as_deref().map(normalize_host).unwrap_or_default();
-    let path = normalize_path(req.uri().path());
-    let table = conn.listener.routes.load_full();
-    let info = RequestInfo {
-        method: req.method(),
-        host: &host,
-        path: &path,
-        headers: req.headers(),
-        client: client_ip,
-        tls: conn.tls,
-    };
-    let Some(rule) = table.evaluate(&info) else {
-        out.error = Some("no_route");
-        return status_response(StatusCode::NOT_FOUND);
-    };
-    out.route = rule.name.clone();
+        let raw_host = host_of(&req);
+        let host = raw_host.as_deref().map(normalize_host).unwrap_or_default();
+        let path = normalize_path(req.uri().path());
+        let table = conn.listener.routes.load_full();
+        let info = RequestInfo {
+            method: req.method(),
+            host: &host,
+            path: &path,
+            headers: req.headers(),
+            client: client_ip,
+            tls: conn.tls,
+        };
+        let Some(rule) = table.evaluate(&info) else {
+            out.error = Some("no_route");
+            return status_response(StatusCode::NOT_FOUND);
+        };
+        out.route = rule.name.clone();
 
-    let mut resp = match &rule.action {
-        Action::Deny { status } => {
-            out.error = Some("denied");
-            status_response(status_or(*status, StatusCode::FORBIDDEN))
-        }
-        Action::Redirect { status, location } => {
-            let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-            let loc = location
-                .replace("{host}", &host)
-                .replace("{path}", req.uri().path())
-                .replace("{query}", &query);
-            redirect(status_or(*status, StatusCode::FOUND), &loc)
-        }
-        Action::RedirectHttps { status, port } => {
-            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let port = port
-                .filter(|p| *p != 443)
-                .map(|p| format!(":{p}"))
-                .unwrap_or_default();
-            redirect(
-                status_or(*status, StatusCode::MOVED_PERMANENTLY),
-                &format!("https://{host}{port}{pq}"),
-            )
-        }
-        Action::Pool(pool) => {
-            if let Some(p) = &rule.pool {
-                out.pool = p.clone();
+        let mut resp = match &rule.action {
+            Action::Deny { status } => {
+                out.error = Some("denied");
+                status_response(status_or(*status, StatusCode::FORBIDDEN))
             }
-            let seen = Seen { raw_host, client_ip };
-            forward(shared, conn, rule, pool, req, seen, out).await
-        }
-    };
-    rule.response_headers.apply(resp.headers_mut());
-    resp
+            Action::Redirect { status, location } => {
+                let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+                let loc = location
+                    .replace("{host}", &host)
+                    .replace("{path}", req.uri().path())
+                    .replace("{query}", &query);
+                redirect(status_or(*status, StatusCode::FOUND), &loc)
+            }
+            Action::RedirectHttps { status, port } => {
+                let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let port = port
+                    .filter(|p| *p != 443)
+                    .map(|p| format!(":{p}"))
+                    .unwrap_or_default();
+                redirect(
+                    status_or(*status, StatusCode::MOVED_PERMANENTLY),
+                    &format!("https://{host}{port}{pq}"),
+                )
+            }
+            Action::Pool(pool) => {
+                if let Some(p) = &rule.pool {
+                    out.pool = p.clone();
+                }
+                let seen = Seen { raw_host, client_ip };
+                forward(shared, conn, rule, pool, req, seen, out).await
+            }
+        };
+        rule.response_headers.apply(resp.headers_mut());
+        resp
+    }
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
@@ -473,32 +483,56 @@ fn hash_key(
     }
 }
 
-async fn forward(
-    shared: &Arc<Shared>,
+/// What [`forward`] works from once the request is taken apart: only this
+/// (not the whole request, nor the parts already used) lives in the
+/// request's future across its awaits.
+struct Prepared<'a> {
+    pool: &'a Arc<PoolRuntime>,
+    view: Arc<PoolView>,
+    is_upgrade: bool,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    method: Method,
+    path_and_query: PathAndQuery,
+    headers: http::HeaderMap,
+    body: Incoming,
+    client_ip: IpAddr,
+}
+
+/// The synchronous part of [`forward`]: pool lookup, hop-by-hop and
+/// forwarding headers, header edits. `Err`: the response to send instead
+/// (not boxed: an allocation on the error path for nothing).
+#[allow(clippy::result_large_err)]
+fn prepare<'a>(
+    shared: &'a Arc<Shared>,
     conn: &Arc<ConnCtx>,
     rule: &CompiledRule,
     pool_name: &str,
     mut req: Request<Incoming>,
     seen: Seen,
     out: &mut Outcome,
-) -> Response<ProxyBody> {
+) -> Result<Prepared<'a>, Response<ProxyBody>> {
     let Seen { raw_host, client_ip } = seen;
     let (Some(pool), Some(view)) = (
         shared.pools.get(pool_name),
         shared.upstreams.load().pool(pool_name).cloned(),
     ) else {
         out.fail(ProxyErrorKind::NoBackend);
-        return status_response(StatusCode::SERVICE_UNAVAILABLE);
+        return Err(status_response(StatusCode::SERVICE_UNAVAILABLE));
     };
     let is_upgrade = is_upgrade_request(&req);
     if is_upgrade && pool.client.protocol == UpstreamProtocol::Http2 {
         // RFC 8441 extended CONNECT towards backends is not implemented.
         out.fail(ProxyErrorKind::UpgradeUnsupported);
-        return status_response(StatusCode::BAD_GATEWAY);
+        return Err(status_response(StatusCode::BAD_GATEWAY));
     }
     let downstream_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let mut headers = parts.headers;
+    let http::request::Parts {
+        method,
+        uri,
+        mut headers,
+        ..
+    } = parts;
     strip_hop_by_hop(&mut headers, is_upgrade);
     apply_forwarding(
         &mut headers,
@@ -518,296 +552,337 @@ async fn forward(
     {
         headers.insert(HOST, v);
     }
-    // After header edits, so a rule that rewrites Host also sets the
-    // HTTP/2 :authority.
-    let authority = headers.get(HOST).and_then(|v| v.to_str().ok());
     // Sent in origin form, as received: cloning shares the parsed bytes (no
     // string copy and parse per attempt).
-    let path_and_query = parts
-        .uri
+    let path_and_query = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let method = parts.method;
-    let cfg = &pool.config;
-    let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
-    let max_body = shared.limits.max_body_bytes;
-    // Set by the body limit of a streamed body (only those have one).
-    let mut tripped: Option<Arc<AtomicBool>> = None;
-
-    // HTTP/1.1 pools send requests with their body in memory from this task
-    // (upgrades excepted: hyper hands those connections over).
-    let inline = !is_upgrade && pool.client.sends_buffered();
-    // A body is replayable (so the request can be retried) when it is empty
-    // or small enough to buffer; larger bodies stream through once. Small
-    // ones are buffered for the inline client too.
-    let (mut streaming, replay): (Option<ProxyBody>, Option<Bytes>) = if body.is_end_stream() {
-        (None, Some(Bytes::new()))
-    } else if (cfg.retry.attempts > 0 || inline)
-        && !is_upgrade
-        && body
-            .size_hint()
-            .exact()
-            .is_some_and(|n| n <= cfg.retry.buffer_bytes as u64 && n <= max_body)
-    {
-        match tokio::time::timeout(request_timeout, body.collect()).await {
-            Ok(Ok(c)) => (None, Some(c.to_bytes())),
-            Ok(Err(_)) => {
-                out.fail(ProxyErrorKind::DownstreamBody);
-                return status_response(StatusCode::BAD_REQUEST);
-            }
-            Err(_) => {
-                out.fail(ProxyErrorKind::DownstreamBody);
-                return status_response(StatusCode::REQUEST_TIMEOUT);
-            }
-        }
-    } else {
-        (
-            Some(Limited::new(body, max_body, tripped.insert(Arc::default()).clone()).boxed_unsync()),
-            None,
-        )
-    };
-
-    let hash = hash_key(&cfg.balance, &headers, path_and_query.as_str(), client_ip);
-    let sticky_cookie = cfg
-        .sticky
-        .as_ref()
-        .and_then(|s| cookie(&headers, &s.cookie))
-        .map(str::to_string);
-    let pinned = sticky_cookie.as_deref().and_then(|c| view.pinned(c));
-    let idempotent = idempotent(&method);
-    let max_attempts = 1 + cfg.retry.attempts;
-    let slow_start = Duration::from_millis(cfg.slow_start_ms);
-    let version = match pool.client.protocol {
-        UpstreamProtocol::Http1 => Version::HTTP_11,
-        UpstreamProtocol::Http2 => Version::HTTP_2,
-    };
-    let mut rng = thread_rng();
-    // Backends tried so far (on the stack for the usual few attempts).
-    let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
-    let mut last_err = ProxyErrorKind::NoBackend;
-    pool.budget.deposit();
-    // A retry needs attempts left and budget; checked only once a retry is
-    // actually wanted so that healthy traffic does not drain the budget.
-    let may_retry = |attempt: u32| {
-        let ok = attempt + 1 < max_attempts && pool.budget.try_withdraw();
-        if ok {
-            shared
-                .metrics
-                .retries
-                .get_or_create(&PoolLabels {
-                    pool: pool_name.to_string(),
-                })
-                .inc();
-        }
-        ok
-    };
-
-    for attempt in 0..max_attempts {
-        let now = Instant::now();
-        let idx = match (attempt, pinned) {
-            (0, Some(p)) => Some(p),
-            _ => view.pick(
-                &PickCtx {
-                    hash,
-                    exclude: &tried,
-                    now,
-                    slow_start,
-                },
-                &mut rng,
-            ),
-        };
-        let Some(idx) = idx else {
-            if attempt == 0 {
-                last_err = ProxyErrorKind::NoBackend;
-            }
-            break;
-        };
-        tried.push(idx);
-        let member = &view.members[idx];
-        out.backend = member.name.clone();
-        out.attempts = attempt + 1;
-        let in_flight = InFlight::new(&member.stats);
-        // The pick's clock reading serves as the send time (a few µs apart).
-        let sent_at = now;
-        let addr = member.backend.address;
-        let result = match &replay {
-            // In memory and not an upgrade: the inline HTTP/1.1 client sends
-            // it from this task, borrowing method, target and headers.
-            Some(b) if inline => {
-                let req = Buffered {
-                    method: &method,
-                    target: path_and_query.as_str(),
-                    headers: &headers,
-                    body: b,
-                };
-                let exchange = pool.client.send_buffered(addr, &req, now);
-                tokio::time::timeout(request_timeout, exchange)
-                    .await
-                    .map(|r| r.map(|resp| (resp, None)))
-            }
-            _ => {
-                let body = match (&replay, streaming.take()) {
-                    // An empty body needs no allocation.
-                    (Some(b), _) if b.is_empty() => body::empty(),
-                    (Some(b), _) => body::full(b.clone()),
-                    (None, Some(s)) => s,
-                    // The streamed body went to a backend already: nothing to
-                    // resend.
-                    (None, None) => break,
-                };
-                let mut up = Request::new(body);
-                *up.method_mut() = method.clone();
-                *up.uri_mut() = Uri::from(path_and_query.clone());
-                *up.version_mut() = version;
-                *up.headers_mut() = headers.clone();
-                // Boxed, as it is large (hyper's handshakes) and off the
-                // common path: see `send_buffered`.
-                let exchange = Box::pin(pool.client.send(addr, authority, up));
-                tokio::time::timeout(request_timeout, exchange).await
-            }
-        };
-        let resp = match result {
-            Err(_) => {
-                // A timeout is the slowest possible answer: let it raise the
-                // EWMA so peak-EWMA steers away from this backend.
-                let answered = Instant::now();
-                member
-                    .stats
-                    .observe_rtt(answered.saturating_duration_since(sent_at), answered);
-                report(shared, pool_name, &view, idx, PassiveKind::Timeout);
-                last_err = ProxyErrorKind::RequestTimeout;
-                if idempotent && replay.is_some() && may_retry(attempt) {
-                    continue;
-                }
-                break;
-            }
-            Ok(Err(e)) => {
-                if tripped.as_ref().is_some_and(|t| t.load(Ordering::Relaxed)) {
-                    last_err = ProxyErrorKind::BodyTooLarge;
-                    break;
-                }
-                if is_body_error(e.inner()) {
-                    last_err = ProxyErrorKind::DownstreamBody;
-                    break;
-                }
-                let kind = match &e {
-                    UpstreamError::Connect { timeout: true, .. } => {
-                        report(shared, pool_name, &view, idx, PassiveKind::ConnectTimeout);
-                        ProxyErrorKind::ConnectTimeout
-                    }
-                    UpstreamError::Connect { .. } => {
-                        report(shared, pool_name, &view, idx, PassiveKind::ConnectFailure);
-                        ProxyErrorKind::ConnectFailed
-                    }
-                    UpstreamError::Exchange(_) => {
-                        report(shared, pool_name, &view, idx, PassiveKind::Reset);
-                        ProxyErrorKind::UpstreamReset
-                    }
-                };
-                tracing::debug!(pool = pool_name, backend = %member.backend.name, error = %e, "upstream error");
-                last_err = kind;
-                // Never sent: safe to resend anything we still hold. Sent and
-                // broken: only idempotent requests.
-                if replay.is_some() && (kind.before_send() || idempotent) && may_retry(attempt) {
-                    continue;
-                }
-                break;
-            }
-            Ok(Ok(pair)) => pair,
-        };
-        let (mut resp, reuse) = resp;
-        let answered = Instant::now();
-        member
-            .stats
-            .observe_rtt(answered.saturating_duration_since(sent_at), answered);
-        let status = resp.status();
-        if !status.is_server_error() {
-            member.stats.success();
-        } else {
-            report(
-                shared,
-                pool_name,
-                &view,
-                idx,
-                PassiveKind::ServerError(status.as_u16()),
-            );
-        }
-        if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE)
-            && idempotent
-            && replay.is_some()
-            && may_retry(attempt)
-        {
-            continue;
-        }
-
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(down) = downstream_upgrade else {
-                out.error = Some("unexpected_101");
-                return status_response(StatusCode::BAD_GATEWAY);
-            };
-            let up_upgrade = hyper::upgrade::on(&mut resp);
-            let idle = Duration::from_millis(cfg.tunnel_idle_timeout_ms);
-            let backend = member.backend.name.clone();
-            let stop = conn.stop.clone();
-            let drain = shared.drain;
-            tokio::spawn(async move {
-                tunnel(down, up_upgrade, idle, in_flight, backend, stop, drain).await;
-            });
-            // The backend connection now belongs to the tunnel.
-            drop(reuse);
-            let (mut rparts, _) = resp.into_parts();
-            strip_hop_by_hop(&mut rparts.headers, true);
-            rparts.version = Version::HTTP_11;
-            return Response::from_parts(rparts, body::empty());
-        }
-
-        let (mut rparts, rbody) = resp.into_parts();
-        strip_hop_by_hop(&mut rparts.headers, false);
-        rparts.version = Version::HTTP_11;
-        if let Some(s) = &cfg.sticky
-            && pinned != Some(idx)
-        {
-            // (Re-)pin: first visit, or the pinned backend is gone.
-            let mut c = format!(
-                "{}={}; Path=/; HttpOnly; SameSite=Lax",
-                s.cookie,
-                view.cookie_id(idx)
-            );
-            if conn.tls {
-                c.push_str("; Secure");
-            }
-            if let Ok(v) = HeaderValue::from_str(&c) {
-                rparts.headers.append(SET_COOKIE, v);
-            }
-        }
-        let watch = BodyWatch {
-            shared: shared.clone(),
-            pool: rule.pool.clone().unwrap_or_else(|| pool_name.into()),
-            view: view.clone(),
-            idx,
-            reported: false,
-        };
-        let body = Guarded::new(
-            UpstreamBody {
-                inner: rbody,
-                watch,
-                reuse,
-            },
-            in_flight,
-        )
-        .boxed_unsync();
-        return Response::from_parts(rparts, body);
-    }
-
-    out.fail(last_err);
-    status_response(match last_err {
-        ProxyErrorKind::RequestTimeout | ProxyErrorKind::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
-        ProxyErrorKind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
-        ProxyErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ProxyErrorKind::DownstreamBody => StatusCode::BAD_REQUEST,
-        _ => StatusCode::BAD_GATEWAY,
+    Ok(Prepared {
+        pool,
+        view,
+        is_upgrade,
+        downstream_upgrade,
+        method,
+        path_and_query,
+        headers,
+        body,
+        client_ip,
     })
+}
+
+// Not an `async fn`, for the reason given at `handle`.
+#[allow(clippy::manual_async_fn)]
+fn forward(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnCtx>,
+    rule: &CompiledRule,
+    pool_name: &str,
+    req: Request<Incoming>,
+    seen: Seen,
+    out: &mut Outcome,
+) -> impl Future<Output = Response<ProxyBody>> {
+    // Taken apart before the future is built, so that the future holds
+    // the prepared pieces rather than the request.
+    let prepared = prepare(shared, conn, rule, pool_name, req, seen, out);
+    async move {
+        let Prepared {
+            pool,
+            view,
+            is_upgrade,
+            downstream_upgrade,
+            method,
+            path_and_query,
+            headers,
+            body,
+            client_ip,
+        } = match prepared {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
+        // After header edits, so a rule that rewrites Host also sets the
+        // HTTP/2 :authority.
+        let authority = headers.get(HOST).and_then(|v| v.to_str().ok());
+        let cfg = &pool.config;
+        let request_timeout = Duration::from_millis(cfg.request_timeout_ms);
+        let max_body = shared.limits.max_body_bytes;
+        // Set by the body limit of a streamed body (only those have one).
+        let mut tripped: Option<Arc<AtomicBool>> = None;
+
+        // HTTP/1.1 pools send requests with their body in memory from this task
+        // (upgrades excepted: hyper hands those connections over).
+        let inline = !is_upgrade && pool.client.sends_buffered();
+        // A body is replayable (so the request can be retried) when it is empty
+        // or small enough to buffer; larger bodies stream through once. Small
+        // ones are buffered for the inline client too.
+        let (mut streaming, replay): (Option<ProxyBody>, Option<Bytes>) = if body.is_end_stream() {
+            (None, Some(Bytes::new()))
+        } else if (cfg.retry.attempts > 0 || inline)
+            && !is_upgrade
+            && body
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= cfg.retry.buffer_bytes as u64 && n <= max_body)
+        {
+            match tokio::time::timeout(request_timeout, body.collect()).await {
+                Ok(Ok(c)) => (None, Some(c.to_bytes())),
+                Ok(Err(_)) => {
+                    out.fail(ProxyErrorKind::DownstreamBody);
+                    return status_response(StatusCode::BAD_REQUEST);
+                }
+                Err(_) => {
+                    out.fail(ProxyErrorKind::DownstreamBody);
+                    return status_response(StatusCode::REQUEST_TIMEOUT);
+                }
+            }
+        } else {
+            (
+                Some(Limited::new(body, max_body, tripped.insert(Arc::default()).clone()).boxed_unsync()),
+                None,
+            )
+        };
+
+        let hash = hash_key(&cfg.balance, &headers, path_and_query.as_str(), client_ip);
+        let sticky_cookie = cfg
+            .sticky
+            .as_ref()
+            .and_then(|s| cookie(&headers, &s.cookie))
+            .map(str::to_string);
+        let pinned = sticky_cookie.as_deref().and_then(|c| view.pinned(c));
+        let idempotent = idempotent(&method);
+        let max_attempts = 1 + cfg.retry.attempts;
+        let slow_start = Duration::from_millis(cfg.slow_start_ms);
+        let version = match pool.client.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
+        let mut rng = thread_rng();
+        // Backends tried so far (on the stack for the usual few attempts).
+        let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
+        let mut last_err = ProxyErrorKind::NoBackend;
+        pool.budget.deposit();
+        // A retry needs attempts left and budget; checked only once a retry is
+        // actually wanted so that healthy traffic does not drain the budget.
+        let may_retry = |attempt: u32| {
+            let ok = attempt + 1 < max_attempts && pool.budget.try_withdraw();
+            if ok {
+                shared
+                    .metrics
+                    .retries
+                    .get_or_create(&PoolLabels {
+                        pool: pool_name.to_string(),
+                    })
+                    .inc();
+            }
+            ok
+        };
+
+        for attempt in 0..max_attempts {
+            let now = Instant::now();
+            let idx = match (attempt, pinned) {
+                (0, Some(p)) => Some(p),
+                _ => view.pick(
+                    &PickCtx {
+                        hash,
+                        exclude: &tried,
+                        now,
+                        slow_start,
+                    },
+                    &mut rng,
+                ),
+            };
+            let Some(idx) = idx else {
+                if attempt == 0 {
+                    last_err = ProxyErrorKind::NoBackend;
+                }
+                break;
+            };
+            tried.push(idx);
+            let member = &view.members[idx];
+            out.backend = member.name.clone();
+            out.attempts = attempt + 1;
+            let in_flight = InFlight::new(&member.stats);
+            // The pick's clock reading serves as the send time (a few µs apart).
+            let sent_at = now;
+            let addr = member.backend.address;
+            let result = match &replay {
+                // In memory and not an upgrade: the inline HTTP/1.1 client sends
+                // it from this task, borrowing method, target and headers.
+                Some(b) if inline => {
+                    let req = Buffered {
+                        method: &method,
+                        target: path_and_query.as_str(),
+                        headers: &headers,
+                        body: b,
+                    };
+                    let exchange = pool.client.send_buffered(addr, &req, now);
+                    tokio::time::timeout(request_timeout, exchange)
+                        .await
+                        .map(|r| r.map(|resp| (resp, None)))
+                }
+                _ => {
+                    let body = match (&replay, streaming.take()) {
+                        // An empty body needs no allocation.
+                        (Some(b), _) if b.is_empty() => body::empty(),
+                        (Some(b), _) => body::full(b.clone()),
+                        (None, Some(s)) => s,
+                        // The streamed body went to a backend already: nothing to
+                        // resend.
+                        (None, None) => break,
+                    };
+                    let mut up = Request::new(body);
+                    *up.method_mut() = method.clone();
+                    *up.uri_mut() = Uri::from(path_and_query.clone());
+                    *up.version_mut() = version;
+                    *up.headers_mut() = headers.clone();
+                    // Boxed, as it is large (hyper's handshakes) and off the
+                    // common path: see `send_buffered`.
+                    let exchange = Box::pin(pool.client.send(addr, authority, up));
+                    tokio::time::timeout(request_timeout, exchange).await
+                }
+            };
+            let resp = match result {
+                Err(_) => {
+                    // A timeout is the slowest possible answer: let it raise the
+                    // EWMA so peak-EWMA steers away from this backend.
+                    let answered = Instant::now();
+                    member
+                        .stats
+                        .observe_rtt(answered.saturating_duration_since(sent_at), answered);
+                    report(shared, pool_name, &view, idx, PassiveKind::Timeout);
+                    last_err = ProxyErrorKind::RequestTimeout;
+                    if idempotent && replay.is_some() && may_retry(attempt) {
+                        continue;
+                    }
+                    break;
+                }
+                Ok(Err(e)) => {
+                    if tripped.as_ref().is_some_and(|t| t.load(Ordering::Relaxed)) {
+                        last_err = ProxyErrorKind::BodyTooLarge;
+                        break;
+                    }
+                    if is_body_error(e.inner()) {
+                        last_err = ProxyErrorKind::DownstreamBody;
+                        break;
+                    }
+                    let kind = match &e {
+                        UpstreamError::Connect { timeout: true, .. } => {
+                            report(shared, pool_name, &view, idx, PassiveKind::ConnectTimeout);
+                            ProxyErrorKind::ConnectTimeout
+                        }
+                        UpstreamError::Connect { .. } => {
+                            report(shared, pool_name, &view, idx, PassiveKind::ConnectFailure);
+                            ProxyErrorKind::ConnectFailed
+                        }
+                        UpstreamError::Exchange(_) => {
+                            report(shared, pool_name, &view, idx, PassiveKind::Reset);
+                            ProxyErrorKind::UpstreamReset
+                        }
+                    };
+                    tracing::debug!(pool = pool_name, backend = %member.backend.name, error = %e, "upstream error");
+                    last_err = kind;
+                    // Never sent: safe to resend anything we still hold. Sent and
+                    // broken: only idempotent requests.
+                    if replay.is_some() && (kind.before_send() || idempotent) && may_retry(attempt) {
+                        continue;
+                    }
+                    break;
+                }
+                Ok(Ok(pair)) => pair,
+            };
+            let (mut resp, reuse) = resp;
+            let answered = Instant::now();
+            member
+                .stats
+                .observe_rtt(answered.saturating_duration_since(sent_at), answered);
+            let status = resp.status();
+            if !status.is_server_error() {
+                member.stats.success();
+            } else {
+                report(
+                    shared,
+                    pool_name,
+                    &view,
+                    idx,
+                    PassiveKind::ServerError(status.as_u16()),
+                );
+            }
+            if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE)
+                && idempotent
+                && replay.is_some()
+                && may_retry(attempt)
+            {
+                continue;
+            }
+
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                let Some(down) = downstream_upgrade else {
+                    out.error = Some("unexpected_101");
+                    return status_response(StatusCode::BAD_GATEWAY);
+                };
+                let up_upgrade = hyper::upgrade::on(&mut resp);
+                let idle = Duration::from_millis(cfg.tunnel_idle_timeout_ms);
+                let backend = member.backend.name.clone();
+                let stop = conn.stop.clone();
+                let drain = shared.drain;
+                tokio::spawn(async move {
+                    tunnel(down, up_upgrade, idle, in_flight, backend, stop, drain).await;
+                });
+                // The backend connection now belongs to the tunnel.
+                drop(reuse);
+                let (mut rparts, _) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers, true);
+                rparts.version = Version::HTTP_11;
+                return Response::from_parts(rparts, body::empty());
+            }
+
+            let (mut rparts, rbody) = resp.into_parts();
+            strip_hop_by_hop(&mut rparts.headers, false);
+            rparts.version = Version::HTTP_11;
+            if let Some(s) = &cfg.sticky
+                && pinned != Some(idx)
+            {
+                // (Re-)pin: first visit, or the pinned backend is gone.
+                let mut c = format!(
+                    "{}={}; Path=/; HttpOnly; SameSite=Lax",
+                    s.cookie,
+                    view.cookie_id(idx)
+                );
+                if conn.tls {
+                    c.push_str("; Secure");
+                }
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    rparts.headers.append(SET_COOKIE, v);
+                }
+            }
+            let watch = BodyWatch {
+                shared: shared.clone(),
+                pool: rule.pool.clone().unwrap_or_else(|| pool_name.into()),
+                view: view.clone(),
+                idx,
+                reported: false,
+            };
+            let body = Guarded::new(
+                UpstreamBody {
+                    inner: rbody,
+                    watch,
+                    reuse,
+                },
+                in_flight,
+            )
+            .boxed_unsync();
+            return Response::from_parts(rparts, body);
+        }
+
+        out.fail(last_err);
+        status_response(match last_err {
+            ProxyErrorKind::RequestTimeout | ProxyErrorKind::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyErrorKind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyErrorKind::DownstreamBody => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        })
+    }
 }
 
 /// Reports a backend that breaks off a response body (reset or truncated
