@@ -608,6 +608,15 @@ impl H1Conn {
         if !separate {
             self.wbuf.extend_from_slice(req.body);
         }
+        // Let the other requests that became ready in this turn of the
+        // event loop run up to here first, so that their writes to backends
+        // leave together: a backend that wakes up to one request goes back
+        // to sleep before the next one arrives otherwise, and every wake-up
+        // is a cross-CPU interrupt paid by this thread (`sock_def_readable`
+        // → `try_to_wake_up`). On `labs/bench/l7.sh` this halved the wake-ups
+        // of the origins (29k → 14k in 2 s) and raised requests per CPU-second
+        // by 12–19%; at low load it costs one extra poll of the task.
+        tokio::task::yield_now().await;
         self.stream
             .write_all(&self.wbuf)
             .await

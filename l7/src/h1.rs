@@ -11,6 +11,8 @@
 //! hyper's client stays in use where it earns its keep: protocol upgrades
 //! (WebSocket), streamed request bodies and HTTP/2.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -140,9 +142,15 @@ fn parse_one(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
     // the parser's borrow of `buf` ends (values are not copied).
     let mut fields: SmallVec<[(HeaderName, usize, usize); 24]> = SmallVec::new();
     let (len, code, minor) = {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let len = match resp.parse(&buf[..])? {
+        // Uninitialised slots: filling 128 empty headers (4 KB) on every
+        // response showed in profiles.
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            &buf[..],
+            &mut slots,
+        )? {
             httparse::Status::Complete(n) => n,
             httparse::Status::Partial => return Ok(None),
         };
