@@ -372,6 +372,50 @@ async fn metrics_and_graceful_shutdown() {
     );
 }
 
+/// Requests in flight when the listener is told to stop are answered: over
+/// HTTP/1.1 and as several concurrent streams of one h2 connection (h2
+/// streams run inside their connection's task, which the drain waits for).
+#[tokio::test]
+async fn in_flight_requests_finish_during_a_graceful_shutdown() {
+    let b = backend_with("slow", Mode::Slow(400), None).await;
+    let run = start(config(
+        vec![listener("web", vec![to_pool("p")])],
+        vec![pool("p", &[&b])],
+    ))
+    .await;
+    let h1 = client();
+    let h2 = h2_client();
+    // One h2 connection first, so that the concurrent requests below are
+    // streams of it rather than connections of their own.
+    assert_eq!(get(&h2, &run.url("web", "/warm"), &[]).await.status, 200);
+    let mut inflight = tokio::task::JoinSet::new();
+    for i in 0..5 {
+        let (c, url) = (h2.clone(), run.url("web", &format!("/h2/{i}")));
+        inflight.spawn(async move { get(&c, &url, &[]).await });
+    }
+    let (c, url) = (h1.clone(), run.url("web", "/h1"));
+    inflight.spawn(async move { get(&c, &url, &[]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let addr = run.addr("web");
+    let stopping = tokio::spawn(run.shutdown());
+    let mut paths = Vec::new();
+    while let Some(r) = inflight.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status, 200);
+        paths.push(r.json()["path"].as_str().unwrap().to_string());
+    }
+    paths.sort();
+    assert_eq!(paths, ["/h1", "/h2/0", "/h2/1", "/h2/2", "/h2/3", "/h2/4"]);
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("drain did not end")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
 #[tokio::test]
 async fn ipv6_loopback_std_listener() {
     let Ok(back_sock) = tokio::net::TcpListener::bind("[::1]:0").await else {
