@@ -70,6 +70,11 @@
 # cpu% well below 100 with CPU0% ~100; req/s then swings between rounds
 # (see "req/s per round") while req/cpu-s stays comparable, so compare
 # req/cpu-s first. p99 at saturation is dominated by scheduling noise there.
+# Whole runs on this VM have swung by ±15% for one proxy (HAProxy from 38k to
+# 50k req/s at the same settings); the last table therefore also pairs the
+# proxies round by round (measured within a minute or two of each other) and
+# gives the median of those ratios and how many rounds edge won: with many
+# short rounds (ROUNDS=10 DURATION=6) that is the steadier comparison.
 #
 # Needs root only for apt (installs haproxy nginx wrk nghttp2-client if
 # missing; apt's policy may start Debian's default nginx/haproxy services on a
@@ -586,6 +591,22 @@ if ((${#ours[@]} && ${#anchors[@]})); then
 				read -r rps _ p99 _ _ rpc _ <<<"${M[$p.$proto]}"
 				awk -v e="$e" -v s="$p" -v pr="$proto" -v er="$erps" -v r="$rps" -v ep="$ep99" -v p="$p99" -v ec="$erpc" -v c="$rpc" 'BEGIN {
 					printf "  %-16s %-3s req/s %.2f  req/cpu-s %.2f  p99 %.2f\n", e "/" s, pr, (r ? er / r : 0), (c ? ec / c : 0), (p ? ep / p : 0) }'
+			done
+		done
+	done
+	# Paired: each round's ratio (the two proxies measured minutes apart at
+	# most, so slow drifts of this shared VM cancel), then their median.
+	echo
+	echo "medians of the per-round ratios (rounds won: edge's req/cpu-s >= the anchor's / p99 <= the anchor's):"
+	for proto in $PROTOS; do
+		for e in "${ours[@]}"; do
+			for p in "${anchors[@]}"; do
+				paste <(awk 'NF {print $1 * 100 / $5, $3}' <<<"${R[$e.$proto]}") \
+					<(awk 'NF {print $1 * 100 / $5, $3}' <<<"${R[$p.$proto]}") |
+					awk 'NF == 4 && $3 > 0 && $4 > 0 {print $1 / $3, $2 / $4}' >"$W/paired"
+				awk -v e="$e" -v s="$p" -v pr="$proto" -v rc="$(median 1 <"$W/paired")" -v rp="$(median 2 <"$W/paired")" '
+					$1 >= 1 {wc++} $2 <= 1 {wp++} END {
+					printf "  %-16s %-3s req/cpu-s %.2f (%d of %d)  p99 %.2f (%d of %d)\n", e "/" s, pr, rc, wc, NR, rp, wp, NR }' "$W/paired"
 			done
 		done
 	done
