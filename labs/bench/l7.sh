@@ -88,7 +88,9 @@
 #   PERF=1 (perf record -g of the proxy during each measured run, into
 #     the work directory as PROXY.PROTO.ROUND.perf; use it with KEEP=1;
 #     perf's sampling costs the proxy a little CPU) PERF=syscalls (perf stat
-#     of the proxy's system calls instead, into PROXY.PROTO.ROUND.syscalls)
+#     of the proxy's system calls instead, into PROXY.PROTO.ROUND.syscalls;
+#     PERF=stat PERF_EVENTS=list counts those perf events the same way, e.g.
+#     uprobes on the allocator added with `perf probe -x BINARY --add mi_free`)
 #   EDGE_B_BIN=path with "edge-b" in PROXIES: a second edge binary run with
 #     the same configuration, for A/B comparisons of two builds in one run
 #   NICE=-10 (as root: nice level of every process started here; 0 = off)
@@ -534,8 +536,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
 				perf record -q -g -o "$W/$p.$proto.$round.perf" -p "$PROXY_PID" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
 				perf_pid=$!
 				;;
-			syscalls)
-				perf stat -e 'syscalls:sys_enter_*' -o "$W/$p.$proto.$round.syscalls" -p "$PROXY_PID" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
+			syscalls | stat)
+				perf stat -e "${PERF_EVENTS:-syscalls:sys_enter_*}" -o "$W/$p.$proto.$round.syscalls" -p "$PROXY_PID" -- sleep "$((DURATION > 2 ? DURATION - 1 : 1))" >/dev/null 2>&1 &
 				perf_pid=$!
 				;;
 			esac
