@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use edge_topology::TopologyError;
 use edge_topology::health::IntentOp;
-use edge_topology::{Deployment, TopologyError};
 
 #[derive(Debug, Parser)]
 #[command(name = "edge", version, about = "Router-integrated anycast edge node")]
@@ -54,9 +54,13 @@ pub enum Command {
     /// BGP sessions and routes of a running node.
     #[command(subcommand)]
     Bgp(BgpCommand),
-    /// Reload a running node's topology file (same as SIGHUP); an invalid
-    /// file is refused and the running configuration stays.
+    /// Reload a running node's topology file (same as SIGHUP) and print
+    /// what changed per tier; an invalid file is refused and the running
+    /// configuration stays.
     Reload {
+        /// Only print what would change; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -197,11 +201,14 @@ pub fn init_tracing(format: LogFormat, verbose: u8) -> tracing_appender::non_blo
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => crate::run::run(args),
+        Command::Run(args) => {
+            edge_node::run(args.into())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { file } => validate(&file),
         Command::Lab(cmd) => crate::lab::run(cmd),
-        Command::Status { admin, json } => crate::admin::client::status(admin.admin, json),
-        Command::Reload { admin } => crate::admin::client::reload(admin.admin),
+        Command::Status { admin, json } => crate::client::status(admin.admin, json),
+        Command::Reload { admin, dry_run } => crate::client::reload(admin.admin, dry_run),
         Command::Dns(DnsCommand::Explain {
             name,
             qtype,
@@ -213,29 +220,25 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             if let Some(e) = ecs {
                 q.push_str(&format!("&ecs={e}"));
             }
-            crate::admin::client::dns_explain(admin.admin, &q)
+            crate::client::dns_explain(admin.admin, &q)
         }
-        Command::Bgp(BgpCommand::Sessions { admin, json }) => {
-            crate::admin::client::bgp_sessions(admin.admin, json)
-        }
+        Command::Bgp(BgpCommand::Sessions { admin, json }) => crate::client::bgp_sessions(admin.admin, json),
         Command::Bgp(BgpCommand::Routes {
             peer,
             received,
             admin,
             json,
             ..
-        }) => crate::admin::client::bgp_routes(admin.admin, peer.as_deref(), received, json),
-        Command::Drain { target, admin } => {
-            crate::admin::client::intent(admin.admin, &IntentOp::Drain { target })
-        }
+        }) => crate::client::bgp_routes(admin.admin, peer.as_deref(), received, json),
+        Command::Drain { target, admin } => crate::client::intent(admin.admin, &IntentOp::Drain { target }),
         Command::Undrain { target, admin } => {
-            crate::admin::client::intent(admin.admin, &IntentOp::Undrain { target })
+            crate::client::intent(admin.admin, &IntentOp::Undrain { target })
         }
         Command::Weight {
             backend,
             weight,
             admin,
-        } => crate::admin::client::intent(admin.admin, &IntentOp::Weight { backend, weight }),
+        } => crate::client::intent(admin.admin, &IntentOp::Weight { backend, weight }),
     }
 }
 
@@ -245,18 +248,7 @@ fn validate(file: &PathBuf) -> Result<ExitCode> {
             // The L7 settings are in the L7 tier's syntax: check them as each
             // node would build its proxy.
             let base = file.parent().unwrap_or(std::path::Path::new("."));
-            let mut l7_errors = Vec::new();
-            for n in d.nodes() {
-                match crate::l7::proxy_config(&d, &n.name, base) {
-                    Ok(Some((cfg, _))) => {
-                        if let Err(e) = cfg.validate() {
-                            l7_errors.push(format!("node {}: L7: {e}", n.name));
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => l7_errors.push(format!("node {}: {e:#}", n.name)),
-                }
-            }
+            let l7_errors = edge_node::validate_l7(&d, base);
             if !l7_errors.is_empty() {
                 println!("{}: invalid", file.display());
                 for e in l7_errors {
@@ -277,10 +269,16 @@ fn validate(file: &PathBuf) -> Result<ExitCode> {
     }
 }
 
-/// Loads the topology named on the command line, or the embedded demo.
-pub fn load_config(config: Option<&PathBuf>) -> Result<Deployment> {
-    match config {
-        Some(p) => edge_topology::load(p).with_context(|| format!("loading {}", p.display())),
-        None => edge_topology::parse(edge_topology::DEMO).context("the embedded demo topology"),
+impl From<RunArgs> for edge_node::NodeOptions {
+    fn from(a: RunArgs) -> Self {
+        edge_node::NodeOptions {
+            config: a.config,
+            node: a.node,
+            admin: a.admin,
+            gossip: a.gossip,
+            no_vip_on_lo: a.no_vip_on_lo,
+            no_listeners: a.no_listeners,
+            workers: a.workers.unwrap_or(0),
+        }
     }
 }

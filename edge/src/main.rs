@@ -1,24 +1,12 @@
-//! `edge`: the binary that composes every tier of an edge node.
-//!
-//! Owns the command line, configuration loading, the node runtime (admin API,
-//! metrics registry, shutdown) and the `edge lab` front end of the lab
-//! harness. It holds no protocol logic: BGP, DNS, L4 and L7 live in their
-//! crates and meet here. This is the only crate that uses `anyhow` and
-//! `#[tokio::main]`.
+//! `edge`: the binary. Owns `main`, the command line, the admin API's
+//! command-line client and the `edge lab` front end of the lab harness.
+//! The node itself (every tier composed, health, controller, admin server)
+//! is the `edge-node` library; this crate only parses, dispatches and
+//! prints.
 
-mod admin;
 mod cli;
-mod controller;
-mod dns;
-mod health;
-mod kernel;
-mod l4;
-mod l7;
+mod client;
 mod lab;
-mod latency;
-mod outlier;
-mod run;
-mod sockets;
 
 use std::process::ExitCode;
 

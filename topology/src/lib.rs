@@ -10,7 +10,6 @@
 
 pub mod health;
 pub mod model;
-pub mod outlier;
 pub mod raw;
 pub mod validate;
 

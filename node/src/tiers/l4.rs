@@ -7,7 +7,7 @@ use edge_l4::userspace::{UserspaceConfig, UserspaceDataplane};
 use edge_topology::{DataplaneKind, Deployment, Protocol};
 use socket2::Type;
 
-use crate::controller::listen_addrs;
+use crate::controller::{L4Plan, listen_addrs};
 use crate::sockets::bind;
 
 /// The node's L4 dataplanes: the userspace proxy for `userspace`
@@ -36,19 +36,13 @@ pub struct Xdp {
 const NEIGHBOUR_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl L4Stage {
-    /// Programs every dataplane with its share of the desired state.
-    pub fn apply(
-        &mut self,
-        dep: &Deployment,
-        node: &str,
-        view: &edge_topology::health::HealthSnapshot,
-    ) -> bool {
+    /// Programs every dataplane with its share of the controller's plan.
+    /// Returns whether every dataplane took it.
+    pub fn apply(&mut self, plan: &L4Plan) -> bool {
         let mut ok = true;
         #[cfg(feature = "xdp")]
-        let xdp_desired = crate::controller::l4_state_of(dep, node, view, Some(DataplaneKind::Xdp));
-        #[cfg(feature = "xdp")]
         if let Some(x) = &mut self.xdp {
-            x.desired = Some(xdp_desired.clone());
+            x.desired = Some(plan.xdp.clone());
         }
         let planes: Vec<(Option<&mut dyn edge_l4::Dataplane>, DataplaneKind)> = vec![
             (
@@ -69,8 +63,8 @@ impl L4Stage {
         ];
         for (dp, kind) in planes {
             let Some(dp) = dp else { continue };
-            let desired = crate::controller::l4_state_of(dep, node, view, Some(kind));
-            match dp.apply(&desired) {
+            let Some(desired) = plan.of(kind) else { continue };
+            match dp.apply(desired) {
                 Ok(applied) => {
                     if !applied.is_noop() {
                         tracing::info!(

@@ -2,9 +2,9 @@
 //! the merged health snapshot, compute what the node announces, what DNS
 //! answers may use and which backends the L4/L7 tiers send to.
 //!
-//! Nothing here does I/O or reads a clock; the controller task (which owns
-//! the sockets and timers) calls these on every new snapshot and pushes the
-//! results to the BGP speaker, the DNS server and the proxies.
+//! Nothing here does I/O or reads a clock; the controller state machine
+//! ([`super::machine`]) calls these on every input and hands the results to
+//! the drivers of the BGP speaker, the DNS server and the proxies.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -213,47 +213,6 @@ pub fn local_prefixes(dep: &Deployment, verdicts: &BTreeMap<String, Verdict>) ->
         .filter_map(|(name, _)| dep.vips.get(name))
         .flat_map(|v| v.prefixes.iter().copied())
         .collect()
-}
-
-/// One site's state for a GSLB candidate VIP, as DNS steering needs it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SiteView {
-    pub site: String,
-    pub up: bool,
-    pub drained: bool,
-    pub active_connections: u64,
-}
-
-/// For every VIP that is a GSLB candidate: the state of each site announcing it.
-pub fn dns_view(dep: &Deployment, view: &HealthSnapshot) -> BTreeMap<String, Vec<SiteView>> {
-    let mut out = BTreeMap::new();
-    let Some(dns) = &dep.dns else {
-        return out;
-    };
-    for g in &dns.gslb {
-        for vname in &g.vips {
-            let Some(vip) = dep.vips.get(vname) else {
-                continue;
-            };
-            let sites = vip
-                .sites
-                .iter()
-                .map(|s| SiteView {
-                    site: s.clone(),
-                    up: view.site_serves(s, vname),
-                    drained: view.intent.drained_sites.contains(s),
-                    active_connections: view
-                        .reports
-                        .values()
-                        .filter(|r| &r.site == s && view.alive.contains(&r.node))
-                        .map(|r| r.active_connections)
-                        .sum(),
-                })
-                .collect();
-            out.insert(vname.clone(), sites);
-        }
-    }
-    out
 }
 
 /// A backend as the L4/L7 tiers should use it right now.
@@ -560,35 +519,5 @@ mod tests {
             spec.backends.values().all(|b| !b.takes_new_flows()),
             "drained: no new flows"
         );
-    }
-
-    #[test]
-    fn dns_view_follows_site_reports_and_drains() {
-        let d = dep();
-        let mut v = HealthSnapshot::default();
-        for (node, site, serves) in [("ams-e1", "ams", true), ("nyc-e1", "nyc", false)] {
-            let vip = if site == "ams" { "ams-web" } else { "nyc-web" };
-            v.merge(NodeReport {
-                node: node.into(),
-                site: site.into(),
-                incarnation: 1,
-                seq: 1,
-                vips: [(vip.to_string(), serves)].into(),
-                active_connections: 3,
-                ..Default::default()
-            });
-            v.alive.insert(node.into());
-        }
-        let dv = dns_view(&d, &v);
-        assert!(dv["ams-web"][0].up);
-        assert_eq!(dv["ams-web"][0].active_connections, 3);
-        assert!(!dv["nyc-web"][0].up);
-        v.alive.remove("ams-e1");
-        assert!(
-            !dns_view(&d, &v)["ams-web"][0].up,
-            "a dead node's report does not count"
-        );
-        v.intent.drained_sites.insert("nyc".into());
-        assert!(dns_view(&d, &v)["nyc-web"][0].drained);
     }
 }

@@ -54,8 +54,12 @@ impl LoopbackVips {
     /// Makes `lo` hold exactly our share of `desired`: adds what is missing
     /// (unless already local), removes what we added and is no longer
     /// desired. Errors are logged per address; one bad address does not
-    /// stop the others.
-    pub async fn reconcile(&mut self, desired: &BTreeSet<IpNet>) {
+    /// stop the others. Returns false when an address could not be added
+    /// or removed for another reason than a lack of permission (a node
+    /// without CAP_NET_ADMIN serves only VIPs that are already local, and
+    /// retrying would not change that).
+    pub async fn reconcile(&mut self, desired: &BTreeSet<IpNet>) -> bool {
+        let mut ok = true;
         for p in desired {
             if self.ours.contains(p) || is_local(p.addr()) {
                 continue;
@@ -80,6 +84,7 @@ impl LoopbackVips {
                         }
                     } else {
                         tracing::error!(vip = %p, error = %msg, "adding VIP to lo failed");
+                        ok = false;
                     }
                 }
             }
@@ -93,11 +98,13 @@ impl LoopbackVips {
         for p in stale {
             if let Err(e) = self.remove(p).await {
                 tracing::error!(vip = %p, error = %format!("{e:#}"), "removing VIP from lo failed");
+                ok = false;
             } else {
                 tracing::info!(vip = %p, "VIP removed from lo");
+                self.ours.remove(&p);
             }
-            self.ours.remove(&p);
         }
+        ok
     }
 
     async fn remove(&self, p: IpNet) -> Result<()> {
@@ -118,10 +125,5 @@ impl LoopbackVips {
                 .context("deleting the address")?;
         }
         Ok(())
-    }
-
-    /// Removes every address this process added (shutdown).
-    pub async fn clear(&mut self) {
-        self.reconcile(&BTreeSet::new()).await;
     }
 }

@@ -5,7 +5,7 @@
 //! assembles them, with the listeners and pools the topology implies, into
 //! one `ProxyConfig` — the same function checks it in `edge validate`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use socket2::Type;
 use tokio::sync::{mpsc, watch};
 use toml::{Table, Value};
 
-use crate::controller::{backend_set, listen_addrs};
+use crate::controller::{L7Member, listen_addrs};
 use crate::sockets::{bind, bind_shared};
 
 /// One L7 listener of the node: its name in the proxy and where it listens.
@@ -230,31 +230,23 @@ impl L7 {
     }
 }
 
-/// The backend sets of every pool the proxy knows, from the health view.
-pub fn backend_sets(
-    dep: &Deployment,
-    node: &str,
-    pools: &[String],
-    view: &edge_topology::health::HealthSnapshot,
-    ejected: &crate::outlier::Ejected,
-) -> HashMap<String, Vec<Backend>> {
-    pools
-        .iter()
-        .map(|p| {
-            let set = backend_set(dep, node, p, view)
-                .into_iter()
-                .map(|b| {
-                    let out = ejected.contains(&(p.clone(), b.name.clone()));
-                    let mut be = Backend::new(b.name, b.addr)
-                        .weight(b.weight)
-                        .healthy(!b.draining && !out);
-                    if b.backup {
+/// The controller's L7 members as the proxy's backend sets.
+pub fn backend_sets(sets: &BTreeMap<String, Vec<L7Member>>) -> HashMap<String, Vec<Backend>> {
+    sets.iter()
+        .map(|(pool, members)| {
+            let set = members
+                .iter()
+                .map(|m| {
+                    let mut be = Backend::new(m.name.clone(), m.addr)
+                        .weight(m.weight)
+                        .healthy(m.healthy);
+                    if m.backup {
                         be = be.backup();
                     }
                     be
                 })
                 .collect();
-            (p.clone(), set)
+            (pool.clone(), set)
         })
         .collect()
 }

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::detector::{Outcome, OutlierConfig, OutlierDetector, OutlierEvent};
 use edge_l7::PassiveEvent;
 use edge_topology::Deployment;
-use edge_topology::outlier::{Outcome, OutlierConfig, OutlierDetector, OutlierEvent};
 use tokio::sync::{mpsc, watch};
 
 /// (pool, backend) pairs currently ejected.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::health::ReportUpdate;
+use super::ReportUpdate;
 
 /// How the prober behaves.
 #[derive(Debug, Clone)]

@@ -6,10 +6,16 @@
 //!                              ▲                                                │
 //!                              └──────────── VIP serviceability ◄───────────────┘
 //! ```
-//! Only `edge` knows about the bus; other crates receive derived state.
+//! Passive health: the L7 tier's failure reports drive per-pool outlier
+//! detection ([`detector`] is its pure core, [`outlier`] the task). Client
+//! latency for GSLB is measured by [`latency`]. Only the node knows about
+//! the bus; the tier crates receive derived state.
 
 pub mod check;
+pub mod detector;
 pub mod gossip;
+pub mod latency;
+pub mod outlier;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +44,12 @@ impl LocalBus {
         LocalBus {
             tx: watch::Sender::new(Arc::new(HealthSnapshot::default())),
         }
+    }
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
