@@ -549,3 +549,87 @@ fn dns_rate_limiting_is_configurable() {
         }
     }
 }
+
+/// A demo node whose checks cannot conclude for a few seconds (they probe a
+/// port that accepts and never answers, with a long timeout), with both
+/// backends really serving on their own ports.
+fn slow_check_demo(init_state: &str) -> (DemoNode, SocketAddr, TcpListener) {
+    let b1 = http_backend(200, "good");
+    let b2 = http_backend(200, "good");
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let l7 = free_port().port();
+    let cfg = edge_topology_demo()
+        .replace("port = 18081", &format!("port = {b1}"))
+        .replace("port = 18082", &format!("port = {b2}"))
+        .replace("127.0.0.1:7946", &free_port().to_string())
+        .replace("port = 5353", &format!("port = {}", free_port().port()))
+        .replace("port = 9000", &format!("port = {}", free_port().port()))
+        .replace("l7 = [{ port = 8080 }]", &format!("l7 = [{{ port = {l7} }}]"))
+        .replace(
+            "check = { kind = \"tcp\", interval = \"1s\", timeout = \"500ms\", rise = 2, fall = 3 }",
+            &format!(
+                "check = {{ kind = \"http\", port = {silent_port}, interval = \"8s\", timeout = \"4s\", \
+                 rise = 1, fall = 1, init_state = \"{init_state}\" }}"
+            ),
+        );
+    let node = run_demo(&cfg, &["--no-vip-on-lo"]);
+    let l7addr: SocketAddr = format!("127.0.0.1:{l7}").parse().expect("addr");
+    (node, l7addr, silent)
+}
+
+/// The first answer of the node's L7 listener, as soon as it accepts.
+fn first_answer(l7: SocketAddr) -> (String, Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(r) = http_get(l7, "/") {
+            return (r, t0.elapsed());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "L7 listener never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_starting_node_serves_before_its_first_checks_but_announces_only_after_them() {
+    let (node, l7, _silent) = slow_check_demo("up");
+    let (answer, after) = first_answer(l7);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "init_state up: no 503 at start: {answer}"
+    );
+    assert!(answer.ends_with("good"), "{answer}");
+    let v = wait_status(node.admin, "a plan", Duration::from_secs(5), |v| {
+        v["plan"]["generation"].as_u64() > Some(0)
+    });
+    assert!(
+        v["backends"].as_object().is_some_and(|b| b.is_empty()),
+        "no check has concluded yet ({after:?} after start), so this proves nothing: {v:#}"
+    );
+    assert_eq!(v["vips"][0]["verdict"]["decision"], "withdraw", "{v:#}");
+    assert_eq!(v["vips"][0]["announcement"], "withdrawn", "{v:#}");
+    assert_eq!(v["pools"]["demo"].as_array().map(Vec::len), Some(2), "{v:#}");
+    // The first results (timeouts) take the backends out.
+    wait_status(
+        node.admin,
+        "checks concluded down",
+        Duration::from_secs(15),
+        |v| v["backends"]["demo-b1"] == false && v["backends"]["demo-b2"] == false,
+    );
+    let r = http_get(l7, "/").expect("answer");
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+}
+
+#[test]
+fn with_init_state_down_a_starting_node_sends_nothing_before_a_check_passes() {
+    let (node, l7, _silent) = slow_check_demo("down");
+    let (answer, _) = first_answer(l7);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let v = wait_status(node.admin, "a plan", Duration::from_secs(5), |v| {
+        v["plan"]["generation"].as_u64() > Some(0)
+    });
+    assert_eq!(v["pools"]["demo"].as_array().map(Vec::len), Some(0), "{v:#}");
+}

@@ -237,6 +237,24 @@ pub struct Check {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// What a backend is before its first check result (see [`InitState`]).
+    pub init_state: InitState,
+}
+
+/// A checked backend's state before its first check result.
+///
+/// With `Up` (the default, as HAProxy starts servers up) the L4 and L7 tiers
+/// send to it at once, so a starting or upgraded node answers no 503 while
+/// its first checks run; the node still announces a VIP only once every
+/// backend it counts has a first result, because the announcement is what
+/// brings traffic to the node. With `Down` the backend takes no traffic
+/// until its first successful check.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InitState {
+    #[default]
+    Up,
+    Down,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -232,6 +232,8 @@ pub struct RawCheck {
     /// HAProxy `rise` (default 2) and `fall` (default 3).
     pub rise: Option<u32>,
     pub fall: Option<u32>,
+    /// `up` (default) or `down`: what a backend is before its first check.
+    pub init_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

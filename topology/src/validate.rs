@@ -857,6 +857,17 @@ impl Validator<'_> {
         if fall == 0 {
             self.e.push(format!("{p}.fall"), "must be at least 1");
         }
+        let init_state = match c.init_state.as_deref() {
+            None | Some("up") => InitState::Up,
+            Some("down") => InitState::Down,
+            Some(other) => {
+                self.e.push(
+                    format!("{p}.init_state"),
+                    format!("{other:?} is not one of \"up\", \"down\""),
+                );
+                InitState::Up
+            }
+        };
         let path = c.path.clone().unwrap_or_else(|| "/".to_string());
         if kind != CheckKind::Tcp && !path.starts_with('/') {
             self.e
@@ -887,6 +898,7 @@ impl Validator<'_> {
             timeout,
             rise,
             fall,
+            init_state,
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use edge_bgp::{Community, GRACEFUL_SHUTDOWN, LargeCommunity, Route};
 use edge_l4::{BackendSpec, L4State, Protocol as L4Protocol, SchedulerKind, ServiceKey, ServiceSpec};
-use edge_topology::{Backend, Deployment, L4Algorithm};
+use edge_topology::{Backend, Check, Deployment, InitState, L4Algorithm};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -39,20 +39,35 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// Whether a backend's health counts for announcing a VIP or for sending
+/// traffic to it (they differ only before its first check result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Announce,
+    Traffic,
+}
+
 /// Whether `backend` counts as up for `node`: this node's own checker
 /// result, since the VIP's serviceability is about the path from *this*
-/// node. A pool without a check is always up (HAProxy semantics); a checked
-/// backend this node has no verdict on yet is down, so a starting node
-/// announces only after its checks have risen.
-fn backend_up(node: &str, pool_checked: bool, b: &Backend, view: &HealthSnapshot) -> bool {
-    if !pool_checked {
+/// node. A pool without a check is always up (HAProxy semantics). Before
+/// its first result a checked backend takes traffic when the check's
+/// `init_state` is `up` (no 503 while a starting node runs its first
+/// checks), but never counts towards announcing a VIP: the announcement is
+/// what brings traffic here, so it waits for a real result.
+fn backend_up(
+    node: &str,
+    check: Option<&Check>,
+    b: &Backend,
+    view: &HealthSnapshot,
+    purpose: Purpose,
+) -> bool {
+    let Some(check) = check else {
         return true;
+    };
+    match view.reports.get(node).and_then(|r| r.backends.get(&b.name)) {
+        Some(up) => *up,
+        None => purpose == Purpose::Traffic && check.init_state == InitState::Up,
     }
-    view.reports
-        .get(node)
-        .and_then(|r| r.backends.get(&b.name))
-        .copied()
-        .unwrap_or(false)
 }
 
 /// The decision for every VIP the node's site announces.
@@ -81,7 +96,7 @@ pub fn vip_verdicts(dep: &Deployment, node: &str, view: &HealthSnapshot) -> BTre
                 continue;
             };
             let local = |b: &&Backend| b.site == site.name && !intent.drained_backends.contains(&b.name);
-            let up = |b: &&Backend| backend_up(node, pool.check.is_some(), b, view);
+            let up = |b: &&Backend| backend_up(node, pool.check.as_ref(), b, view, Purpose::Announce);
             let primaries = pool
                 .backends
                 .iter()
@@ -234,7 +249,7 @@ pub fn backend_set(dep: &Deployment, node: &str, pool: &str, view: &HealthSnapsh
     p.backends
         .iter()
         .filter(|b| b.site == site.name)
-        .filter(|b| backend_up(node, p.check.is_some(), b, view))
+        .filter(|b| backend_up(node, p.check.as_ref(), b, view, Purpose::Traffic))
         .map(|b| ActiveBackend {
             name: b.name.clone(),
             addr: b.socket_addr(),
@@ -519,5 +534,43 @@ mod tests {
             spec.backends.values().all(|b| !b.takes_new_flows()),
             "drained: no new flows"
         );
+    }
+
+    #[test]
+    fn before_its_first_check_a_backend_takes_traffic_but_does_not_get_a_vip_announced() {
+        let d = dep();
+        // ams-e1 has a result for ams-b1 only; ams-b2 is unknown.
+        let v = view_with("ams-e1", "ams", &[("ams-b1", false)]);
+        let set = backend_set(&d, "ams-e1", "web", &v);
+        let names: Vec<&str> = set.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["ams-b2"],
+            "init_state up: unknown serves, known-down does not"
+        );
+        assert_eq!(
+            vip_verdicts(&d, "ams-e1", &v)["anycast"].decision,
+            Decision::Withdraw
+        );
+
+        let down = edge_topology::parse(&edge_topology::TWO_POP.replace(
+            "rise = 2, fall = 3 }",
+            "rise = 2, fall = 3, init_state = \"down\" }",
+        ))
+        .expect("parse");
+        assert!(
+            backend_set(&down, "ams-e1", "web", &v).is_empty(),
+            "init_state down"
+        );
+    }
+
+    #[test]
+    fn an_unknown_init_state_is_a_field_error() {
+        let err = edge_topology::parse(&edge_topology::TWO_POP.replace(
+            "rise = 2, fall = 3 }",
+            "rise = 2, fall = 3, init_state = \"maybe\" }",
+        ))
+        .expect_err("invalid");
+        assert!(err.to_string().contains("pools.web.check.init_state"), "{err}");
     }
 }

@@ -374,6 +374,7 @@ mod tests {
             timeout: Duration::from_millis(500),
             rise: 1,
             fall: 1,
+            init_state: Default::default(),
         }
     }
 
