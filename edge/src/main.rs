@@ -2,7 +2,8 @@
 //! command-line client and the `edge lab` front end of the lab harness.
 //! The node itself (every tier composed, health, controller, admin server)
 //! is the `edge-node` library; this crate only parses, dispatches and
-//! prints.
+//! prints. Must never hold node or protocol logic: what a node does belongs
+//! to `edge-node` and the tier crates, so it can be tested without the CLI.
 
 mod cli;
 mod client;

@@ -3,7 +3,7 @@
 //! Owns the namespace/veth/bridge builder driven by topology files and the
 //! FRR, BIRD and GoBGP launchers. Used by tests and by `edge lab`.
 //!
-//! Product crates (`bgp`, `dns`, `l4`, `l7`, `topology`) never depend on it.
+//! Product crates (`bgp`, `dns`, `l4`, `l7`, `node`, `topology`) never depend on it.
 //!
 //! Map of the crate:
 //! * [`spec`]: `LabSpec`, the serde description of a lab, and its checks

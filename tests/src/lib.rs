@@ -111,6 +111,12 @@ pub struct TopologyLab {
 
 impl TopologyLab {
     pub fn up(topology: &str) -> TopologyLab {
+        Self::up_with(topology, |_| {})
+    }
+
+    /// [`TopologyLab::up`], after `prepare` has written what the topology
+    /// refers to (certificates, …) into the directory that holds it.
+    pub fn up_with(topology: &str, prepare: impl FnOnce(&std::path::Path)) -> TopologyLab {
         let deployment = match edge_topology::parse(topology) {
             Ok(d) => d,
             Err(e) => panic!("test topology is invalid:\n{e}"),
@@ -127,6 +133,7 @@ impl TopologyLab {
         .expect("copy the lab GeoIP database");
         let config = dir.path().join("topology/deployment.toml");
         std::fs::write(&config, topology).expect("write topology");
+        prepare(&dir.path().join("topology"));
         let mut spec = edge_labs::plan::plan(&deployment).expect("lab plan");
         let edge_bin = edge_bin();
         assert!(
