@@ -6,11 +6,18 @@
 //!
 //! ```text
 //!   controller ──set_view(DnsView)──▶ ArcSwap<DnsView> ◀──load()── per query
-//!                                                              │
+//!   config reload ──reload(Deployment)─▶ ArcSwap<Served> ◀──load()── per query
+//!                                         (Authority, RRL, options)    │
 //!   UdpSocket/TcpListener ─▶ hickory Server ─▶ GslbHandler ─▶ Authority::answer
 //!                                               (ECS, RRL,     ├─ zone::Zones (static)
 //!                                                metrics)      └─ steer::Steering (GSLB)
 //! ```
+//!
+//! [`DnsServer::reload`] builds a whole new [`Authority`] from a new
+//! deployment and swaps it in, loaded once per query like the view (queries
+//! in flight finish on the version they loaded); it returns the
+//! [`DnsChanges`], and [`diff`] computes the same list from two deployments
+//! without a server (a dry run).
 //!
 //! [`explain`](DnsServer::explain) runs the very same [`Authority::answer`]
 //! code and GSLB filter chain the server runs (the server only skips
@@ -24,6 +31,7 @@ mod fast;
 pub mod geo;
 pub mod metrics;
 pub mod mmdb;
+pub mod reload;
 pub mod resolvers;
 pub mod rrl;
 pub mod server;
@@ -37,8 +45,9 @@ pub use geo::{GeoDb, GeoHit, GeoLookup};
 /// depending on hickory themselves.
 pub use hickory_proto::rr::RecordType;
 pub use metrics::DnsMetrics;
+pub use reload::{DnsChange, DnsChanges, diff};
 pub use rrl::RrlConfig;
-pub use server::{Authority, DnsOptions, DnsServer, Outcome, ViewHandle};
+pub use server::{Authority, DnsExplainer, DnsOptions, DnsServer, Outcome, ServedAuthority, ViewHandle};
 pub use steer::{Decision, SteerOptions};
 pub use view::{DnsView, SiteState};
 

@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -35,6 +36,7 @@ use crate::ecs::{self, QueryEcs};
 use crate::fast::{self, FastEdns, FastHeader, FastNames, FastStep};
 use crate::geo::GeoDb;
 use crate::metrics::{DnsMetrics, labels};
+use crate::reload::{self, DnsChanges};
 use crate::rrl::{Action, Rrl, RrlConfig};
 use crate::steer::{ClientInfo, Decision, SteerOptions, Steering};
 use crate::udp::{self, Reply};
@@ -46,6 +48,13 @@ use prometheus_client::metrics::counter::Counter;
 const MAX_CNAME_HOPS: usize = 8;
 
 /// Server settings that the topology does not carry.
+///
+/// [`DnsServer::reload`] applies `steer`, `rrl`, `axfr_allow` and
+/// `max_udp_payload` from the next query on. `tcp_timeout`, `udp_loops`,
+/// `udp_threads` and `udp_batch` shape the sockets, tasks and threads that
+/// [`DnsServer::serve_udp`]/[`DnsServer::serve_tcp`] set up once: a reload
+/// keeps the values the server started with (and reports a difference as
+/// needing a restart), since rebuilding them would drop queries in flight.
 #[derive(Debug, Clone)]
 pub struct DnsOptions {
     pub steer: SteerOptions,
@@ -91,6 +100,28 @@ impl Default for DnsOptions {
             udp_threads: true,
             udp_batch: 32,
         }
+    }
+}
+
+impl DnsOptions {
+    /// These options with the settings the deployment's `[dns]` section
+    /// carries (RRL, AXFR allow-list, steering tunables) applied; the
+    /// others are kept. Without a `[dns]` section, unchanged.
+    pub fn with_deployment(mut self, dep: &Deployment) -> Self {
+        let Some(cfg) = &dep.dns else {
+            return self;
+        };
+        self.rrl.responses_per_second = cfg.rrl.responses_per_second;
+        self.rrl.burst = cfg.rrl.burst;
+        self.rrl.slip = cfg.rrl.slip;
+        self.rrl.ipv4_prefix = cfg.rrl.ipv4_prefix;
+        self.rrl.ipv6_prefix = cfg.rrl.ipv6_prefix;
+        self.axfr_allow = cfg.axfr_allow.clone();
+        self.steer.shed_load_above = cfg.shed_load_above;
+        self.steer.latency_tolerance_us =
+            u32::try_from(cfg.latency_tolerance.as_micros()).unwrap_or(u32::MAX);
+        self.steer.country_sites = cfg.country_sites.clone();
+        self
     }
 }
 
@@ -506,6 +537,58 @@ impl Authority {
     }
 }
 
+/// The [`Authority`] a server serves at one moment (see
+/// [`DnsServer::authority`]): derefs to it, and keeps it alive while held.
+#[derive(Clone)]
+pub struct ServedAuthority(Arc<Served>);
+
+impl std::ops::Deref for ServedAuthority {
+    type Target = Authority;
+
+    fn deref(&self) -> &Authority {
+        &self.0.authority
+    }
+}
+
+impl fmt::Debug for ServedAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0.authority, f)
+    }
+}
+
+/// Explains queries against what a [`DnsServer`] serves at the time of the
+/// call: the authority of its last successful reload and its current view,
+/// so `edge dns explain` shows what a client gets, not what the node
+/// started with. Cheap to clone; see [`DnsServer::explainer`].
+#[derive(Clone)]
+pub struct DnsExplainer(Arc<Shared>);
+
+impl fmt::Debug for DnsExplainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DnsExplainer").finish_non_exhaustive()
+    }
+}
+
+impl DnsExplainer {
+    /// [`Authority::explain`] with the served authority and view.
+    pub fn explain(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        src: IpAddr,
+        ecs: Option<IpNet>,
+    ) -> Result<Outcome, DnsError> {
+        let served = self.0.served.load();
+        let view = self.0.view.0.load();
+        served.authority.explain(name, qtype, src, ecs, &view)
+    }
+
+    /// The view currently served.
+    pub fn view(&self) -> Arc<DnsView> {
+        self.0.view.get()
+    }
+}
+
 /// A handle the controller uses to publish a new view; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ViewHandle(Arc<ArcSwap<DnsView>>);
@@ -521,14 +604,69 @@ impl ViewHandle {
     }
 }
 
-struct Shared {
+/// Everything a reload replaces, swapped as one: a query loads it once
+/// ([`ArcSwap::load`]: no lock, no reference count taken) and answers, rate
+/// limits and counts with that one version, so a reload between two steps
+/// of a query cannot mix the authority of one configuration with the site
+/// list of another. A query in flight keeps its version alive until it is
+/// answered.
+struct Served {
     authority: Authority,
-    view: ViewHandle,
-    rrl: Rrl,
-    metrics: DnsMetrics,
+    /// Kept across reloads whose RRL settings do not change, so a reload
+    /// does not refill the buckets of a source being limited.
+    rrl: Arc<Rrl>,
+    /// The options in effect: the live ones as last given, the socket and
+    /// thread ones as the server started (see [`DnsOptions`]).
     options: DnsOptions,
-    /// `metrics.gslb_answers` by site index, created on first use.
+    /// `metrics.gslb_answers` by index into this authority's site list,
+    /// created on first use. A new list per version: site indices are only
+    /// meaningful within one authority, while the counters themselves (one
+    /// per site name in the metric family) carry on across reloads.
     site_counters: Vec<OnceLock<Counter>>,
+}
+
+impl Served {
+    fn new(authority: Authority, rrl: Arc<Rrl>, options: DnsOptions) -> Self {
+        let sites = authority.steering().sites().len();
+        Self {
+            authority,
+            rrl,
+            options,
+            site_counters: (0..sites).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn site_answers(&self, site: usize, metrics: &DnsMetrics) -> &Counter {
+        static NONE: OnceLock<Counter> = OnceLock::new();
+        match self.site_counters.get(site) {
+            Some(c) => c.get_or_init(|| {
+                let name = self
+                    .authority
+                    .steering()
+                    .sites()
+                    .get(site)
+                    .map_or("", String::as_str);
+                metrics
+                    .gslb_answers
+                    .get_or_create(&labels(&[("site", name)]))
+                    .clone()
+            }),
+            None => NONE.get_or_init(Counter::default),
+        }
+    }
+}
+
+struct Shared {
+    /// The configuration served; [`Shared::reload`] swaps it.
+    served: ArcSwap<Served>,
+    view: ViewHandle,
+    metrics: DnsMetrics,
+    /// The options the server started with: the socket and thread settings
+    /// come from here (the live ones from [`Served::options`]).
+    options: DnsOptions,
+    /// Held while a reload builds and swaps, so two reloads cannot both
+    /// compute their changes against the same old version.
+    reloading: Mutex<()>,
     /// `metrics.queries` by (qtype, rcode), created on first use: no label
     /// strings on the query path.
     query_counters: RwLock<HashMap<(Option<RecordType>, u16), Counter>>,
@@ -540,23 +678,57 @@ struct Shared {
 }
 
 impl Shared {
-    fn site_answers(&self, site: usize) -> &Counter {
-        static NONE: OnceLock<Counter> = OnceLock::new();
-        match self.site_counters.get(site) {
-            Some(c) => c.get_or_init(|| {
-                let name = self
-                    .authority
-                    .steering()
-                    .sites()
-                    .get(site)
-                    .map_or("", String::as_str);
-                self.metrics
-                    .gslb_answers
-                    .get_or_create(&labels(&[("site", name)]))
-                    .clone()
-            }),
-            None => NONE.get_or_init(Counter::default),
+    /// See [`DnsServer::reload`].
+    fn reload(
+        &self,
+        dep: &Deployment,
+        geo: Option<GeoDb>,
+        options: DnsOptions,
+    ) -> Result<DnsChanges, DnsError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.served.load_full();
+        // Everything is built before anything is swapped: an error leaves
+        // the server exactly as it was.
+        let authority = match Authority::new(dep, geo.map(Arc::new), options.steer.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "DNS reload failed: still serving the previous configuration");
+                return Err(e);
+            }
+        };
+        let changes = old.authority.changes_to(&authority).with(reload::option_changes(
+            &old.options,
+            &options,
+            &self.options,
+        ));
+        let options = DnsOptions {
+            tcp_timeout: self.options.tcp_timeout,
+            udp_loops: self.options.udp_loops,
+            udp_threads: self.options.udp_threads,
+            udp_batch: self.options.udp_batch,
+            ..options
+        };
+        let rrl = if options.rrl == old.options.rrl {
+            old.rrl.clone()
+        } else {
+            Arc::new(Rrl::new(options.rrl.clone()))
+        };
+        // Swapped even when nothing changed: the comparison covers what an
+        // operator can change, the swap guarantees the server serves what
+        // it was given.
+        self.served.store(Arc::new(Served::new(authority, rrl, options)));
+        if changes.is_empty() {
+            tracing::info!("DNS configuration reloaded: unchanged");
+        } else {
+            tracing::info!(changes = changes.len(), "DNS configuration reloaded");
+            for c in &changes {
+                tracing::info!(change = %c, "DNS reload");
+            }
+            if changes.needs_restart() {
+                tracing::warn!("some DNS settings changed that only a restart applies");
+            }
         }
+        Ok(changes)
     }
 
     fn query_counter(&self, qtype: Option<RecordType>, rcode: ResponseCode) -> Counter {
@@ -616,17 +788,16 @@ impl DnsServer {
     ) -> Result<Self, DnsError> {
         let authority = Authority::new(dep, geo.map(Arc::new), options.steer.clone())?;
         let metrics = DnsMetrics::default();
-        let authority_sites = authority.steering().sites().len();
         if let Some(r) = registry {
             metrics.register(r);
         }
+        let rrl = Arc::new(Rrl::new(options.rrl.clone()));
         let handler = GslbHandler(Arc::new(Shared {
-            authority,
+            served: ArcSwap::from_pointee(Served::new(authority, rrl, options.clone())),
             view: ViewHandle(Arc::new(ArcSwap::from_pointee(view))),
-            rrl: Rrl::new(options.rrl.clone()),
             metrics,
             options,
-            site_counters: (0..authority_sites).map(|_| OnceLock::new()).collect(),
+            reloading: Mutex::new(()),
             query_counters: RwLock::new(HashMap::new()),
             noerror_counters: [OnceLock::new(), OnceLock::new()],
             resolvers: Arc::default(),
@@ -762,11 +933,13 @@ impl DnsServer {
         self.handler.0.resolvers.clone()
     }
 
-    pub fn authority(&self) -> &Authority {
-        &self.handler.0.authority
+    /// The authority currently served (the one from the last successful
+    /// [`Self::reload`]); it stays valid, unchanged, after a later reload.
+    pub fn authority(&self) -> ServedAuthority {
+        ServedAuthority(self.handler.0.served.load_full())
     }
 
-    /// [`Authority::explain`] against the view currently served.
+    /// [`Authority::explain`] with the authority and view currently served.
     pub fn explain(
         &self,
         name: &str,
@@ -774,8 +947,59 @@ impl DnsServer {
         src: IpAddr,
         ecs: Option<IpNet>,
     ) -> Result<Outcome, DnsError> {
-        let view = self.handler.0.view.get();
-        self.handler.0.authority.explain(name, qtype, src, ecs, &view)
+        self.explainer().explain(name, qtype, src, ecs)
+    }
+
+    /// A handle that explains queries with whatever this server serves at
+    /// the time of each call (authority and view), reloads included; cheap
+    /// to clone and to keep (the admin API holds one).
+    pub fn explainer(&self) -> DnsExplainer {
+        DnsExplainer(self.handler.0.clone())
+    }
+
+    /// Replaces the zones, records, GSLB definitions, GeoIP database and
+    /// live options (see [`DnsOptions`]) with those of `dep`, `geo` and
+    /// `options`, and returns what changed.
+    ///
+    /// The new configuration is built completely first: on an error (a
+    /// deployment without `[dns]`, a record or GSLB definition that cannot
+    /// be served) nothing changes and the error is returned. On success it
+    /// is swapped in atomically: queries being answered finish with the old
+    /// configuration, the next one (UDP or TCP) gets the new one. The view
+    /// is not touched: the controller publishes one for the new deployment
+    /// with [`Self::set_view`] (sites and VIPs are looked up by name, so an
+    /// old view keeps working meanwhile). The RRL buckets are kept unless
+    /// the RRL settings change; the decision caches start over.
+    ///
+    /// `geo` is the database for `dep`'s `[dns] geoip` (see
+    /// [`GeoDb::open`], or [`Self::reload_from_dir`] to have it opened);
+    /// `None` turns the geo filter into a no-op, as in [`Self::new`].
+    pub fn reload(
+        &self,
+        dep: &Deployment,
+        geo: Option<GeoDb>,
+        options: DnsOptions,
+    ) -> Result<DnsChanges, DnsError> {
+        self.handler.0.reload(dep, geo, options)
+    }
+
+    /// [`Self::reload`] with the GeoIP database the deployment names opened
+    /// from `base_dir` ([`GeoDb::for_deployment`]): a file that cannot be
+    /// read fails the reload, and the server keeps serving as it was.
+    pub fn reload_from_dir(
+        &self,
+        dep: &Deployment,
+        base_dir: &Path,
+        options: DnsOptions,
+    ) -> Result<DnsChanges, DnsError> {
+        let geo = match GeoDb::for_deployment(dep, base_dir) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "DNS reload failed: still serving the previous configuration");
+                return Err(e);
+            }
+        };
+        self.reload(dep, geo, options)
     }
 
     /// Stops accepting queries and waits for the socket tasks to end.
@@ -1326,8 +1550,9 @@ impl GslbHandler {
             src: src.ip(),
             ecs: q.ecs.and_then(|e| e.effective()),
         };
+        let served = s.served.load();
         let view = s.view.0.load();
-        if let Some(o) = s.authority.fast_answer(q.key(), q.qtype, client, &view) {
+        if let Some(o) = served.authority.fast_answer(q.key(), q.qtype, client, &view) {
             let answer = FastAnswer {
                 authoritative: true,
                 rcode: ResponseCode::NoError,
@@ -1336,12 +1561,12 @@ impl GslbHandler {
                 fail_open: o.fail_open,
                 site: o.site,
             };
-            return self.fast_send(&q, query, src, client, &answer, sink);
+            return self.fast_send(&served, &q, query, src, client, &answer, sink);
         }
         let Some(name) = q.name() else {
             return false;
         };
-        let o = s.authority.answer_with(&name, q.qtype, client, &view, false);
+        let o = served.authority.answer_with(&name, q.qtype, client, &view, false);
         if !o.authority.is_empty() || !o.additionals.is_empty() {
             return false;
         }
@@ -1353,14 +1578,16 @@ impl GslbHandler {
             fail_open: o.fail_open,
             site: o.site,
         };
-        self.fast_send(&q, query, src, client, &answer, sink)
+        self.fast_send(&served, &q, query, src, client, &answer, sink)
     }
 
     /// Encodes and queues the fast path's answer, with RRL, metrics and
     /// logs exactly as [`Self::respond`]. `false`: it does not encode here,
     /// nothing done.
+    #[allow(clippy::too_many_arguments)]
     fn fast_send<R: std::borrow::Borrow<Record>>(
         &self,
+        served: &Served,
         q: &fast::FastQuery,
         query: &[u8],
         src: std::net::SocketAddr,
@@ -1370,7 +1597,7 @@ impl GslbHandler {
     ) -> bool {
         let s = &*self.0;
         let edns = q.edns_payload.map(|p| FastEdns {
-            payload: p.max(512).min(s.options.max_udp_payload.max(512)),
+            payload: p.max(512).min(served.options.max_udp_payload.max(512)),
             ecs: q.ecs.map(|e| (e, o.scope)),
         });
         let max = edns.map_or(512, |e| usize::from(e.payload));
@@ -1389,7 +1616,7 @@ impl GslbHandler {
         }
         if let Some(site) = o.site {
             tracing::debug!(name = %DisplayName(q), %src, ecs = ?client.ecs,
-                site = s.authority.steering().sites().get(site).map(String::as_str),
+                site = served.authority.steering().sites().get(site).map(String::as_str),
                 scope = o.scope, fail_open = o.fail_open, "gslb decision");
         }
         let count = Count {
@@ -1397,13 +1624,13 @@ impl GslbHandler {
             rcode: o.rcode,
             truncated: false,
         };
-        let bytes = match s.rrl.check_now(src.ip()) {
+        let bytes = match served.rrl.check_now(src.ip()) {
             Action::Send => {
                 if o.fail_open {
                     s.metrics.fail_open.inc();
                 }
                 if let Some(site) = o.site {
-                    s.site_answers(site).inc();
+                    served.site_answers(site, &s.metrics).inc();
                 }
                 bytes
             }
@@ -1444,9 +1671,12 @@ impl GslbHandler {
         let meta = Metadata::response_from_request(&request.metadata);
 
         // Response EDNS mirrors the query's presence of EDNS (RFC 6891 §7).
+        // (A query racing a reload may take this size from the configuration
+        // before the one that answers it: both are valid sizes.)
+        let max_udp_payload = s.served.load().options.max_udp_payload;
         let mut resp_edns = request.edns.as_ref().map(|q| {
             let mut e = Edns::new();
-            e.set_max_payload(q.max_payload().max(512).min(s.options.max_udp_payload.max(512)));
+            e.set_max_payload(q.max_payload().max(512).min(max_udp_payload.max(512)));
             e.set_version(0);
             e
         });
@@ -1518,11 +1748,90 @@ impl GslbHandler {
                 .await;
         }
 
-        let outcome = if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        // One version of the configuration answers, rate limits and counts
+        // (see `Served`); the guard is dropped before any await.
+        let (outcome, action) = {
+            let served = s.served.load();
+            let outcome = self.outcome(&served, &qname, qtype, src, udp, ecs_opt);
+            let action = if udp {
+                served.rrl.check_now(src.ip())
+            } else {
+                Action::Send
+            };
+            if action == Action::Send {
+                if outcome.fail_open {
+                    s.metrics.fail_open.inc();
+                }
+                if let Some(site) = outcome.site {
+                    served.site_answers(site, &s.metrics).inc();
+                }
+            }
+            (outcome, action)
+        };
+
+        if let (Some(e), Some(q)) = (resp_edns.as_mut(), ecs_opt) {
+            // Echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received, with
+            // our SCOPE (RFC 7871 §7.2.1).
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                q.addr,
+                q.source,
+                outcome.scope,
+            )));
+        }
+
+        let mut meta = meta;
+        meta.authoritative = outcome.authoritative;
+        meta.recursion_available = false;
+        meta.response_code = outcome.rcode;
+
+        match action {
+            Action::Send => {}
+            Action::Drop => {
+                s.metrics.inc_rrl("drop");
+                tracing::debug!(%src, "RRL: response dropped");
+                return ResponseInfo::from(Header {
+                    metadata: meta,
+                    counts: HeaderCounts::default(),
+                });
+            }
+            Action::Slip => {
+                s.metrics.inc_rrl("slip");
+                meta.truncation = true;
+                let resp = response(&request.queries, resp_edns.as_ref(), meta, &[], &[], &[]);
+                let sent = sink.send(resp).await;
+                return self.finish(sent, request, qtype_label, false, sink);
+            }
+        }
+
+        let resp = response(
+            &request.queries,
+            resp_edns.as_ref(),
+            meta,
+            &outcome.answers,
+            &outcome.authority,
+            &outcome.additionals,
+        );
+        let sent = sink.send(resp).await;
+        self.finish(sent, request, qtype_label, udp, sink)
+    }
+
+    /// The outcome of `respond`'s question under `served`: a zone transfer
+    /// (policy checked here) or [`Authority::answer_with`] without the
+    /// trace.
+    fn outcome(
+        &self,
+        served: &Served,
+        qname: &LowerName,
+        qtype: RecordType,
+        src: std::net::SocketAddr,
+        udp: bool,
+        ecs_opt: Option<QueryEcs>,
+    ) -> Outcome {
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             // IXFR is answered like AXFR (a full transfer is a valid IXFR
             // reply, RFC 1995 §4): we keep no zone history.
-            let allowed = !udp && s.options.axfr_allow.iter().any(|n| n.contains(&src.ip()));
-            match (allowed, s.authority.transfer(&qname)) {
+            let allowed = !udp && served.options.axfr_allow.iter().any(|n| n.contains(&src.ip()));
+            match (allowed, served.authority.transfer(qname)) {
                 (true, Some(records)) => {
                     tracing::info!(%src, zone = %qname, "zone transfer");
                     let mut o = Outcome::new(ResponseCode::NoError);
@@ -1541,68 +1850,15 @@ impl GslbHandler {
                 src: src.ip(),
                 ecs: ecs_opt.and_then(|e| e.effective()),
             };
-            let view = s.view.0.load();
-            let o = s.authority.answer_with(&qname, qtype, client, &view, false);
+            let view = self.0.view.0.load();
+            let o = served.authority.answer_with(qname, qtype, client, &view, false);
             if let Some(site) = o.site {
                 tracing::debug!(name = %qname, %src, ecs = ?client.ecs,
-                    site = s.authority.steering().sites().get(site).map(String::as_str),
+                    site = served.authority.steering().sites().get(site).map(String::as_str),
                     scope = o.scope, fail_open = o.fail_open, "gslb decision");
             }
             o
-        };
-
-        if let (Some(e), Some(q)) = (resp_edns.as_mut(), ecs_opt) {
-            // Echo FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received, with
-            // our SCOPE (RFC 7871 §7.2.1).
-            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-                q.addr,
-                q.source,
-                outcome.scope,
-            )));
         }
-
-        let mut meta = meta;
-        meta.authoritative = outcome.authoritative;
-        meta.recursion_available = false;
-        meta.response_code = outcome.rcode;
-
-        if udp {
-            match s.rrl.check_now(src.ip()) {
-                Action::Send => {}
-                Action::Drop => {
-                    s.metrics.inc_rrl("drop");
-                    tracing::debug!(%src, "RRL: response dropped");
-                    return ResponseInfo::from(Header {
-                        metadata: meta,
-                        counts: HeaderCounts::default(),
-                    });
-                }
-                Action::Slip => {
-                    s.metrics.inc_rrl("slip");
-                    meta.truncation = true;
-                    let resp = response(&request.queries, resp_edns.as_ref(), meta, &[], &[], &[]);
-                    let sent = sink.send(resp).await;
-                    return self.finish(sent, request, qtype_label, false, sink);
-                }
-            }
-        }
-
-        if outcome.fail_open {
-            s.metrics.fail_open.inc();
-        }
-        if let Some(site) = outcome.site {
-            s.site_answers(site).inc();
-        }
-        let resp = response(
-            &request.queries,
-            resp_edns.as_ref(),
-            meta,
-            &outcome.answers,
-            &outcome.authority,
-            &outcome.additionals,
-        );
-        let sent = sink.send(resp).await;
-        self.finish(sent, request, qtype_label, udp, sink)
     }
 
     async fn send_error<S: Sink>(

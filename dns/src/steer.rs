@@ -331,6 +331,16 @@ impl Steering {
         &self.sites
     }
 
+    /// The GeoIP database the `geo` filter uses, if any.
+    pub fn geo(&self) -> Option<&GeoDb> {
+        self.geo.as_deref()
+    }
+
+    /// The tunables the filters run with.
+    pub fn options(&self) -> &SteerOptions {
+        &self.options
+    }
+
     /// Runs the filter chain. `None` when `name` is not a GSLB record.
     pub fn decide(
         &self,

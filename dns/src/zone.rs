@@ -139,6 +139,12 @@ impl Zone {
             .unwrap_or_default()
     }
 
+    /// The static RRsets (apex SOA and NS excepted) by owner and type, in
+    /// name order: what a reload compares ([`crate::reload`]).
+    pub(crate) fn rrsets(&self) -> &BTreeMap<(LowerName, RecordType), Vec<Record>> {
+        &self.records
+    }
+
     /// Every static record, for AXFR (without the leading/trailing SOA).
     pub fn all_records(&self) -> impl Iterator<Item = &Record> {
         self.ns.iter().chain(self.records.values().flatten())

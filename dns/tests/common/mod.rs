@@ -69,8 +69,12 @@ pub struct Lab {
 /// Starts the server on one UDP socket and one TCP listener sharing a port,
 /// as `dig` and `dig +tcp` expect.
 pub async fn start(options: DnsOptions) -> Lab {
-    let mut server =
-        DnsServer::new(&deployment(), Some(lab_geo()), DnsView::default(), options, None).unwrap();
+    start_with(&deployment(), options).await
+}
+
+/// [`start`] serving `dep` (with the lab GeoIP database).
+pub async fn start_with(dep: &Deployment, options: DnsOptions) -> Lab {
+    let mut server = DnsServer::new(dep, Some(lab_geo()), DnsView::default(), options, None).unwrap();
     let (udp, tcp) = bind_pair().await;
     let addr = udp.local_addr().unwrap();
     server.serve_udp(udp);
