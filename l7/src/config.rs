@@ -17,7 +17,7 @@ use crate::error::ConfigError;
 use crate::route::RouteRule;
 
 /// Everything one proxy instance serves.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     pub listeners: Vec<ListenerConfig>,
@@ -39,7 +39,7 @@ fn default_drain_ms() -> u64 {
 
 /// One frontend. The socket itself is bound by the node and passed to
 /// [`crate::Proxy::serve`] under this name.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub name: String,
@@ -50,7 +50,7 @@ pub struct ListenerConfig {
     pub routes: Vec<RouteRule>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Several certificates, picked by SNI. The first one is the default for
@@ -66,7 +66,7 @@ fn default_handshake_ms() -> u64 {
 
 /// A certificate chain and its key, with the names it is served for
 /// (`example.net` or `*.example.net`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertConfig {
     pub server_names: Vec<String>,
@@ -76,7 +76,7 @@ pub struct CertConfig {
 
 /// PEM data, inline or from a file (read when the proxy is built or when
 /// certificates are swapped).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PemSource {
     Path(PathBuf),
@@ -96,7 +96,7 @@ impl PemSource {
 }
 
 /// A backend pool and how to talk to and choose among its members.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     pub name: String,
@@ -262,7 +262,7 @@ pub enum UpstreamProtocol {
 }
 
 /// TLS towards the backends.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     /// Trust anchors the backend certificates are verified against.
@@ -275,7 +275,7 @@ pub struct UpstreamTls {
     pub client_cert: Option<ClientCert>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCert {
     pub cert: PemSource,
@@ -283,7 +283,7 @@ pub struct ClientCert {
 }
 
 /// Cookie-insert persistence.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StickyConfig {
     #[serde(default = "default_cookie")]
@@ -299,7 +299,7 @@ fn default_cookie() -> String {
     "EDGE_SRV".to_string()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Extra attempts after the first one (0 disables retries).
@@ -341,7 +341,7 @@ impl Default for RetryConfig {
 }
 
 /// Limits protecting the proxy from clients.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// HTTP/1 header block (request line + headers) and HTTP/2 header list size.
@@ -388,7 +388,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardingConfig {
     /// Clients in these networks are proxies whose X-Forwarded-For/Forwarded
@@ -417,7 +417,7 @@ impl Default for ForwardingConfig {
 }
 
 /// Per-client-address token bucket.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub requests_per_second: f64,

@@ -8,8 +8,10 @@
 //! Entry point: [`Proxy::new`] (config + metrics registry, binds nothing),
 //! [`Proxy::serve`] per listener socket handed in by the node, and the
 //! control-plane calls [`Proxy::set_backends`], [`Proxy::set_many`],
-//! [`Proxy::set_certificates`], [`Proxy::set_routes`]. Backend failures seen
-//! on the request path come out as [`PassiveEvent`]s.
+//! [`Proxy::set_certificates`], [`Proxy::set_routes`], and
+//! [`Proxy::reconfigure`] for a whole new [`ProxyConfig`] (its changes, as
+//! data and text, from [`reload::diff`]). Backend failures seen on the
+//! request path come out as [`PassiveEvent`]s.
 //!
 //! Pure parts (no I/O, no clock reads): [`route`] (matching), [`balance`]
 //! (selection algorithms), [`forward`] (forwarding headers), [`ratelimit`]
@@ -25,6 +27,7 @@ pub mod h1;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod tls;
@@ -37,6 +40,7 @@ pub use config::{
 };
 pub use error::{ConfigError, ErrorSource, ProxyErrorKind};
 pub use proxy::{PassiveEvent, PassiveKind};
+pub use reload::{Change, ConfigDiff, ListenerChange, PoolChange, ProxyChange, Reconfigured, diff};
 pub use route::{Action, HeaderEdits, Match, Pattern, RouteRule};
 pub use server::{Proxy, ServeError};
 pub use upstream::Upstreams;

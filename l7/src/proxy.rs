@@ -13,11 +13,10 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, LOCATION, SET_COOKIE, UPGRADE,
@@ -49,7 +48,7 @@ use crate::route::{
     Action, CompiledRule, RequestInfo, RouteTable, canonical_ip, cookie, normalize_host, normalize_path,
 };
 use crate::tls::SniResolver;
-use crate::upstream::{MemberKey, PoolView, RetryBudget, Upstreams};
+use crate::upstream::{PoolView, RetryBudget, Upstreams};
 
 /// A backend failure seen on the request path, for the node's outlier
 /// detection. Sent best-effort: if the consumer lags, events are dropped
@@ -96,6 +95,10 @@ pub(crate) struct PoolRuntime {
     pub client: Arc<UpstreamClient>,
     pub budget: RetryBudget,
     pub sticky_key: Option<hmac::Key>,
+    /// SHA-256 of the upstream TLS files (CA, client certificate and key)
+    /// as read when the client was built, so a reload can tell a rotated
+    /// file from an untouched one. `None` without upstream TLS.
+    pub tls_fingerprint: Option<[u8; 32]>,
 }
 
 pub(crate) struct TlsRuntime {
@@ -104,24 +107,53 @@ pub(crate) struct TlsRuntime {
     pub handshake_timeout: Duration,
 }
 
+/// One listener as one configuration sees it. Replaced (not mutated) when
+/// its routes or TLS change; connections take the current one per request
+/// (routes) or per accept (TLS).
 pub(crate) struct ListenerRuntime {
     pub name: String,
-    pub routes: ArcSwap<RouteTable>,
-    pub tls: Option<TlsRuntime>,
+    pub routes: RouteTable,
+    pub tls: Option<Arc<TlsRuntime>>,
+    /// Shared by every runtime of this listener from the `new` or
+    /// reconfigure that added it to the one that removes it.
+    pub life: Arc<ListenerLife>,
 }
 
+/// Tells a listener's serve loops that a reconfigure removed it.
+pub(crate) struct ListenerLife {
+    pub removed: tokio::sync::watch::Sender<bool>,
+}
+
+impl ListenerLife {
+    pub fn new() -> Arc<Self> {
+        Arc::new(ListenerLife {
+            removed: tokio::sync::watch::Sender::new(false),
+        })
+    }
+}
+
+pub(crate) type FastMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
+/// Everything a request needs, as one immutable snapshot: a request loads
+/// it once (one `ArcSwap` load and reference count, which replaced the
+/// per-request clone of the former long-lived state) and finishes with it
+/// whatever is reconfigured meanwhile. Control-plane calls build a new one
+/// and swap it in (see `server.rs`).
+#[derive(Clone)]
 pub(crate) struct Shared {
-    pub listeners: HashMap<String, Arc<ListenerRuntime>>,
-    pub pools: HashMap<String, Arc<PoolRuntime>>,
-    pub upstreams: ArcSwap<Upstreams>,
-    /// Serializes backend-set pushes and owns the per-backend counters
-    /// carried from view to view. Only the control path takes it.
-    pub control: Mutex<HashMap<String, HashMap<MemberKey, Arc<BackendStats>>>>,
+    /// Looked up per request (listener, then pool): a fast hash, as the
+    /// keys come from the config, not from clients.
+    pub listeners: FastMap<Arc<ListenerRuntime>>,
+    pub pools: FastMap<Arc<PoolRuntime>>,
+    pub upstreams: Arc<Upstreams>,
     pub limits: Limits,
     pub trusted: Vec<IpNet>,
     pub forwarded: bool,
     pub request_id: HeaderName,
-    pub rate: Option<RateLimiter>,
+    /// Shared between snapshots while the rate-limit settings stay the
+    /// same, so a reload does not refill every client's bucket.
+    pub rate: Option<Arc<RateLimiter>>,
+    /// Registered once, at `Proxy::new`; cloning shares the families.
     pub metrics: Metrics,
     pub health: mpsc::Sender<PassiveEvent>,
     pub drain: Duration,
@@ -334,7 +366,14 @@ fn dispatch(
         let raw_host = host_of(&req);
         let host = raw_host.as_deref().map(normalize_host).unwrap_or_default();
         let path = normalize_path(req.uri().path());
-        let table = conn.listener.routes.load_full();
+        // The listener's routes in this request's snapshot; a connection
+        // whose listener was removed (and is draining) keeps the routes it
+        // was accepted with.
+        let table = &shared
+            .listeners
+            .get(conn.listener.name.as_str())
+            .unwrap_or(&conn.listener)
+            .routes;
         let info = RequestInfo {
             method: req.method(),
             host: &host,
@@ -514,7 +553,7 @@ fn prepare<'a>(
     let Seen { raw_host, client_ip } = seen;
     let (Some(pool), Some(view)) = (
         shared.pools.get(pool_name),
-        shared.upstreams.load().pool(pool_name).cloned(),
+        shared.upstreams.pool(pool_name).cloned(),
     ) else {
         out.fail(ProxyErrorKind::NoBackend);
         return Err(status_response(StatusCode::SERVICE_UNAVAILABLE));

@@ -39,6 +39,13 @@ impl Pattern {
     }
 }
 
+/// Patterns are equal when their source text is (what a config diff needs).
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
 impl fmt::Debug for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Pattern({:?})", self.0.as_str())
@@ -72,7 +79,7 @@ impl<'de> Deserialize<'de> for Pattern {
 }
 
 /// One condition on a request.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Match {
     /// Plain string prefix of the normalized path (HAProxy `path_beg`):
@@ -110,7 +117,7 @@ pub enum Match {
 }
 
 /// What to do with a request once its rule matched.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     Pool(String),
@@ -152,7 +159,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderEdits {
     /// Replace (or add) these headers.
@@ -162,7 +169,7 @@ pub struct HeaderEdits {
     pub remove: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderPair {
     pub name: String,
@@ -184,7 +191,7 @@ impl HeaderEdits {
 }
 
 /// One entry of a listener's route list.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {
     /// Used in metrics and logs; defaults to the rule's index.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use ring::digest;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -27,8 +28,11 @@ fn tls_err(e: impl std::fmt::Display) -> ConfigError {
 }
 
 fn load_chain(src: &PemSource) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let pem = src.load()?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    parse_chain(&src.load()?)
+}
+
+fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(tls_err)?;
     if certs.is_empty() {
@@ -41,8 +45,21 @@ fn load_key(src: &PemSource) -> Result<PrivateKeyDer<'static>, ConfigError> {
     PrivateKeyDer::from_pem_slice(&src.load()?).map_err(tls_err)
 }
 
-fn certified_key(c: &CertConfig, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, ConfigError> {
-    let key = CertifiedKey::from_der(load_chain(&c.cert)?, load_key(&c.key)?, provider).map_err(tls_err)?;
+/// Reads `c`'s files once, feeding exactly the bytes parsed into
+/// `fingerprint`, so a rotation (same path, new content) shows as a change.
+fn certified_key(
+    c: &CertConfig,
+    provider: &CryptoProvider,
+    fingerprint: &mut digest::Context,
+) -> Result<Arc<CertifiedKey>, ConfigError> {
+    let cert = c.cert.load()?;
+    let key = c.key.load()?;
+    for part in [&cert, &key] {
+        fingerprint.update(&(part.len() as u64).to_be_bytes());
+        fingerprint.update(part);
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key).map_err(tls_err)?;
+    let key = CertifiedKey::from_der(parse_chain(&cert)?, key, provider).map_err(tls_err)?;
     Ok(Arc::new(key))
 }
 
@@ -52,6 +69,8 @@ struct CertStore {
     /// `*.example.net` stored under `example.net`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
+    /// SHA-256 over the names and PEM bytes this store was built from.
+    fingerprint: [u8; 32],
 }
 
 impl CertStore {
@@ -59,10 +78,13 @@ impl CertStore {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         let mut default = None;
+        let mut fp = digest::Context::new(&digest::SHA256);
         for c in certs {
-            let ck = certified_key(c, provider)?;
+            let ck = certified_key(c, provider, &mut fp)?;
             default.get_or_insert_with(|| ck.clone());
             for name in &c.server_names {
+                fp.update(&(name.len() as u64).to_be_bytes());
+                fp.update(name.as_bytes());
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
                 match name.strip_prefix("*.") {
                     Some(rest) => wildcard.insert(rest.to_string(), ck.clone()),
@@ -71,10 +93,13 @@ impl CertStore {
             }
         }
         let default = default.ok_or_else(|| ConfigError::Tls("no certificates".into()))?;
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(fp.finish().as_ref());
         Ok(CertStore {
             exact,
             wildcard,
             default,
+            fingerprint,
         })
     }
 
@@ -117,6 +142,14 @@ impl SniResolver {
         let store = CertStore::build(certs, &self.provider)?;
         self.store.store(Arc::new(store));
         Ok(())
+    }
+
+    /// SHA-256 over the server names and the PEM bytes (certificate chain
+    /// and key, as read) of the certificates in use: equal fingerprints mean
+    /// nothing changed, so a reload can tell a rotated file from an
+    /// untouched one.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.store.load().fingerprint
     }
 }
 
@@ -162,4 +195,25 @@ pub fn client_config(
         UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
     };
     Ok(Arc::new(cfg))
+}
+
+/// SHA-256 over the upstream TLS files' content (CA, then client
+/// certificate and key when set): lets a reload see a rotated file under an
+/// unchanged path.
+pub(crate) fn upstream_fingerprint(tls: &UpstreamTls) -> Result<[u8; 32], ConfigError> {
+    let mut fp = digest::Context::new(&digest::SHA256);
+    let mut feed = |src: &PemSource| -> Result<(), ConfigError> {
+        let bytes = src.load()?;
+        fp.update(&(bytes.len() as u64).to_be_bytes());
+        fp.update(&bytes);
+        Ok(())
+    };
+    feed(&tls.ca)?;
+    if let Some(cc) = &tls.client_cert {
+        feed(&cc.cert)?;
+        feed(&cc.key)?;
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(fp.finish().as_ref());
+    Ok(out)
 }
