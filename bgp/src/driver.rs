@@ -3,12 +3,13 @@
 //! ```text
 //!   Speaker (handle)                       shared: Mutex<BTreeMap<peer, PeerShared>>
 //!     | announce()/drain() -> watch<Desired> -------------------+
-//!     | shutdown()         -> mpsc<PeerCmd> per peer            |
+//!     | shutdown()/abandon()/set_peers()                        |
+//!     |                    -> mpsc<PeerCmd> per peer            |
 //!     v                                                         v
 //!   accept task ---- Incoming(TcpStream), by remote IP ---> peer task (one per peer)
-//!   (optional listener)                                      owns Session, AdjRibOut,
-//!                                                            AdjRibIn, the TcpStream,
-//!                                                            the timer deadlines
+//!   (optional listener, routes                               owns Session, AdjRibOut,
+//!    through a shared peer map)                              the TcpStream, the timer
+//!                                                            deadlines
 //! ```
 //! A peer task waits for the first of: a command, bytes from the socket, the
 //! outgoing connect finishing, the earliest timer deadline, or a new desired
@@ -16,9 +17,17 @@
 //! [`Output`] (write, connect, arm, close) before waiting again. Only this
 //! module reads the clock; the FSM gets `now` as an argument.
 //!
-//! Not done here: TCP-MD5 (RFC 2385) and GTSM (RFC 5082).
+//! Peers can be added, removed and reconfigured on a running speaker with
+//! [`Speaker::set_peers`]: only the sessions concerned are touched.
+//!
+//! Graceful Restart (RFC 4724): with [`PeerConfig::graceful_restart`] set,
+//! a process upgrade is [`Speaker::abandon`] in the old process (no Cease,
+//! no withdrawals: peers keep our routes as stale) and
+//! [`Speaker::start_with_options`] with [`SpeakerOptions::restarting`] in
+//! the new one.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,9 +44,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::fsm::{DownReason, Input, Output, Session, SessionConfig, State, StopReason, Timer};
+use crate::fsm::{
+    DownReason, GracefulRestart, Input, Output, Session, SessionConfig, State, StopReason, Timer,
+};
 use crate::rib::{self, AdjRibIn, AdjRibOut, PeerContext, Route};
-use crate::wire::{self, Codec, Frame, Message, Notification, PathAttributes};
+use crate::wire::{self, Codec, Frame, GracefulRestartCap, Message, Notification, PathAttributes};
 
 /// One configured neighbor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +78,11 @@ pub struct PeerConfig {
     /// RFC 5082 GTSM: TTL 255 out, drop packets with TTL < 254 (directly
     /// connected peers only).
     pub ttl_security: bool,
+    /// RFC 4724 Graceful Restart, both roles (default off). Advertised in
+    /// the OPEN; when the peer advertises it too, we send End-of-RIB after
+    /// our initial routes and keep the peer's routes as stale when its
+    /// connection drops without a NOTIFICATION.
+    pub graceful_restart: Option<GracefulRestart>,
 }
 
 impl PeerConfig {
@@ -90,6 +106,60 @@ impl PeerConfig {
             enforce_first_as: true,
             password: None,
             ttl_security: false,
+            graceful_restart: None,
+        }
+    }
+
+    /// Names of the fields that differ from `other` (for logs; the
+    /// password's value is never shown).
+    pub fn differences(&self, other: &PeerConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |name: &'static str, differs: bool| {
+            if differs {
+                out.push(name);
+            }
+        };
+        check("address", self.address != other.address);
+        check("port", self.port != other.port);
+        check("remote_as", self.remote_as != other.remote_as);
+        check("local_address", self.local_address != other.local_address);
+        check("hold_time", self.hold_time != other.hold_time);
+        check("connect_retry", self.connect_retry != other.connect_retry);
+        check(
+            "connect_retry_max",
+            self.connect_retry_max != other.connect_retry_max,
+        );
+        check("passive", self.passive != other.passive);
+        check("max_prefixes", self.max_prefixes != other.max_prefixes);
+        check("next_hop_v4", self.next_hop_v4 != other.next_hop_v4);
+        check("next_hop_v6", self.next_hop_v6 != other.next_hop_v6);
+        check("families", self.families != other.families);
+        check(
+            "enforce_first_as",
+            self.enforce_first_as != other.enforce_first_as,
+        );
+        check("password", self.password != other.password);
+        check("ttl_security", self.ttl_security != other.ttl_security);
+        check(
+            "graceful_restart",
+            self.graceful_restart != other.graceful_restart,
+        );
+        out
+    }
+
+    fn session_config(&self, local_as: u32, router_id: Ipv4Addr, restarting: bool) -> SessionConfig {
+        SessionConfig {
+            local_as,
+            peer_as: self.remote_as,
+            router_id,
+            hold_time: self.hold_time,
+            connect_retry: self.connect_retry,
+            connect_retry_max: self.connect_retry_max,
+            passive: self.passive,
+            families: self.families.clone(),
+            enforce_first_as: self.enforce_first_as,
+            graceful_restart: self.graceful_restart,
+            restarting: restarting && self.graceful_restart.is_some(),
         }
     }
 }
@@ -101,6 +171,17 @@ pub struct SpeakerConfig {
     /// Where to accept BGP connections (passive side); `None` = dial only.
     pub listen: Option<SocketAddr>,
     pub peers: Vec<PeerConfig>,
+}
+
+/// Process-level start options (not part of the node's configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SpeakerOptions {
+    /// This process replaces one that had the same sessions and left with
+    /// [`Speaker::abandon`] (an upgrade or restart): the first OPEN to each
+    /// Graceful Restart peer carries the R bit (RFC 4724 §3), so the peer
+    /// sends its routes without waiting for our End-of-RIB and knows to
+    /// keep our stale routes until we send ours.
+    pub restarting: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +211,9 @@ pub struct RibEntry {
     pub prefix: IpNet,
     pub next_hop: Option<IpAddr>,
     pub attributes: PathAttributes,
+    /// Received routes only: kept from before the peer's graceful restart
+    /// and not re-announced yet (RFC 4724 §4.2).
+    pub stale: bool,
 }
 
 /// Observation of one session, for `edge status` and metrics.
@@ -145,6 +229,12 @@ pub struct SessionInfo {
     pub updates_out: u64,
     pub flaps: u64,
     pub last_error: Option<String>,
+    /// The peer's Graceful Restart capability when GR is negotiated on the
+    /// current session, or while we keep its routes through its restart.
+    pub graceful_restart: Option<GracefulRestartCap>,
+    /// Received routes currently marked stale (included in
+    /// `prefixes_received`).
+    pub prefixes_stale: usize,
 }
 
 #[derive(Debug)]
@@ -160,9 +250,31 @@ struct PeerShared {
     /// Lives here (not in the peer task) so a large received table is
     /// updated in place and only copied when someone asks for it.
     received: AdjRibIn,
+    graceful_restart: Option<GracefulRestartCap>,
+}
+
+impl PeerShared {
+    fn new(p: &PeerConfig) -> Self {
+        PeerShared {
+            remote_as: p.remote_as,
+            state: Some(State::Idle),
+            established_at: None,
+            updates_in: 0,
+            updates_out: 0,
+            flaps: 0,
+            last_error: None,
+            advertised: Vec::new(),
+            received: AdjRibIn::new(p.max_prefixes),
+            graceful_restart: None,
+        }
+    }
 }
 
 type Shared = Arc<Mutex<BTreeMap<IpAddr, PeerShared>>>;
+
+/// Where the accept loop sends a connection, by remote address. Shared with
+/// the [`Speaker`] so that [`Speaker::set_peers`] can change it.
+type Routing = Arc<Mutex<BTreeMap<IpAddr, mpsc::Sender<PeerCmd>>>>;
 
 /// The desired state pushed to every peer task.
 #[derive(Debug, Clone, Default)]
@@ -173,28 +285,129 @@ struct Desired {
 
 enum PeerCmd {
     Incoming(TcpStream),
-    /// Send Cease/2 and end the task.
-    Shutdown,
+    /// Send Cease with this subcode and end the task.
+    Stop(StopReason),
+    /// End the task without a NOTIFICATION, only closing the connection
+    /// (graceful restart of this process).
+    Abandon,
+}
+
+/// One running peer task.
+#[derive(Debug)]
+struct PeerHandle {
+    config: PeerConfig,
+    tx: mpsc::Sender<PeerCmd>,
+    task: JoinHandle<()>,
+}
+
+/// What [`Speaker::set_peers`] did, by peer address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PeerChanges {
+    /// New peers, started.
+    pub added: Vec<IpAddr>,
+    /// Peers no longer configured: closed with Cease/3 Peer De-configured.
+    pub removed: Vec<IpAddr>,
+    /// Peers whose configuration changed: closed with Cease/6 Other
+    /// Configuration Change and restarted with the new configuration.
+    pub changed: Vec<ChangedPeer>,
+    /// Peers left alone (session, connection and Adj-RIBs untouched).
+    pub unchanged: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedPeer {
+    pub address: IpAddr,
+    /// Names of the [`PeerConfig`] fields that changed.
+    pub fields: Vec<&'static str>,
+}
+
+impl PeerChanges {
+    /// Nothing added, removed or changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl fmt::Display for PeerChanges {
+    /// One line per change; a single summary line when there is none.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(f, "peers unchanged ({})", self.unchanged.len());
+        }
+        let mut lines = Vec::new();
+        for p in &self.added {
+            lines.push(format!("added peer {p}"));
+        }
+        for p in &self.removed {
+            lines.push(format!("removed peer {p} (Cease/3 Peer De-configured)"));
+        }
+        for c in &self.changed {
+            lines.push(format!(
+                "changed peer {} ({}; reset with Cease/6 Other Configuration Change)",
+                c.address,
+                c.fields.join(", ")
+            ));
+        }
+        write!(f, "{}", lines.join("\n"))
+    }
+}
+
+/// What every peer task needs from the speaker-wide configuration.
+#[derive(Debug, Clone, Copy)]
+struct Ident {
+    local_as: u32,
+    router_id: Ipv4Addr,
 }
 
 /// Handle to a running BGP speaker.
 #[derive(Debug)]
 pub struct Speaker {
     desired: watch::Sender<Desired>,
-    peers: BTreeMap<IpAddr, mpsc::Sender<PeerCmd>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The running peer tasks. An async mutex: `set_peers` holds it while
+    /// it waits for stopped tasks, so two calls never interleave.
+    peers: tokio::sync::Mutex<BTreeMap<IpAddr, PeerHandle>>,
+    routing: Routing,
     accept_task: Option<JoinHandle<()>>,
+    /// Kept to install TCP-MD5 keys of peers added later.
+    listener: Option<Arc<TcpListener>>,
     shared: Shared,
     local_addr: Option<SocketAddr>,
+    ident: Ident,
 }
 
 impl std::fmt::Debug for PeerCmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PeerCmd::Incoming(s) => write!(f, "Incoming({:?})", s.peer_addr().ok()),
-            PeerCmd::Shutdown => write!(f, "Shutdown"),
+            PeerCmd::Stop(r) => write!(f, "Stop({r:?})"),
+            PeerCmd::Abandon => write!(f, "Abandon"),
         }
     }
+}
+
+/// Wait for a task to end, aborting it after 5 s (time enough to write a
+/// NOTIFICATION to a live peer, not to hang on a dead one).
+async fn join_or_abort(t: JoinHandle<()>) {
+    let abort = t.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+        abort.abort();
+    }
+}
+
+fn validate_peers(ident: Ident, peers: &[PeerConfig]) -> Result<(), SpeakerError> {
+    let mut seen = BTreeSet::new();
+    for p in peers {
+        if !seen.insert(p.address) {
+            return Err(SpeakerError::DuplicatePeer(p.address));
+        }
+        p.session_config(ident.local_as, ident.router_id, false)
+            .validate()
+            .map_err(|source| SpeakerError::Config {
+                peer: p.address,
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 impl Speaker {
@@ -209,7 +422,7 @@ impl Speaker {
             ),
             None => None,
         };
-        Self::start_with_listener(config, listener)
+        Self::start_with_options(config, listener, SpeakerOptions::default())
     }
 
     /// Like [`Speaker::start`] with a listener bound by the caller (so the
@@ -218,54 +431,22 @@ impl Speaker {
         config: SpeakerConfig,
         listener: Option<TcpListener>,
     ) -> Result<Speaker, SpeakerError> {
-        let shared: Shared = Arc::default();
-        let (desired, desired_rx) = watch::channel(Desired::default());
-        let mut peers = BTreeMap::new();
-        let mut tasks = Vec::new();
-        let mut seen = BTreeSet::new();
-        for p in &config.peers {
-            if !seen.insert(p.address) {
-                return Err(SpeakerError::DuplicatePeer(p.address));
-            }
-            let sc = SessionConfig {
-                local_as: config.local_as,
-                peer_as: p.remote_as,
-                router_id: config.router_id,
-                hold_time: p.hold_time,
-                connect_retry: p.connect_retry,
-                connect_retry_max: p.connect_retry_max,
-                passive: p.passive,
-                families: p.families.clone(),
-                enforce_first_as: p.enforce_first_as,
-            };
-            sc.validate().map_err(|source| SpeakerError::Config {
-                peer: p.address,
-                source,
-            })?;
-        }
-        for p in config.peers.clone() {
-            let (tx, rx) = mpsc::channel(8);
-            peers.insert(p.address, tx);
-            if let Ok(mut m) = shared.lock() {
-                m.insert(
-                    p.address,
-                    PeerShared {
-                        remote_as: p.remote_as,
-                        state: Some(State::Idle),
-                        established_at: None,
-                        updates_in: 0,
-                        updates_out: 0,
-                        flaps: 0,
-                        last_error: None,
-                        advertised: Vec::new(),
-                        received: AdjRibIn::new(p.max_prefixes),
-                    },
-                );
-            }
-            let span = tracing::info_span!("bgp_peer", peer = %p.address, remote_as = p.remote_as);
-            let task = PeerTask::new(&config, p, rx, desired_rx.clone(), shared.clone());
-            tasks.push(tokio::spawn(task.run().instrument(span)));
-        }
+        Self::start_with_options(config, listener, SpeakerOptions::default())
+    }
+
+    /// Like [`Speaker::start_with_listener`], with process-level options
+    /// (see [`SpeakerOptions::restarting`]). `config.listen` is ignored:
+    /// pass the bound listener.
+    pub fn start_with_options(
+        config: SpeakerConfig,
+        listener: Option<TcpListener>,
+        options: SpeakerOptions,
+    ) -> Result<Speaker, SpeakerError> {
+        let ident = Ident {
+            local_as: config.local_as,
+            router_id: config.router_id,
+        };
+        validate_peers(ident, &config.peers)?;
         // A listener must know every peer's key before their SYNs arrive.
         if let Some(l) = &listener {
             for p in config.peers.iter().filter(|p| p.password.is_some()) {
@@ -278,24 +459,160 @@ impl Speaker {
                 })?;
             }
         }
+        let (desired, _) = watch::channel(Desired::default());
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let accept_task = listener.map(|l| {
-            let routes = peers.clone();
-            tokio::spawn(accept_loop(l, routes).instrument(tracing::info_span!("bgp_listener")))
+        let listener = listener.map(Arc::new);
+        let routing: Routing = Arc::default();
+        let accept_task = listener.as_ref().map(|l| {
+            tokio::spawn(
+                accept_loop(l.clone(), routing.clone()).instrument(tracing::info_span!("bgp_listener")),
+            )
         });
-        Ok(Speaker {
+        let mut speaker = Speaker {
             desired,
-            peers,
-            tasks,
+            peers: tokio::sync::Mutex::new(BTreeMap::new()),
+            routing,
             accept_task,
-            shared,
+            listener,
+            shared: Arc::default(),
             local_addr,
-        })
+            ident,
+        };
+        let mut peers = BTreeMap::new();
+        for p in config.peers {
+            let h = speaker.spawn_peer(p, options.restarting);
+            peers.insert(h.config.address, h);
+        }
+        *speaker.peers.get_mut() = peers;
+        Ok(speaker)
+    }
+
+    /// Start the task of one (validated) peer and route its connections.
+    fn spawn_peer(&self, p: PeerConfig, restarting: bool) -> PeerHandle {
+        let (tx, rx) = mpsc::channel(8);
+        if let Ok(mut m) = self.shared.lock() {
+            m.insert(p.address, PeerShared::new(&p));
+        }
+        let span = tracing::info_span!("bgp_peer", peer = %p.address, remote_as = p.remote_as);
+        let task = PeerTask::new(
+            self.ident,
+            p.clone(),
+            restarting,
+            rx,
+            self.desired.subscribe(),
+            self.shared.clone(),
+        );
+        let task = tokio::spawn(task.run().instrument(span));
+        if let Ok(mut r) = self.routing.lock() {
+            r.insert(p.address, tx.clone());
+        }
+        PeerHandle { config: p, tx, task }
     }
 
     /// Address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// Replace the set of peers on the running speaker. Peers are keyed by
+    /// address: new ones start; removed ones get Cease/3 (Peer
+    /// De-configured, RFC 4486) and close; those whose configuration
+    /// differs in any field get Cease/6 (Other Configuration Change) and
+    /// start again with the new one; the others are not touched at all
+    /// (same connection, no UPDATE re-sent). New sessions get the current
+    /// announced route set. Waits (up to 5 s per peer) for the stopped
+    /// sessions to send their NOTIFICATION. On a validation error nothing
+    /// changes.
+    pub async fn set_peers(&self, peers: Vec<PeerConfig>) -> Result<PeerChanges, SpeakerError> {
+        validate_peers(self.ident, &peers)?;
+        let mut running = self.peers.lock().await;
+        let mut changes = PeerChanges::default();
+        let wanted: BTreeMap<IpAddr, PeerConfig> = peers.into_iter().map(|p| (p.address, p)).collect();
+        let mut stop = Vec::new();
+        for (addr, h) in running.iter() {
+            match wanted.get(addr) {
+                None => {
+                    changes.removed.push(*addr);
+                    stop.push((*addr, StopReason::PeerDeconfigured));
+                }
+                Some(p) if *p != h.config => {
+                    changes.changed.push(ChangedPeer {
+                        address: *addr,
+                        fields: h.config.differences(p),
+                    });
+                    stop.push((*addr, StopReason::ConfigurationChange));
+                }
+                Some(_) => changes.unchanged.push(*addr),
+            }
+        }
+        changes.added = wanted
+            .keys()
+            .filter(|a| !running.contains_key(a))
+            .copied()
+            .collect();
+
+        // Keys first, so a (re)started peer's SYN is accepted. A key that
+        // cannot be installed fails the call before any session is touched.
+        if let Some(l) = &self.listener {
+            let touched = changes
+                .added
+                .iter()
+                .chain(changes.changed.iter().map(|c| &c.address));
+            for addr in touched {
+                if let Some(pw) = wanted.get(addr).and_then(|p| p.password.as_deref()) {
+                    crate::sockopt::set_tcp_md5(l.as_ref(), *addr, pw.as_bytes())
+                        .map_err(|source| SpeakerError::Socket { peer: *addr, source })?;
+                }
+            }
+        }
+
+        let mut stopping = Vec::new();
+        for (addr, reason) in stop {
+            // Refuse its connections until the new task (if any) is up.
+            if let Ok(mut r) = self.routing.lock() {
+                r.remove(&addr);
+            }
+            if let Some(h) = running.remove(&addr) {
+                info!(peer = %addr, ?reason, "stopping peer");
+                let _ = h.tx.send(PeerCmd::Stop(reason)).await;
+                stopping.push((addr, h.task));
+            }
+        }
+        for (_, task) in stopping {
+            join_or_abort(task).await;
+        }
+        for addr in &changes.removed {
+            if let Ok(mut m) = self.shared.lock() {
+                m.remove(addr);
+            }
+            // Drop the key of a removed peer, or of one that no longer has
+            // a password; "no such key" is fine.
+            if let Some(l) = &self.listener {
+                let _ = crate::sockopt::set_tcp_md5(l.as_ref(), *addr, &[]);
+            }
+        }
+        for c in &changes.changed {
+            if let (Some(l), Some(p)) = (&self.listener, wanted.get(&c.address))
+                && p.password.is_none()
+            {
+                let _ = crate::sockopt::set_tcp_md5(l.as_ref(), c.address, &[]);
+            }
+        }
+        let start: Vec<IpAddr> = changes
+            .added
+            .iter()
+            .chain(changes.changed.iter().map(|c| &c.address))
+            .copied()
+            .collect();
+        for addr in start {
+            if let Some(p) = wanted.get(&addr) {
+                info!(peer = %addr, "starting peer");
+                let h = self.spawn_peer(p.clone(), false);
+                running.insert(addr, h);
+            }
+        }
+        info!(changes = %changes, "peers updated");
+        Ok(changes)
     }
 
     /// Set the full desired route set; each peer gets only the difference
@@ -336,6 +653,8 @@ impl Speaker {
                 updates_out: s.updates_out,
                 flaps: s.flaps,
                 last_error: s.last_error.clone(),
+                graceful_restart: s.graceful_restart.clone(),
+                prefixes_stale: s.received.stale_len(),
             })
             .collect()
     }
@@ -354,20 +673,43 @@ impl Speaker {
 
     /// Send Cease (administrative shutdown) on every session and stop all
     /// tasks. Waits up to 5 s for the NOTIFICATIONs to be written.
-    pub async fn shutdown(mut self) {
-        let peers = std::mem::take(&mut self.peers);
-        for tx in peers.values() {
-            let _ = tx.send(PeerCmd::Shutdown).await;
-        }
-        drop(peers);
+    pub async fn shutdown(self) {
+        self.stop_all(|| PeerCmd::Stop(StopReason::AdminShutdown)).await;
+    }
+
+    /// The upgrade/restart exit path (RFC 4724 graceful restart): stop
+    /// every session WITHOUT a NOTIFICATION and without withdrawing any
+    /// route, only closing the TCP connections. Peers that negotiated
+    /// Graceful Restart keep our routes (marked stale) for our Restart
+    /// Time, and traffic keeps flowing, while the next process starts with
+    /// [`SpeakerOptions::restarting`], re-establishes, re-announces and
+    /// sends End-of-RIB, after which the peers drop what was not
+    /// re-announced. Peers without GR just see the connection close and
+    /// withdraw our routes.
+    ///
+    /// The node must only use this when the next process follows within
+    /// the Restart Time and its data plane keeps forwarding meanwhile (as
+    /// advertised with `forwarding_preserved`); to leave for good use
+    /// [`Speaker::drain`] then [`Speaker::shutdown`]. Exiting the process
+    /// without calling either has the same effect on the wire as this
+    /// (the kernel closes the sockets).
+    pub async fn abandon(self) {
+        self.stop_all(|| PeerCmd::Abandon).await;
+    }
+
+    async fn stop_all(mut self, cmd: impl Fn() -> PeerCmd) {
         if let Some(t) = self.accept_task.take() {
             t.abort();
         }
-        for t in std::mem::take(&mut self.tasks) {
-            let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
-                abort.abort();
-            }
+        if let Ok(mut r) = self.routing.lock() {
+            r.clear();
+        }
+        let peers = std::mem::take(self.peers.get_mut());
+        for h in peers.values() {
+            let _ = h.tx.send(cmd()).await;
+        }
+        for (_, h) in peers {
+            join_or_abort(h.task).await;
         }
     }
 }
@@ -382,13 +724,14 @@ impl Drop for Speaker {
     }
 }
 
-async fn accept_loop(listener: TcpListener, peers: BTreeMap<IpAddr, mpsc::Sender<PeerCmd>>) {
+async fn accept_loop(listener: Arc<TcpListener>, routing: Routing) {
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
                 // Peers are matched by remote address only (port differs).
                 let ip = canonical(from.ip());
-                match peers.get(&ip) {
+                let tx = routing.lock().ok().and_then(|r| r.get(&ip).cloned());
+                match tx {
                     Some(tx) => {
                         if tx.send(PeerCmd::Incoming(stream)).await.is_err() {
                             debug!(%from, "peer task gone, dropping connection");
@@ -478,23 +821,14 @@ async fn sleep_until(deadline: Option<(Timer, Instant)>) -> Timer {
 
 impl PeerTask {
     fn new(
-        sp: &SpeakerConfig,
+        sp: Ident,
         cfg: PeerConfig,
+        restarting: bool,
         cmds: mpsc::Receiver<PeerCmd>,
         desired: watch::Receiver<Desired>,
         shared: Shared,
     ) -> Self {
-        let session = Session::new(SessionConfig {
-            local_as: sp.local_as,
-            peer_as: cfg.remote_as,
-            router_id: sp.router_id,
-            hold_time: cfg.hold_time,
-            connect_retry: cfg.connect_retry,
-            connect_retry_max: cfg.connect_retry_max,
-            passive: cfg.passive,
-            families: cfg.families.clone(),
-            enforce_first_as: cfg.enforce_first_as,
-        });
+        let session = Session::new(cfg.session_config(sp.local_as, sp.router_id, restarting));
         let addr_bits: u128 = match cfg.address {
             IpAddr::V4(a) => u128::from(u32::from(a)),
             IpAddr::V6(a) => u128::from(a),
@@ -543,6 +877,12 @@ impl PeerTask {
         }
     }
 
+    fn with_shared_ret<T: Default>(&self, f: impl FnOnce(&mut PeerShared) -> T) -> T {
+        let mut out = T::default();
+        self.with_shared(|s| out = f(s));
+        out
+    }
+
     async fn next_event(&mut self) -> Event {
         let deadline = self
             .timers
@@ -565,10 +905,24 @@ impl PeerTask {
             let ev = self.next_event().await;
             match ev {
                 Event::Cmd(Some(PeerCmd::Incoming(stream))) => self.incoming(stream).await,
-                Event::Cmd(Some(PeerCmd::Shutdown)) | Event::Cmd(None) | Event::Desired(false) => {
-                    // The speaker is going away: Cease, then end the task.
+                Event::Cmd(Some(PeerCmd::Stop(reason))) => {
+                    // Shutdown or de-configuration: Cease, then end the task.
+                    self.exiting = true;
+                    self.step(Input::ManualStop(reason)).await;
+                }
+                Event::Cmd(None) | Event::Desired(false) => {
+                    // The speaker went away without saying how: Cease.
                     self.exiting = true;
                     self.step(Input::ManualStop(StopReason::AdminShutdown)).await;
+                }
+                Event::Cmd(Some(PeerCmd::Abandon)) => {
+                    // Graceful restart of this process (RFC 4724 §4.1): no
+                    // NOTIFICATION, no withdrawals; the connection is closed
+                    // below and the peer keeps our routes as stale.
+                    info!("abandoning the session for a graceful restart");
+                    self.exiting = true;
+                    self.candidate = None;
+                    self.connecting = None;
                 }
                 Event::Read(Ok(0)) => {
                     debug!("peer closed the connection");
@@ -645,19 +999,13 @@ impl PeerTask {
                 self.step(Input::TcpConnectionConfirmed).await;
             }
             State::OpenSent | State::OpenConfirm if self.candidate.is_none() => {
-                // §6.8: we can only pick a connection once we know the
-                // peer's BGP identifier, so run OPEN on this one as well.
-                let mut conn = Conn {
-                    stream,
-                    buf: Vec::with_capacity(8192),
-                };
-                let open = self.session.open_message();
-                match wire::encode(&open, &Codec::default()) {
-                    Ok(b) if conn.stream.write_all(&b).await.is_ok() => {
-                        self.candidate = Some(conn);
-                    }
-                    _ => debug!("colliding connection failed"),
-                }
+                self.run_open_on_candidate(stream).await
+            }
+            State::Established if self.candidate.is_none() && self.graceful_restart_negotiated() => {
+                // RFC 4724 §4.2: a peer that restarted may reconnect before
+                // we notice its old connection is dead. Its OPEN on the new
+                // connection tells (see `candidate_frames`).
+                self.run_open_on_candidate(stream).await
             }
             other => {
                 // Established (or a collision already pending): the
@@ -669,6 +1017,30 @@ impl PeerTask {
                 };
                 Self::cease_collision(&mut conn).await;
             }
+        }
+    }
+
+    fn graceful_restart_negotiated(&self) -> bool {
+        self.session
+            .negotiated()
+            .is_some_and(|n| n.graceful_restart.is_some())
+    }
+
+    /// Send our OPEN on a second connection and keep it as the candidate
+    /// until its OPEN arrives.
+    async fn run_open_on_candidate(&mut self, stream: TcpStream) {
+        // §6.8: we can only pick a connection once we know the peer's BGP
+        // identifier, so run OPEN on this one as well.
+        let mut conn = Conn {
+            stream,
+            buf: Vec::with_capacity(8192),
+        };
+        let open = self.session.open_message();
+        match wire::encode(&open, &Codec::default()) {
+            Ok(b) if conn.stream.write_all(&b).await.is_ok() => {
+                self.candidate = Some(conn);
+            }
+            _ => debug!("colliding connection failed"),
         }
     }
 
@@ -708,6 +1080,23 @@ impl PeerTask {
             return;
         };
         let state = self.session.state();
+        if state == State::Established && self.graceful_restart_negotiated() {
+            // RFC 4724 §4.2: an OPEN on a new connection while Established
+            // means the peer restarted: the old connection is dead (closed
+            // without NOTIFICATION, routes kept stale), go on with the new.
+            info!(%open.router_id, "OPEN on a new connection: the peer restarted (graceful restart)");
+            self.step(Input::TcpConnectionFails).await;
+            // AutomaticStart now rather than after the backoff, then adopt
+            // the new connection as in a collision.
+            self.timers.remove(&Timer::IdleHold);
+            self.step(Input::Expired(Timer::IdleHold)).await;
+            self.connecting = None;
+            self.conn = Some(cand);
+            self.step(Input::ConnectionReplaced).await;
+            self.step(Input::Received(Message::Open(open))).await;
+            self.drain_frames().await;
+            return;
+        }
         let ours = u32::from(self.session.config().router_id);
         let theirs = u32::from(open.router_id);
         let main_alive = matches!(state, State::OpenSent | State::OpenConfirm);
@@ -830,7 +1219,7 @@ impl PeerTask {
                     // RFC 4271 §10: jitter the retry timers (x 0.75..1.0) so
                     // two speakers that both dial do not collide in lockstep.
                     Timer::ConnectRetry | Timer::IdleHold | Timer::Keepalive => self.jitter(d),
-                    Timer::Hold => d,
+                    Timer::Hold | Timer::GracefulRestart | Timer::StaleRoutes => d,
                 };
                 self.timers.insert(t, Instant::now() + d);
                 None
@@ -876,13 +1265,20 @@ impl PeerTask {
                     families: neg.families.clone(),
                 });
                 let established_at = Instant::now();
-                self.with_shared(|s| s.established_at = Some(established_at));
+                let gr = neg.graceful_restart.clone();
+                self.with_shared(|s| {
+                    s.established_at = Some(established_at);
+                    s.graceful_restart = gr;
+                });
+                // The Adj-RIB-In is not cleared here: the FSM did on the way
+                // down, unless it keeps stale routes through the peer's
+                // graceful restart (those go on its End-of-RIB).
                 self.out_rib.clear();
-                self.with_shared(|s| s.received.clear());
                 let r = self.sync_routes_inner().await;
                 if r.is_none() {
-                    // RFC 4724 End-of-RIB per family after the initial table.
-                    for (afi, safi) in &neg.families {
+                    // RFC 4724 §4: End-of-RIB per family after the initial
+                    // table, when GR is negotiated.
+                    for (afi, safi) in &neg.end_of_rib_families() {
                         let eor = wire::end_of_rib(*afi, *safi);
                         if let Some(c) = self.conn.as_mut()
                             && c.stream.write_all(&eor).await.is_err()
@@ -904,15 +1300,46 @@ impl PeerTask {
                     DownReason::ConnectionLost => Some("connection lost".into()),
                     _ => None,
                 };
+                // Received routes are the FSM's call (ClearReceived or
+                // MarkStale follows).
+                let gr = self.session.restarting_peer().cloned();
                 self.with_shared(|s| {
                     s.established_at = None;
                     s.flaps = flaps;
                     s.advertised.clear();
-                    s.received.clear();
+                    s.graceful_restart = gr;
                     if err.is_some() {
                         s.last_error = err;
                     }
                 });
+                None
+            }
+            Output::ClearReceived => {
+                self.with_shared(|s| s.received.clear());
+                None
+            }
+            Output::MarkStale(families) => {
+                let n = self.with_shared_ret(|s| {
+                    s.received.mark_stale(&families);
+                    s.received.len()
+                });
+                info!(stale = n, families = ?families, "peer restarting: keeping its routes as stale (RFC 4724)");
+                None
+            }
+            Output::PurgeStale(families) => {
+                let established = self.session.state() == State::Established;
+                let gr = self
+                    .session
+                    .negotiated()
+                    .and_then(|n| n.graceful_restart.clone())
+                    .or_else(|| self.session.restarting_peer().cloned());
+                let n = self.with_shared_ret(|s| {
+                    if !established {
+                        s.graceful_restart = gr;
+                    }
+                    s.received.purge_stale(&families)
+                });
+                info!(purged = n, families = ?families, "stale routes removed");
                 None
             }
             Output::Received(u) => {
@@ -1011,6 +1438,7 @@ fn rib_out_entries(r: &AdjRibOut) -> Vec<RibEntry> {
                 .map(IpAddr::V4)
                 .or(a.ipv6_next_hop.map(IpAddr::V6)),
             attributes: a.attributes.clone(),
+            stale: false,
         })
         .collect()
 }
@@ -1021,6 +1449,7 @@ fn rib_in_entries(r: &AdjRibIn) -> Vec<RibEntry> {
             prefix: x.prefix,
             next_hop: x.next_hop,
             attributes: x.attributes.clone(),
+            stale: x.stale,
         })
         .collect()
 }

@@ -15,6 +15,17 @@
 //!   AllowAutomaticStart being a knob, every stop that was not a ManualStop
 //!   schedules an AutomaticStart (Event 3) with exponential backoff through
 //!   [`Timer::IdleHold`], so a restarted peer is re-dialled by itself.
+//!
+//! Graceful Restart (RFC 4724) lives here too, both roles:
+//! - restarting speaker: the OPEN carries the capability (R bit while
+//!   [`SessionConfig::restarting`] until the first Established), and
+//!   [`Negotiated::end_of_rib_families`] tells the driver which End-of-RIB
+//!   markers to send after the initial table;
+//! - receiving speaker ("helper"): when a peer that negotiated GR drops the
+//!   TCP connection without a NOTIFICATION, the FSM asks the driver to keep
+//!   its routes marked stale ([`Output::MarkStale`]) for the peer's Restart
+//!   Time, and to drop them ([`Output::PurgeStale`]) on its End-of-RIB, on
+//!   [`Timer::GracefulRestart`] or [`Timer::StaleRoutes`] expiry.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -22,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::wire::{self, Codec, DecodeError, Message, Notification, Open, Update};
+use crate::wire::{
+    self, Codec, DecodeError, GracefulRestartCap, GracefulRestartFamily, Message, Notification, Open, Update,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum State {
@@ -41,6 +54,46 @@ pub enum Timer {
     Keepalive,
     /// Delay before an automatic restart after an error (backoff).
     IdleHold,
+    /// RFC 4724 §4.2 helper: the peer's Restart Time, from the moment its
+    /// connection was lost until it is Established again. On expiry its
+    /// stale routes go.
+    GracefulRestart,
+    /// RFC 4724 §4.2 helper: local bound on keeping stale routes once the
+    /// peer is back, in case its End-of-RIB never comes.
+    StaleRoutes,
+}
+
+/// Our side of Graceful Restart (RFC 4724) for one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GracefulRestart {
+    /// Restart Time we advertise: how long the peer should keep our routes
+    /// after our connection drops. At most 4095 s (a 12-bit field).
+    pub restart_time: Duration,
+    /// F bit for every family we advertise: our data plane keeps
+    /// forwarding across a restart of this process. Without it a peer
+    /// drops our stale routes as soon as we are back (§4.2).
+    pub forwarding_preserved: bool,
+    /// Helper side: how long we keep a restarted peer's stale routes once
+    /// it is Established again, waiting for its End-of-RIB.
+    pub stale_routes_time: Duration,
+}
+
+impl GracefulRestart {
+    /// 120 s restart time (the FRR and BIRD default), forwarding preserved,
+    /// stale routes kept up to 360 s (FRR's `stalepath-time`).
+    pub fn new(restart_time: Duration) -> Self {
+        GracefulRestart {
+            restart_time,
+            forwarding_preserved: true,
+            stale_routes_time: Duration::from_secs(360),
+        }
+    }
+}
+
+impl Default for GracefulRestart {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(120))
+    }
 }
 
 /// Why we stop a session on our own initiative: the Cease subcode (RFC 4486).
@@ -50,6 +103,9 @@ pub enum StopReason {
     AdminShutdown,
     /// Cease/3: the peer was removed from the configuration.
     PeerDeconfigured,
+    /// Cease/6: the peer's configuration changed; the session restarts
+    /// with the new one (by the driver, with a new [`Session`]).
+    ConfigurationChange,
     /// Cease/1 with AFI/SAFI and the limit as data (RFC 4486 §4).
     MaxPrefixes { afi: u16, safi: u8, limit: u32 },
 }
@@ -59,6 +115,7 @@ impl StopReason {
         match self {
             StopReason::AdminShutdown => Notification::cease(2),
             StopReason::PeerDeconfigured => Notification::cease(3),
+            StopReason::ConfigurationChange => Notification::cease(6),
             StopReason::MaxPrefixes { afi, safi, limit } => {
                 let mut data = afi.to_be_bytes().to_vec();
                 data.push(*safi);
@@ -112,6 +169,9 @@ pub struct Negotiated {
     pub route_refresh: bool,
     pub families: BTreeSet<(u16, u8)>,
     pub ibgp: bool,
+    /// RFC 4724: the peer's Graceful Restart capability, present only when
+    /// both sides advertised one (GR is negotiated).
+    pub graceful_restart: Option<GracefulRestartCap>,
 }
 
 impl Negotiated {
@@ -119,6 +179,16 @@ impl Negotiated {
         Codec {
             four_octet_as: self.four_octet_as,
             ibgp: self.ibgp,
+        }
+    }
+    /// Families to send an End-of-RIB for after the initial table (RFC
+    /// 4724 §2, §4.1): every negotiated family when GR is negotiated, none
+    /// otherwise.
+    pub fn end_of_rib_families(&self) -> BTreeSet<(u16, u8)> {
+        if self.graceful_restart.is_some() {
+            self.families.clone()
+        } else {
+            BTreeSet::new()
         }
     }
 }
@@ -156,6 +226,14 @@ pub enum Output {
         afi: u16,
         safi: u8,
     },
+    /// Forget everything received from the peer (the session went down
+    /// without Graceful Restart).
+    ClearReceived,
+    /// RFC 4724 §4.2: the peer is restarting. Keep its routes of these
+    /// families, marked stale; drop those of every other family.
+    MarkStale(BTreeSet<(u16, u8)>),
+    /// Drop the routes of these families that are still marked stale.
+    PurgeStale(BTreeSet<(u16, u8)>),
 }
 
 /// Static per-peer configuration the FSM needs.
@@ -177,6 +255,12 @@ pub struct SessionConfig {
     /// withdrawn (RFC 4271 §6.3). Turn off towards route servers, which do
     /// not prepend themselves.
     pub enforce_first_as: bool,
+    /// Advertise Graceful Restart (RFC 4724); `None`: no capability, no
+    /// End-of-RIB, no stale routes (the peer's routes go with the session).
+    pub graceful_restart: Option<GracefulRestart>,
+    /// This process restarts a previous one that had this session: set the
+    /// R bit in our OPENs until the session is first Established.
+    pub restarting: bool,
 }
 
 impl SessionConfig {
@@ -194,6 +278,8 @@ impl SessionConfig {
                 (wire::AFI_IPV6, wire::SAFI_UNICAST),
             ],
             enforce_first_as: true,
+            graceful_restart: None,
+            restarting: false,
         }
     }
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -212,6 +298,11 @@ impl SessionConfig {
         if self.connect_retry.is_zero() || self.connect_retry_max < self.connect_retry {
             return Err(ConfigError::ConnectRetry);
         }
+        if let Some(gr) = &self.graceful_restart
+            && gr.restart_time > Duration::from_secs(u64::from(wire::MAX_RESTART_TIME))
+        {
+            return Err(ConfigError::RestartTime(gr.restart_time));
+        }
         Ok(())
     }
 }
@@ -228,6 +319,14 @@ pub enum ConfigError {
     NoFamilies,
     #[error("connect retry must be > 0 and <= its maximum")]
     ConnectRetry,
+    #[error("graceful restart time {0:?} exceeds 4095 seconds")]
+    RestartTime(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClearHow {
+    All,
+    Stale,
 }
 
 /// Large hold time used while waiting for the OPEN (RFC 4271 §8.2.2
@@ -243,18 +342,39 @@ pub struct Session {
     failures: u32,
     established_at: Option<Instant>,
     flaps: u64,
+    /// R bit still to be sent: cleared once Established (RFC 4724 §3: it
+    /// only tells the peer not to wait for our End-of-RIB after a restart).
+    restarting: bool,
+    /// Helper: the peer's capability from the session that went down, kept
+    /// while its routes are stale.
+    restarting_peer: Option<GracefulRestartCap>,
+    /// Helper: families whose routes from the peer are held stale.
+    stale: BTreeSet<(u16, u8)>,
 }
 
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
         Session {
+            restarting: config.restarting,
             config,
             state: State::Idle,
             negotiated: None,
             failures: 0,
             established_at: None,
             flaps: 0,
+            restarting_peer: None,
+            stale: BTreeSet::new(),
         }
+    }
+    /// Families whose received routes are currently held stale (RFC 4724
+    /// helper), empty when none.
+    pub fn stale_families(&self) -> &BTreeSet<(u16, u8)> {
+        &self.stale
+    }
+    /// The Graceful Restart capability of a peer we are helping through a
+    /// restart (its routes are stale), if any.
+    pub fn restarting_peer(&self) -> Option<&GracefulRestartCap> {
+        self.restarting_peer.as_ref()
     }
     pub fn state(&self) -> State {
         self.state
@@ -298,12 +418,32 @@ impl Session {
     }
 
     fn our_open(&self) -> Message {
-        Message::Open(Open::new(
+        let open = Open::new(
             self.config.local_as,
             self.config.hold_time,
             self.config.router_id,
             &self.config.families,
-        ))
+        );
+        let open = match &self.config.graceful_restart {
+            Some(gr) => open.with_graceful_restart(GracefulRestartCap {
+                restarting: self.restarting,
+                restart_time: u16::try_from(gr.restart_time.as_secs())
+                    .unwrap_or(wire::MAX_RESTART_TIME)
+                    .min(wire::MAX_RESTART_TIME),
+                families: self
+                    .config
+                    .families
+                    .iter()
+                    .map(|&(afi, safi)| GracefulRestartFamily {
+                        afi,
+                        safi,
+                        forwarding_preserved: gr.forwarding_preserved,
+                    })
+                    .collect(),
+            }),
+            None => open,
+        };
+        Message::Open(open)
     }
 
     fn goto(&mut self, to: State, out: &mut Vec<Output>) {
@@ -324,7 +464,23 @@ impl Session {
         if self.state == State::Established {
             self.flaps += 1;
             self.established_at = None;
+            let helper = self.helper_families(&reason);
             out.push(Output::Down(reason));
+            match helper {
+                // RFC 4724 §4.2: retain the routes of the families the peer
+                // listed, mark them stale, and wait its Restart Time.
+                Some((gr, families)) => {
+                    out.push(Output::MarkStale(families.clone()));
+                    out.push(Output::Disarm(Timer::StaleRoutes));
+                    out.push(Output::Arm(
+                        Timer::GracefulRestart,
+                        Duration::from_secs(u64::from(gr.restart_time)),
+                    ));
+                    self.stale = families;
+                    self.restarting_peer = Some(gr);
+                }
+                None => self.clear_stale(ClearHow::All, out),
+            }
         }
         self.negotiated = None;
         self.goto(State::Idle, out);
@@ -333,6 +489,87 @@ impl Session {
             self.failures = self.failures.saturating_add(1);
         } else {
             out.push(Output::Disarm(Timer::IdleHold));
+        }
+    }
+
+    /// RFC 4724 §4.2: does this loss of an Established session make us the
+    /// receiving speaker of a graceful restart, and for which families?
+    /// Only a TCP failure counts (a NOTIFICATION, sent or received, or a
+    /// hold timer expiry ends the session for good), only when both sides
+    /// advertised the capability, only for families the peer listed.
+    fn helper_families(&self, reason: &DownReason) -> Option<(GracefulRestartCap, BTreeSet<(u16, u8)>)> {
+        if *reason != DownReason::ConnectionLost || self.config.graceful_restart.is_none() {
+            return None;
+        }
+        let neg = self.negotiated.as_ref()?;
+        let gr = neg.graceful_restart.clone()?;
+        let families: BTreeSet<(u16, u8)> = gr
+            .listed_families()
+            .intersection(&neg.families)
+            .copied()
+            .collect();
+        if families.is_empty() || gr.restart_time == 0 {
+            return None;
+        }
+        Some((gr, families))
+    }
+
+    /// Leave the helper role: drop every received route (`All`, the session
+    /// ended without GR) or only what is still stale (`Stale`).
+    fn clear_stale(&mut self, how: ClearHow, out: &mut Vec<Output>) {
+        let had = !self.stale.is_empty() || self.restarting_peer.is_some();
+        match how {
+            ClearHow::All => out.push(Output::ClearReceived),
+            ClearHow::Stale if !self.stale.is_empty() => {
+                out.push(Output::PurgeStale(std::mem::take(&mut self.stale)))
+            }
+            ClearHow::Stale => {}
+        }
+        self.stale.clear();
+        self.restarting_peer = None;
+        if had {
+            out.push(Output::Disarm(Timer::GracefulRestart));
+            out.push(Output::Disarm(Timer::StaleRoutes));
+        }
+    }
+
+    /// RFC 4724 §4.2, the restarting peer is Established again: stop the
+    /// restart timer, drop at once the stale routes of families it no longer
+    /// preserves (F bit clear, family not listed, or no capability at all)
+    /// and give the rest until its End-of-RIB, bounded by the stale timer.
+    fn peer_restarted(&mut self, out: &mut Vec<Output>) {
+        if self.stale.is_empty() {
+            return;
+        }
+        out.push(Output::Disarm(Timer::GracefulRestart));
+        self.restarting_peer = None;
+        let preserved = self
+            .negotiated
+            .as_ref()
+            .and_then(|n| n.graceful_restart.as_ref())
+            .map(GracefulRestartCap::preserved_families)
+            .unwrap_or_default();
+        let gone: BTreeSet<(u16, u8)> = self.stale.difference(&preserved).copied().collect();
+        if !gone.is_empty() {
+            self.stale.retain(|f| !gone.contains(f));
+            out.push(Output::PurgeStale(gone));
+        }
+        match &self.config.graceful_restart {
+            Some(gr) if !self.stale.is_empty() => {
+                out.push(Output::Arm(Timer::StaleRoutes, gr.stale_routes_time))
+            }
+            _ => self.clear_stale(ClearHow::Stale, out),
+        }
+    }
+
+    /// RFC 4724 §4.2: End-of-RIB from the peer: what is still stale for
+    /// that family was not re-announced, so it is gone.
+    fn end_of_rib(&mut self, family: (u16, u8), out: &mut Vec<Output>) {
+        if self.stale.remove(&family) {
+            out.push(Output::PurgeStale([family].into_iter().collect()));
+            if self.stale.is_empty() {
+                out.push(Output::Disarm(Timer::StaleRoutes));
+            }
         }
     }
 
@@ -392,6 +629,8 @@ impl Session {
             });
         }
         let hold_time = self.config.hold_time.min(open.hold_time);
+        // RFC 4724 §3: GR is in force only when both sides advertise it.
+        let graceful_restart = self.config.graceful_restart.and(open.graceful_restart().cloned());
         Ok(Negotiated {
             peer_as,
             peer_router_id: id,
@@ -401,6 +640,7 @@ impl Session {
             route_refresh: open.route_refresh(),
             families,
             ibgp: self.ibgp(),
+            graceful_restart,
         })
     }
 
@@ -429,6 +669,25 @@ impl Session {
         let mut out = Vec::new();
         use Input as I;
         use State as S;
+        // The graceful restart timers run whatever the session state: the
+        // peer may be anywhere between gone and back (RFC 4724 §4.2).
+        match input {
+            I::Expired(Timer::GracefulRestart) => {
+                // Restart Time over and the peer is not back: its stale
+                // routes go.
+                self.clear_stale(ClearHow::Stale, &mut out);
+                return out;
+            }
+            I::Expired(Timer::StaleRoutes) => {
+                // Back, but no End-of-RIB in time: stop waiting for it.
+                self.clear_stale(ClearHow::Stale, &mut out);
+                return out;
+            }
+            // Stopping the session for good ends the helper role: the driver
+            // replaces or drops the peer, nothing would purge them later.
+            I::ManualStop(_) if !self.stale.is_empty() => self.clear_stale(ClearHow::Stale, &mut out),
+            _ => {}
+        }
         match (self.state, input) {
             // --- Idle ---------------------------------------------------
             // Event 1 ManualStart / Event 3 AutomaticStart (IdleHold expiry)
@@ -564,10 +823,14 @@ impl Session {
                 self.arm_hold(&mut out);
                 self.failures = 0;
                 self.established_at = Some(now);
+                // RFC 4724 §3: the R bit is for the OPEN after a restart;
+                // a later reconnect is not a restart of this process.
+                self.restarting = false;
                 self.goto(S::Established, &mut out);
                 if let Some(n) = &self.negotiated {
                     out.push(Output::Up(n.clone()));
                 }
+                self.peer_restarted(&mut out);
             }
             // RFC 6608 subcode 2: unexpected message in OpenConfirm.
             (S::OpenConfirm, I::Received(_)) => self.fail(Notification::new(5, 2), &mut out),
@@ -582,7 +845,11 @@ impl Session {
                     wire::check_first_as(&mut u, self.config.peer_as);
                 }
                 wire::check_as_loop(&mut u, self.config.local_as);
+                let eor = u.end_of_rib;
                 out.push(Output::Received(u));
+                if let Some(family) = eor {
+                    self.end_of_rib(family, &mut out);
+                }
             }
             (S::Established, I::Received(Message::RouteRefresh { afi, safi })) => {
                 self.arm_hold(&mut out);

@@ -45,6 +45,12 @@
 //! speaker.shutdown().await; // Cease to every peer
 //! # Ok(()) }
 //! ```
+//!
+//! Peers change at run time with [`Speaker::set_peers`] (only the affected
+//! sessions are reset). With [`GracefulRestart`] on a peer, an upgrade is
+//! [`Speaker::abandon`] in the old process and
+//! [`Speaker::start_with_options`] with `restarting: true` in the new one
+//! (RFC 4724); see [`driver`].
 
 #[cfg(feature = "runtime")]
 pub mod driver;
@@ -55,7 +61,10 @@ pub mod sockopt;
 pub mod wire;
 
 #[cfg(feature = "runtime")]
-pub use driver::{PeerConfig, RibEntry, RibKind, SessionInfo, Speaker, SpeakerConfig, SpeakerError};
-pub use fsm::State;
+pub use driver::{
+    ChangedPeer, PeerChanges, PeerConfig, RibEntry, RibKind, SessionInfo, Speaker, SpeakerConfig,
+    SpeakerError, SpeakerOptions,
+};
+pub use fsm::{GracefulRestart, State};
 pub use rib::Route;
-pub use wire::{Community, GRACEFUL_SHUTDOWN, LargeCommunity};
+pub use wire::{Community, GRACEFUL_SHUTDOWN, GracefulRestartCap, GracefulRestartFamily, LargeCommunity};

@@ -265,6 +265,9 @@ pub struct ReceivedRoute {
     pub prefix: IpNet,
     pub attributes: PathAttributes,
     pub next_hop: Option<IpAddr>,
+    /// RFC 4724 §4.2: kept from before the peer restarted and not
+    /// re-announced yet. Goes on the peer's End-of-RIB or on a timer.
+    pub stale: bool,
 }
 
 /// Exceeding the configured limit: the session must be closed with Cease/1
@@ -317,6 +320,42 @@ impl AdjRibIn {
         self.counts = [0; 2];
     }
 
+    /// RFC 4724 §4.2, the peer restarts: keep its routes of `families`,
+    /// marked stale, and forget those of every other family. Routes still
+    /// stale from an earlier restart go too ("to deal with possible
+    /// consecutive restarts, a route previously marked as stale MUST be
+    /// deleted").
+    pub fn mark_stale(&mut self, families: &BTreeSet<(u16, u8)>) {
+        self.routes
+            .retain(|p, r| !r.stale && families.contains(&family(p)));
+        for r in self.routes.values_mut() {
+            r.stale = true;
+        }
+        self.recount();
+    }
+
+    /// Drop the routes of `families` still marked stale (the peer's
+    /// End-of-RIB came, or it did not come back in time). Returns how many.
+    pub fn purge_stale(&mut self, families: &BTreeSet<(u16, u8)>) -> usize {
+        let before = self.routes.len();
+        self.routes
+            .retain(|p, r| !(r.stale && families.contains(&family(p))));
+        self.recount();
+        before - self.routes.len()
+    }
+
+    /// Routes currently marked stale.
+    pub fn stale_len(&self) -> usize {
+        self.routes.values().filter(|r| r.stale).count()
+    }
+
+    fn recount(&mut self) {
+        self.counts = [0; 2];
+        for p in self.routes.keys() {
+            self.counts[family_slot(p)] += 1;
+        }
+    }
+
     /// Routes held for the family of `p`.
     pub fn family_len(&self, p: &IpNet) -> usize {
         self.counts[family_slot(p)]
@@ -342,6 +381,7 @@ impl AdjRibIn {
                             prefix: *p,
                             attributes: attrs.clone(),
                             next_hop,
+                            stale: false,
                         },
                     )
                     .is_none();

@@ -21,10 +21,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use zettabgp::prelude::{
     BgpASitem, BgpASpath, BgpASseq, BgpASset, BgpAddr, BgpAddrV4, BgpAddrV6, BgpAddrs, BgpAttrItem,
-    BgpAttrOrigin, BgpAttrUnknown, BgpCapability, BgpCommunity, BgpCommunityList, BgpLargeCommunity,
-    BgpLargeCommunityList, BgpLocalpref, BgpMED, BgpMPUpdates, BgpMPWithdraws, BgpMessage, BgpNextHop,
-    BgpOpenMessage, BgpOrigin, BgpRouterefreshMessage, BgpSessionParams, BgpTransportMode, BgpUpdateMessage,
-    decode_bgpitems_from,
+    BgpAttrOrigin, BgpAttrUnknown, BgpCapGR, BgpCapability, BgpCommunity, BgpCommunityList,
+    BgpLargeCommunity, BgpLargeCommunityList, BgpLocalpref, BgpMED, BgpMPUpdates, BgpMPWithdraws, BgpMessage,
+    BgpNextHop, BgpOpenMessage, BgpOrigin, BgpRouterefreshMessage, BgpSessionParams, BgpTransportMode,
+    BgpUpdateMessage, decode_bgpitems_from,
 };
 
 /// 16 octets of all ones (RFC 4271 §4.1; no authentication in the marker).
@@ -287,7 +287,59 @@ impl Message {
     }
 }
 
+/// Largest Restart Time the 12-bit field of RFC 4724 §3 can carry.
+pub const MAX_RESTART_TIME: u16 = 0x0fff;
+
+/// One AFI/SAFI of a Graceful Restart capability (RFC 4724 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GracefulRestartFamily {
+    pub afi: u16,
+    pub safi: u8,
+    /// F bit: the sender kept its forwarding state for this family across
+    /// its last restart.
+    pub forwarding_preserved: bool,
+}
+
+/// The Graceful Restart capability (code 64, RFC 4724 §3):
+///
+/// ```text
+/// +--------------------------------------------------+
+/// | Restart Flags (4 bits) | Restart Time (12 bits)  |   R = 0x8000
+/// +--------------------------------------------------+
+/// | AFI (2 octets) | SAFI (1) | Flags (1, F = 0x80)  |   repeated
+/// +--------------------------------------------------+
+/// ```
+/// The N bit (0x4000, RFC 8538) is not decoded: we do not implement the
+/// NOTIFICATION extension, and RFC 8538 lets a speaker ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GracefulRestartCap {
+    /// R bit: the sender has just restarted; do not wait for its
+    /// End-of-RIB before sending it routes.
+    pub restarting: bool,
+    /// Seconds the sender asks us to keep its routes after the session
+    /// drops (0..=4095).
+    pub restart_time: u16,
+    /// Families the sender can restart gracefully. Empty: it only wants to
+    /// help us restart (receiving speaker), it keeps no state itself.
+    pub families: Vec<GracefulRestartFamily>,
+}
+
+impl GracefulRestartCap {
+    /// Families listed in the capability with the F bit set.
+    pub fn preserved_families(&self) -> BTreeSet<(u16, u8)> {
+        self.families
+            .iter()
+            .filter(|f| f.forwarding_preserved)
+            .map(|f| (f.afi, f.safi))
+            .collect()
+    }
+    /// Families listed in the capability, whatever their F bit.
+    pub fn listed_families(&self) -> BTreeSet<(u16, u8)> {
+        self.families.iter().map(|f| (f.afi, f.safi)).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Capability {
     /// RFC 4760 multiprotocol extensions for one AFI/SAFI.
     Multiprotocol { afi: u16, safi: u8 },
@@ -295,8 +347,10 @@ pub enum Capability {
     RouteRefresh,
     /// RFC 6793, carrying the real ASN.
     FourOctetAs(u32),
+    /// RFC 4724.
+    GracefulRestart(GracefulRestartCap),
     /// A capability zettabgp understands but we neither use nor send
-    /// (graceful restart, ADD-PATH, hostname, ...), kept by code for logs.
+    /// (ADD-PATH, hostname, LLGR, ...), kept by code for logs.
     Other(u8),
 }
 
@@ -306,7 +360,22 @@ impl Capability {
             BgpCapability::CapRR => Capability::RouteRefresh,
             BgpCapability::CapASN32(n) => Capability::FourOctetAs(*n),
             BgpCapability::CapEnhancedRR => Capability::Other(70),
-            BgpCapability::CapGR { .. } => Capability::Other(64),
+            BgpCapability::CapGR {
+                restart_time,
+                restart_state,
+                afis,
+            } => Capability::GracefulRestart(GracefulRestartCap {
+                restarting: *restart_state,
+                restart_time: *restart_time & MAX_RESTART_TIME,
+                families: afis
+                    .iter()
+                    .map(|a| GracefulRestartFamily {
+                        afi: a.afi,
+                        safi: a.safi,
+                        forwarding_preserved: a.forwarding_state,
+                    })
+                    .collect(),
+            }),
             BgpCapability::CapAddPath(_) => Capability::Other(69),
             BgpCapability::CapLLGR(_) => Capability::Other(71),
             BgpCapability::CapFQDN(..) => Capability::Other(73),
@@ -317,11 +386,26 @@ impl Capability {
             },
         }
     }
-    fn to_zetta(self) -> Option<BgpCapability> {
+    fn to_zetta(&self) -> Option<BgpCapability> {
         match self {
-            Capability::Multiprotocol { afi, safi } => BgpCapability::from_afi_safi(afi, safi),
+            Capability::Multiprotocol { afi, safi } => BgpCapability::from_afi_safi(*afi, *safi),
             Capability::RouteRefresh => Some(BgpCapability::CapRR),
-            Capability::FourOctetAs(n) => Some(BgpCapability::CapASN32(n)),
+            Capability::FourOctetAs(n) => Some(BgpCapability::CapASN32(*n)),
+            Capability::GracefulRestart(gr) => Some(BgpCapability::CapGR {
+                // zettabgp refuses (rather than truncates) a time over 12
+                // bits; the configuration is validated, clamp anyway.
+                restart_time: gr.restart_time.min(MAX_RESTART_TIME),
+                restart_state: gr.restarting,
+                afis: gr
+                    .families
+                    .iter()
+                    .map(|f| BgpCapGR {
+                        afi: f.afi,
+                        safi: f.safi,
+                        forwarding_state: f.forwarding_preserved,
+                    })
+                    .collect(),
+            }),
             Capability::Other(_) => None,
         }
     }
@@ -387,6 +471,21 @@ impl Open {
     }
     pub fn route_refresh(&self) -> bool {
         self.capabilities.contains(&Capability::RouteRefresh)
+    }
+    /// Add the Graceful Restart capability (RFC 4724), replacing any.
+    pub fn with_graceful_restart(mut self, gr: GracefulRestartCap) -> Self {
+        self.capabilities
+            .retain(|c| !matches!(c, Capability::GracefulRestart(_)));
+        self.capabilities.push(Capability::GracefulRestart(gr));
+        self
+    }
+    /// The speaker's Graceful Restart capability. RFC 4724 §3: if it is
+    /// sent more than once, the last one counts.
+    pub fn graceful_restart(&self) -> Option<&GracefulRestartCap> {
+        self.capabilities.iter().rev().find_map(|c| match c {
+            Capability::GracefulRestart(gr) => Some(gr),
+            _ => None,
+        })
     }
 }
 

@@ -68,8 +68,8 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use edge_bgp::wire::{
-    AsSegment, Capability, Codec, Frame, Message, Open, Origin, PathAttributes, Update, check_frame, decode,
-    encode, end_of_rib,
+    AsSegment, Capability, Codec, Frame, GracefulRestartCap, Message, Open, Origin, PathAttributes, Update,
+    check_frame, decode, encode, end_of_rib,
 };
 use edge_bgp::{Community, LargeCommunity};
 use ipnet::IpNet;
@@ -314,7 +314,12 @@ fn bird_open_decodes() {
             [
                 Capability::Multiprotocol { afi, safi: 1 },
                 Capability::RouteRefresh,
-                Capability::Other(64),
+                // "graceful restart aware": 120 s, no R bit, no families.
+                Capability::GracefulRestart(GracefulRestartCap {
+                    restarting: false,
+                    restart_time: 120,
+                    families: vec![],
+                }),
                 Capability::FourOctetAs(65001),
                 Capability::Other(70),
                 Capability::Other(71),
@@ -322,16 +327,27 @@ fn bird_open_decodes() {
         );
         assert!(o.four_octet_as() && o.route_refresh());
         assert_eq!(o.families(), BTreeSet::from([(afi, 1)]));
-        // We send only MP, route refresh and 4-octet AS, one per optional
-        // parameter, so the bytes differ. Without the capabilities we do not
-        // send it is exactly our own OPEN, and that round-trips.
-        let ours = Open::new(65001, 240, BIRD_ID, &[(afi, 1)]);
+        // We send only MP, route refresh, 4-octet AS and graceful restart,
+        // one per optional parameter, so the bytes differ. Without the
+        // capabilities we do not send it is exactly our own OPEN (plus
+        // BIRD's GR capability), and that round-trips.
+        let gr = o.graceful_restart().cloned().unwrap();
+        let ours = Open::new(65001, 240, BIRD_ID, &[(afi, 1)]).with_graceful_restart(gr);
         let mut known = o.clone();
         known.capabilities.retain(|c| !matches!(c, Capability::Other(_)));
-        assert_eq!(known, ours);
+        // BIRD puts GR before 4-octet AS, we after: same set.
+        assert_eq!(
+            known.capabilities.iter().collect::<BTreeSet<_>>(),
+            ours.capabilities.iter().collect::<BTreeSet<_>>()
+        );
+        assert_eq!(
+            (known.my_as, known.hold_time, known.router_id),
+            (ours.my_as, ours.hold_time, ours.router_id)
+        );
+        // Encoding drops what we do not speak, and keeps the order.
         assert_eq!(
             encode(&Message::Open(o), &EBGP4).unwrap(),
-            encode(&Message::Open(ours.clone()), &EBGP4).unwrap()
+            encode(&Message::Open(known), &EBGP4).unwrap()
         );
         round_trips(&Message::Open(ours));
     }
@@ -361,7 +377,9 @@ fn gobgp_open_decodes() {
         // GoBGP orders route refresh first; we put MP first: same set.
         let ours = Open::new(65002, 90, GOBGP_ID, &[(afi, 1)]);
         let mut known = o.clone();
-        known.capabilities.retain(|c| !matches!(c, Capability::Other(_)));
+        known
+            .capabilities
+            .retain(|c| !matches!(c, Capability::Other(_) | Capability::GracefulRestart(_)));
         assert_eq!(
             known.capabilities.iter().collect::<BTreeSet<_>>(),
             ours.capabilities.iter().collect::<BTreeSet<_>>()

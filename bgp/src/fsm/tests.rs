@@ -655,3 +655,296 @@ fn random_input_sequences_keep_invariants() {
     // The walk must actually reach Established often enough to matter.
     assert!(ups > 10, "only {ups} sessions came up");
 }
+
+// --- Graceful Restart (RFC 4724) ---------------------------------------
+
+use crate::wire::{GracefulRestartCap, GracefulRestartFamily};
+
+fn gr_cfg(restarting: bool) -> SessionConfig {
+    let mut c = cfg(65001, 65002);
+    c.graceful_restart = Some(GracefulRestart::new(Duration::from_secs(90)));
+    c.restarting = restarting;
+    c
+}
+
+fn peer_gr(restarting: bool, time: u16, forwarding: bool) -> GracefulRestartCap {
+    GracefulRestartCap {
+        restarting,
+        restart_time: time,
+        families: vec![GracefulRestartFamily {
+            afi: 1,
+            safi: 1,
+            forwarding_preserved: forwarding,
+        }],
+    }
+}
+
+fn peer_open_gr(gr: Option<GracefulRestartCap>) -> Message {
+    let o = Open::new(65002, 90, PEER_ID, &[(1, 1), (2, 1)]);
+    Message::Open(match gr {
+        Some(g) => o.with_graceful_restart(g),
+        None => o,
+    })
+}
+
+/// From Idle (or after a drop) to Established with the given peer OPEN;
+/// returns our OPEN and the outputs of the final KEEPALIVE.
+fn bring_up(s: &mut Session, peer: Message) -> (Open, Vec<Output>) {
+    let t = now();
+    if s.state() == State::Idle {
+        s.handle(t, Input::Expired(Timer::IdleHold));
+        if s.state() == State::Idle {
+            s.handle(t, Input::ManualStart);
+        }
+    }
+    let out = s.handle(t, Input::TcpConnectionAcknowledged);
+    let Some(Message::Open(ours)) = sends(&out).into_iter().next() else {
+        panic!("no OPEN in {out:?}")
+    };
+    s.handle(t, Input::Received(peer));
+    let out = s.handle(t, Input::Received(Message::Keepalive));
+    assert_eq!(s.state(), State::Established, "{out:?}");
+    (ours, out)
+}
+
+fn stale_outputs(out: &[Output]) -> Vec<Output> {
+    out.iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::MarkStale(_) | Output::PurgeStale(_) | Output::ClearReceived
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+fn fam(f: &[(u16, u8)]) -> BTreeSet<(u16, u8)> {
+    f.iter().copied().collect()
+}
+
+#[test]
+fn open_carries_graceful_restart_with_r_bit_only_until_established() {
+    let mut c = gr_cfg(true);
+    c.graceful_restart = Some(GracefulRestart {
+        forwarding_preserved: false,
+        ..GracefulRestart::new(Duration::from_secs(90))
+    });
+    let mut s = Session::new(c);
+    let (ours, _) = bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+    let g = ours.graceful_restart().expect("GR capability in our OPEN");
+    assert!(g.restarting, "R bit after a restart of this process");
+    assert_eq!(g.restart_time, 90);
+    assert_eq!(g.listed_families(), fam(&[(1, 1), (2, 1)]));
+    assert!(g.preserved_families().is_empty(), "F bits follow the config");
+    // The next connection is not a restart of this process any more.
+    s.handle(now(), Input::TcpConnectionFails);
+    let (ours, _) = bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+    assert!(!ours.graceful_restart().unwrap().restarting);
+}
+
+#[test]
+fn no_graceful_restart_configured_means_no_capability_no_eor() {
+    let mut s = Session::new(cfg(65001, 65002));
+    let (ours, out) = bring_up(&mut s, peer_open_gr(Some(peer_gr(true, 120, true))));
+    assert!(ours.graceful_restart().is_none());
+    let Some(Output::Up(neg)) = out.iter().find(|o| matches!(o, Output::Up(_))) else {
+        panic!("no Up in {out:?}")
+    };
+    assert!(neg.graceful_restart.is_none(), "one side only is not GR");
+    assert!(neg.end_of_rib_families().is_empty());
+    // Without GR a lost connection forgets the peer's routes.
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert_eq!(stale_outputs(&out), vec![Output::ClearReceived]);
+    assert_eq!(armed(&out, Timer::GracefulRestart), None);
+}
+
+#[test]
+fn end_of_rib_only_when_both_sides_advertise_graceful_restart() {
+    let mut s = Session::new(gr_cfg(false));
+    let (ours, out) = bring_up(&mut s, peer_open_gr(None));
+    assert!(ours.graceful_restart().is_some(), "we still advertise it");
+    let Some(Output::Up(neg)) = out.iter().find(|o| matches!(o, Output::Up(_))) else {
+        panic!("no Up")
+    };
+    assert!(neg.graceful_restart.is_none());
+    assert!(neg.end_of_rib_families().is_empty());
+
+    let mut s = Session::new(gr_cfg(false));
+    let (_, out) = bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+    let Some(Output::Up(neg)) = out.iter().find(|o| matches!(o, Output::Up(_))) else {
+        panic!("no Up")
+    };
+    assert_eq!(neg.graceful_restart, Some(peer_gr(false, 120, true)));
+    // Every negotiated family, not only those the peer can preserve.
+    assert_eq!(neg.end_of_rib_families(), fam(&[(1, 1), (2, 1)]));
+}
+
+#[test]
+fn helper_keeps_routes_stale_on_connection_loss_and_purges_on_restart_timer() {
+    let mut s = Session::new(gr_cfg(false));
+    bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert!(out.contains(&Output::Down(DownReason::ConnectionLost)));
+    // Only the families the peer listed in its capability are kept.
+    assert_eq!(stale_outputs(&out), vec![Output::MarkStale(fam(&[(1, 1)]))]);
+    assert_eq!(
+        armed(&out, Timer::GracefulRestart),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(s.stale_families(), &fam(&[(1, 1)]));
+    assert_eq!(s.restarting_peer(), Some(&peer_gr(false, 120, true)));
+    // The session restarts as usual meanwhile.
+    assert!(armed(&out, Timer::IdleHold).is_some());
+    // The peer does not come back in time: its routes go, in any state.
+    s.handle(now(), Input::Expired(Timer::IdleHold));
+    assert_eq!(s.state(), State::Connect);
+    let out = s.handle(now(), Input::Expired(Timer::GracefulRestart));
+    assert_eq!(stale_outputs(&out), vec![Output::PurgeStale(fam(&[(1, 1)]))]);
+    assert!(out.contains(&Output::Disarm(Timer::StaleRoutes)));
+    assert!(s.stale_families().is_empty() && s.restarting_peer().is_none());
+    assert_eq!(s.state(), State::Connect, "the timer does not touch the session");
+}
+
+#[test]
+fn helper_purges_stale_routes_on_end_of_rib_after_the_peer_is_back() {
+    let mut s = Session::new(gr_cfg(false));
+    bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+    s.handle(now(), Input::TcpConnectionFails);
+    // Back with R and F: stop the restart timer, wait for End-of-RIB.
+    let (_, out) = bring_up(&mut s, peer_open_gr(Some(peer_gr(true, 120, true))));
+    assert!(out.contains(&Output::Disarm(Timer::GracefulRestart)));
+    assert_eq!(armed(&out, Timer::StaleRoutes), Some(Duration::from_secs(360)));
+    assert!(stale_outputs(&out).is_empty(), "nothing purged yet: {out:?}");
+    // A normal UPDATE leaves the stale set alone.
+    let u = Update {
+        withdrawn: vec!["198.51.100.0/24".parse().unwrap()],
+        ..Update::default()
+    };
+    let out = s.handle(now(), Input::Received(Message::Update(u)));
+    assert!(stale_outputs(&out).is_empty());
+    // End-of-RIB for IPv6: not a stale family, nothing to do.
+    let eor = |f| Update {
+        end_of_rib: Some(f),
+        ..Update::default()
+    };
+    let out = s.handle(now(), Input::Received(Message::Update(eor((2, 1)))));
+    assert!(stale_outputs(&out).is_empty());
+    // End-of-RIB for IPv4: what is still stale goes, the timer stops.
+    let out = s.handle(now(), Input::Received(Message::Update(eor((1, 1)))));
+    let pos = |f: fn(&Output) -> bool| out.iter().position(f);
+    assert!(
+        pos(|o| matches!(o, Output::Received(_))) < pos(|o| matches!(o, Output::PurgeStale(_))),
+        "the marker is passed on, then the purge: {out:?}"
+    );
+    assert_eq!(stale_outputs(&out), vec![Output::PurgeStale(fam(&[(1, 1)]))]);
+    assert!(out.contains(&Output::Disarm(Timer::StaleRoutes)));
+    assert!(s.stale_families().is_empty());
+}
+
+#[test]
+fn helper_stale_timer_bounds_the_wait_for_end_of_rib() {
+    let mut s = Session::new(gr_cfg(false));
+    bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+    s.handle(now(), Input::TcpConnectionFails);
+    bring_up(&mut s, peer_open_gr(Some(peer_gr(true, 120, true))));
+    let out = s.handle(now(), Input::Expired(Timer::StaleRoutes));
+    assert_eq!(stale_outputs(&out), vec![Output::PurgeStale(fam(&[(1, 1)]))]);
+    assert_eq!(s.state(), State::Established);
+}
+
+#[test]
+fn helper_drops_stale_routes_at_once_when_forwarding_was_not_preserved() {
+    // RFC 4724 §4.2: F bit clear (or the family missing, or no capability
+    // at all) in the new OPEN: the stale routes go immediately.
+    for back in [
+        Some(peer_gr(true, 120, false)),
+        Some(GracefulRestartCap {
+            families: vec![],
+            ..peer_gr(true, 120, true)
+        }),
+        None,
+    ] {
+        let mut s = Session::new(gr_cfg(false));
+        bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+        s.handle(now(), Input::TcpConnectionFails);
+        let (_, out) = bring_up(&mut s, peer_open_gr(back.clone()));
+        assert_eq!(
+            stale_outputs(&out),
+            vec![Output::PurgeStale(fam(&[(1, 1)]))],
+            "{back:?}"
+        );
+        assert_eq!(armed(&out, Timer::StaleRoutes), None);
+        assert!(s.stale_families().is_empty());
+    }
+}
+
+#[test]
+fn helper_does_not_apply_to_notification_hold_timer_or_our_own_stop() {
+    let down: [(Input, &str); 3] = [
+        (
+            Input::Received(Message::Notification(Notification::cease(2))),
+            "NOTIFICATION",
+        ),
+        (Input::Expired(Timer::Hold), "hold timer"),
+        (Input::ManualStop(StopReason::AdminShutdown), "manual stop"),
+    ];
+    for (input, what) in down {
+        let mut s = Session::new(gr_cfg(false));
+        bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+        let out = s.handle(now(), input);
+        assert_eq!(stale_outputs(&out), vec![Output::ClearReceived], "{what}");
+        assert_eq!(armed(&out, Timer::GracefulRestart), None, "{what}");
+    }
+    // A restart time of 0 means nothing to keep.
+    let mut s = Session::new(gr_cfg(false));
+    bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 0, true))));
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert_eq!(stale_outputs(&out), vec![Output::ClearReceived]);
+}
+
+#[test]
+fn helper_consecutive_restart_marks_again_and_stop_purges() {
+    let mut s = Session::new(gr_cfg(false));
+    bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));
+    s.handle(now(), Input::TcpConnectionFails);
+    bring_up(&mut s, peer_open_gr(Some(peer_gr(true, 30, true))));
+    // Down again before its End-of-RIB: mark again (the RIB drops what was
+    // already stale) with the restart time of the latest capability.
+    let out = s.handle(now(), Input::TcpConnectionFails);
+    assert_eq!(stale_outputs(&out), vec![Output::MarkStale(fam(&[(1, 1)]))]);
+    assert_eq!(armed(&out, Timer::GracefulRestart), Some(Duration::from_secs(30)));
+    // De-configuring the peer meanwhile purges (nothing would later).
+    let out = s.handle(now(), Input::ManualStop(StopReason::PeerDeconfigured));
+    assert_eq!(stale_outputs(&out), vec![Output::PurgeStale(fam(&[(1, 1)]))]);
+    assert!(out.contains(&Output::Disarm(Timer::GracefulRestart)));
+}
+
+#[test]
+fn config_change_and_deconfigured_send_their_cease_subcodes() {
+    for (reason, sub) in [
+        (StopReason::PeerDeconfigured, 3),
+        (StopReason::ConfigurationChange, 6),
+    ] {
+        let mut s = at(State::Established, cfg(65001, 65002));
+        let out = s.handle(now(), Input::ManualStop(reason));
+        assert_eq!(sent_notification(&out), Some((6, sub)));
+        assert!(
+            out.contains(&Output::Disarm(Timer::IdleHold)),
+            "no automatic restart"
+        );
+        assert_eq!(s.state(), State::Idle);
+    }
+}
+
+#[test]
+fn restart_time_over_12_bits_is_a_config_error() {
+    let mut c = gr_cfg(false);
+    c.graceful_restart = Some(GracefulRestart::new(Duration::from_secs(4096)));
+    assert_eq!(
+        c.validate(),
+        Err(ConfigError::RestartTime(Duration::from_secs(4096)))
+    );
+    c.graceful_restart = Some(GracefulRestart::new(Duration::from_secs(4095)));
+    assert_eq!(c.validate(), Ok(()));
+}

@@ -267,3 +267,48 @@ fn community_text_forms_parse() {
     assert_eq!(r.communities.iter().next().unwrap().to_string(), "65000:100");
     assert_eq!(r.prepend, 0);
 }
+
+fn stale_of(rib: &AdjRibIn) -> Vec<(String, bool)> {
+    rib.routes().map(|r| (r.prefix.to_string(), r.stale)).collect()
+}
+
+#[test]
+fn adj_rib_in_graceful_restart_stale_marking_and_purge() {
+    let v4 = [(1u16, 1u8)].into_iter().collect();
+    let both = [(1u16, 1u8), (2, 1)].into_iter().collect();
+    let mut rib = AdjRibIn::new(None);
+    rib.apply(&announce(&["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]))
+        .unwrap();
+    // The peer restarts; it only listed IPv4 in its capability.
+    rib.mark_stale(&v4);
+    assert_eq!(
+        stale_of(&rib),
+        [("198.51.100.0/24".into(), true), ("203.0.113.0/24".into(), true)]
+    );
+    assert_eq!((rib.len(), rib.stale_len()), (2, 2));
+    assert_eq!(rib.family_len(&"2001:db8::/32".parse().unwrap()), 0);
+    // Back: it re-announces one prefix (fresh again), then End-of-RIB.
+    rib.apply(&announce(&["198.51.100.0/24"])).unwrap();
+    assert_eq!(rib.stale_len(), 1);
+    assert_eq!(rib.purge_stale(&both), 1);
+    assert_eq!(stale_of(&rib), [("198.51.100.0/24".into(), false)]);
+    assert_eq!(rib.family_len(&"198.51.100.0/24".parse().unwrap()), 1);
+}
+
+#[test]
+fn adj_rib_in_consecutive_restart_drops_what_was_already_stale() {
+    let v4 = [(1u16, 1u8)].into_iter().collect();
+    let mut rib = AdjRibIn::new(None);
+    rib.apply(&announce(&["198.51.100.0/24", "203.0.113.0/24"]))
+        .unwrap();
+    rib.mark_stale(&v4);
+    rib.apply(&announce(&["198.51.100.0/24"])).unwrap();
+    // Down again before End-of-RIB (RFC 4724 §4.2): the route that was
+    // still stale goes, the re-announced one becomes stale.
+    rib.mark_stale(&v4);
+    assert_eq!(stale_of(&rib), [("198.51.100.0/24".into(), true)]);
+    // Purging another family leaves IPv4 alone.
+    assert_eq!(rib.purge_stale(&[(2u16, 1u8)].into_iter().collect()), 0);
+    assert_eq!(rib.purge_stale(&v4), 1);
+    assert!(rib.is_empty());
+}

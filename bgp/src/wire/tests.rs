@@ -90,7 +90,15 @@ fn open_from_frr_with_hostname_capability_decodes() {
     assert_eq!(o.asn(), 65002);
     assert_eq!(o.hold_time, 3);
     assert!(o.capabilities.contains(&Capability::Other(73)));
-    assert!(o.capabilities.contains(&Capability::Other(64)));
+    // 0x4078: N bit (RFC 8538, ignored), no R bit, 120 s, no families.
+    assert_eq!(
+        o.graceful_restart(),
+        Some(&GracefulRestartCap {
+            restarting: false,
+            restart_time: 120,
+            families: vec![],
+        })
+    );
     assert!(o.route_refresh());
 }
 
@@ -578,9 +586,13 @@ fn frr_open_decodes() {
     assert_eq!(o.router_id, Ipv4Addr::new(198, 51, 100, 254));
     assert!(o.four_octet_as() && o.route_refresh());
     assert_eq!(o.families(), [(1, 1), (2, 1)].into_iter().collect());
-    for code in [64, 69, 70, 71, 73] {
+    for code in [69, 70, 71, 73] {
         assert!(o.capabilities.contains(&Capability::Other(code)), "cap {code}");
     }
+    // 0xc078: FRR just started (R), N bit ignored, 120 s, helper only.
+    let gr = o.graceful_restart().expect("GR capability");
+    assert!(gr.restarting);
+    assert_eq!((gr.restart_time, gr.families.len()), (120, 0));
 }
 
 #[test]
@@ -747,4 +759,109 @@ fn typed_errors_convert_into_notifications() {
         }
     );
     assert_eq!(Notification::new(4, 0).to_string(), "Hold Timer Expired (4/0)");
+}
+
+// --- Graceful Restart capability (RFC 4724 §3) -------------------------
+
+/// An OPEN from AS 65002, id 198.51.100.2, hold 90, whose only optional
+/// parameter carries `caps`.
+fn open_with_caps(caps: &[u8]) -> Vec<u8> {
+    let mut body = vec![4, 0xfd, 0xea, 0, 90, 198, 51, 100, 2, (caps.len() + 2) as u8, 2];
+    body.push(caps.len() as u8);
+    body.extend_from_slice(caps);
+    let mut bytes = hdr((19 + body.len()) as u16, 1);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+fn gr(restarting: bool, restart_time: u16, families: &[(u16, u8, bool)]) -> GracefulRestartCap {
+    GracefulRestartCap {
+        restarting,
+        restart_time,
+        families: families
+            .iter()
+            .map(|&(afi, safi, f)| GracefulRestartFamily {
+                afi,
+                safi,
+                forwarding_preserved: f,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn graceful_restart_capability_encodes_per_rfc4724() {
+    let open = Open::new(65001, 90, Ipv4Addr::new(198, 51, 100, 1), &[(1, 1), (2, 1)])
+        .with_graceful_restart(gr(true, 120, &[(1, 1, true), (2, 1, false)]));
+    let bytes = encode(&Message::Open(open.clone()), &ebgp4()).unwrap();
+    // Code 64, length 2 + 2 * 4; flags R (0x8) over a 12-bit time of 120
+    // (0x078); then AFI 1 SAFI 1 with F (0x80), AFI 2 SAFI 1 without.
+    let want = [64, 10, 0x80, 0x78, 0, 1, 1, 0x80, 0, 2, 1, 0x00];
+    assert!(
+        bytes.windows(want.len()).any(|w| w == want),
+        "capability not found in {bytes:02x?}"
+    );
+    // And it round-trips through our decoder.
+    let Message::Open(back) = decode(&bytes, &ebgp4()).unwrap() else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(back.graceful_restart(), open.graceful_restart());
+    assert_eq!(back, open);
+
+    // Without R, helper-only (no families): the two-octet form FRR and
+    // BIRD send.
+    let open = Open::new(65001, 90, Ipv4Addr::new(198, 51, 100, 1), &[(1, 1)]).with_graceful_restart(gr(
+        false,
+        4095,
+        &[],
+    ));
+    let bytes = encode(&Message::Open(open), &ebgp4()).unwrap();
+    let want = [64, 2, 0x0f, 0xff];
+    assert!(bytes.windows(want.len()).any(|w| w == want), "{bytes:02x?}");
+
+    // A time over 12 bits never leaks into the flags: clamped to 4095.
+    let open = Open::new(65001, 90, Ipv4Addr::new(198, 51, 100, 1), &[(1, 1)]).with_graceful_restart(gr(
+        false,
+        0x1234,
+        &[],
+    ));
+    let bytes = encode(&Message::Open(open), &ebgp4()).unwrap();
+    assert!(bytes.windows(4).any(|w| w == want), "{bytes:02x?}");
+}
+
+#[test]
+fn graceful_restart_capability_decodes_per_rfc4724() {
+    // R and N (RFC 8538) set, time 4095, IPv6 unicast with F plus reserved
+    // flag bits that must be ignored, IPv4 unicast without F.
+    let caps = [64, 10, 0xcf, 0xff, 0, 2, 1, 0xff, 0, 1, 1, 0x7f];
+    let Message::Open(o) = decode(&open_with_caps(&caps), &ebgp4()).unwrap() else {
+        panic!("not an OPEN")
+    };
+    let g = o.graceful_restart().unwrap();
+    assert_eq!(*g, gr(true, 4095, &[(2, 1, true), (1, 1, false)]));
+    assert_eq!(g.preserved_families(), [(2, 1)].into_iter().collect());
+    assert_eq!(g.listed_families(), [(1, 1), (2, 1)].into_iter().collect());
+
+    // Only the flags: R clear, N set, 90 s.
+    let Message::Open(o) = decode(&open_with_caps(&[64, 2, 0x40, 90]), &ebgp4()).unwrap() else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(o.graceful_restart(), Some(&gr(false, 90, &[])));
+
+    // RFC 4724 §3: a capability sent twice, the last one counts.
+    let caps = [64, 2, 0x00, 10, 64, 6, 0x80, 20, 0, 1, 1, 0x80];
+    let Message::Open(o) = decode(&open_with_caps(&caps), &ebgp4()).unwrap() else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(o.graceful_restart(), Some(&gr(true, 20, &[(1, 1, true)])));
+}
+
+#[test]
+fn malformed_graceful_restart_capability_is_an_open_error_not_a_panic() {
+    // Lengths that are not 2 + 4n: truncated family, lone flags octet.
+    for caps in [&[64u8, 5, 0x80, 120, 0, 1, 1][..], &[64, 1, 0x80]] {
+        let e = decode(&open_with_caps(caps), &ebgp4()).unwrap_err();
+        assert!(matches!(e, DecodeError::Open(OpenError::Malformed(_))), "{e:?}");
+        assert_eq!(e.notification().map(|n| (n.code, n.subcode)), Some((2, 0)));
+    }
 }
