@@ -181,15 +181,13 @@ impl Negotiated {
             ibgp: self.ibgp,
         }
     }
-    /// Families to send an End-of-RIB for after the initial table (RFC
-    /// 4724 §2, §4.1): every negotiated family when GR is negotiated, none
-    /// otherwise.
+    /// Families to send an End-of-RIB for after the initial table: every
+    /// negotiated family. RFC 4724 §2 defines the marker for graceful
+    /// restart but recommends sending it on every session, because it tells
+    /// any peer that the initial table is complete; peers without GR ignore
+    /// it.
     pub fn end_of_rib_families(&self) -> BTreeSet<(u16, u8)> {
-        if self.graceful_restart.is_some() {
-            self.families.clone()
-        } else {
-            BTreeSet::new()
-        }
+        self.families.clone()
     }
 }
 

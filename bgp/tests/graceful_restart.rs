@@ -131,8 +131,9 @@ async fn end_of_rib_follows_the_initial_routes_when_negotiated_and_abandon_sends
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_end_of_rib_without_graceful_restart() {
-    // The peer does not advertise GR (we do): no End-of-RIB.
+async fn without_graceful_restart_end_of_rib_still_follows_the_routes() {
+    // The peer does not advertise GR (we do): GR is not negotiated, but the
+    // End-of-RIB still marks the end of the initial table (RFC 4724 §2).
     let raw = RawPeer::bind(Ipv4Addr::new(127, 0, 0, 2)).await;
     let s = start(vec![gr_peer(&raw)], false).await;
     s.announce([vip()].into_iter().collect());
@@ -142,12 +143,10 @@ async fn no_end_of_rib_without_graceful_restart() {
     assert!(
         matches!(c.next_non_keepalive().await, Some(Message::Update(u)) if u.announced == vec![vip().prefix])
     );
-    for _ in 0..4 {
-        match c.next_within(Duration::from_millis(300)).await {
-            Got::Silent | Got::Msg(Message::Keepalive) => {}
-            other => panic!("nothing expected after the routes, got {other:?}"),
-        }
-    }
+    assert!(
+        matches!(c.next_non_keepalive().await, Some(Message::Update(u)) if u.end_of_rib == Some((1, 1))),
+        "End-of-RIB after the routes"
+    );
     assert_eq!(s.sessions()[0].graceful_restart, None);
     s.shutdown().await;
     // shutdown keeps sending Cease.

@@ -23,6 +23,10 @@ async fn up_and_routes(c: &mut Conn, asn: u32, id: u8) -> Open {
         Some(Message::Update(u)) => assert_eq!(u.announced, vec![vip().prefix]),
         other => panic!("expected the VIP, got {other:?}"),
     }
+    match c.next_non_keepalive().await {
+        Some(Message::Update(u)) => assert!(u.end_of_rib.is_some(), "End-of-RIB after the routes: {u:?}"),
+        other => panic!("expected End-of-RIB, got {other:?}"),
+    }
     theirs
 }
 

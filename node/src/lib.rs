@@ -22,6 +22,7 @@ pub mod controller;
 pub mod health;
 pub mod kernel;
 pub mod node;
+pub mod reload;
 pub mod sockets;
 pub mod tiers;
 

@@ -33,6 +33,7 @@ use crate::health::gossip::{GossipBus, Timing};
 use crate::health::outlier::Ejected;
 use crate::health::{HealthBus, LocalBus, ReportUpdate, check, run_reporter};
 use crate::kernel::LoopbackVips;
+use crate::reload::Changes;
 
 /// How a node runs, beyond its topology file (the command line of `edge run`).
 #[derive(Debug, Clone, Default)]
@@ -89,6 +90,11 @@ pub struct Node {
     name: String,
     /// The running configuration; the controller and the checkers follow it.
     cfg_tx: watch::Sender<Arc<Deployment>>,
+    /// The pools the L7 tier serves; the controller follows them.
+    l7_pools_tx: watch::Sender<BTreeSet<String>>,
+    /// Turns true once the controller applied its first plan: the L7
+    /// listeners accept only then.
+    ready_tx: watch::Sender<bool>,
     state: Arc<NodeState>,
     bus: Arc<dyn HealthBus>,
     speaker: Option<Arc<Speaker>>,
@@ -182,6 +188,11 @@ impl Node {
             None
         };
         let (stop_tx, _) = watch::channel(false);
+        let l7_pools_tx = watch::Sender::new(
+            l7.as_ref()
+                .map(|l| l.pools.iter().cloned().collect())
+                .unwrap_or_default(),
+        );
         let (reload_tx, reload_rx) = mpsc::channel(4);
         state.set_reload(reload_tx);
         let report = NodeReport {
@@ -194,6 +205,8 @@ impl Node {
             opts,
             name,
             cfg_tx,
+            l7_pools_tx,
+            ready_tx: watch::Sender::new(false),
             state,
             bus,
             speaker,
@@ -261,16 +274,13 @@ impl Node {
                 stop_rx.clone(),
             ));
         }
-        let mut controller = Controller::new(self.name.clone());
-        if let Some(l) = &self.l7 {
-            controller.set_l7_pools(l.pools.iter().cloned());
-        }
+        let controller = Controller::new(self.name.clone());
         let drivers = Drivers {
             speaker: self.speaker.clone(),
             dns_view: self.dns.as_ref().map(|d| d.view_handle()),
             l4: self.l4.take(),
             l7: self.l7.as_ref().map(|l| l.proxy.clone()),
-            l7_pools: self.l7.as_ref().map(|l| l.pools.clone()).unwrap_or_default(),
+            l7_pools: Vec::new(),
             lo: None,
             report_tx,
             vip_on_lo: !self.opts.no_vip_on_lo,
@@ -278,14 +288,16 @@ impl Node {
         self.controller_task = Some(tokio::spawn(drive_controller(
             controller,
             self.cfg_tx.subscribe(),
+            self.l7_pools_tx.subscribe(),
             self.bus.watch(),
             ejected_rx,
             self.state.clone(),
             drivers,
+            self.ready_tx.clone(),
             stop_rx.clone(),
         )));
         if let Some(l) = &mut self.l7 {
-            l.serve(&stop_rx, &mut self.tasks);
+            l.serve(&self.ready_tx.subscribe(), &stop_rx, &mut self.tasks);
             // Passive health: the proxy's failure reports drive ejections.
             let events = std::mem::replace(&mut l.events, mpsc::channel(1).1);
             self.tasks
@@ -317,9 +329,15 @@ impl Node {
         }
     }
 
-    /// Loads, validates and applies the topology file again. Anything
-    /// wrong with it leaves the running configuration in place and says
-    /// why; `dry_run` only reports what would change.
+    /// Loads, validates and applies the topology file again, and says
+    /// what changed per tier (`dry_run`: only says it). The file gets the
+    /// checks `edge validate` makes. A change that only a restart can apply
+    /// refuses the whole reload, so that an "ok" means everything read was
+    /// applied. The tiers are applied in an order where only the first
+    /// steps can fail: bind the sockets of new L7 listeners, swap the L7
+    /// configuration (it re-reads every certificate), swap the DNS
+    /// authority (rolled back to the old L7 configuration if it fails),
+    /// then the BGP peers and the controller's configuration, which cannot.
     pub async fn reload(&mut self, dry_run: bool) -> std::result::Result<String, String> {
         let Some(path) = self.opts.config.clone() else {
             return Err("this node runs the embedded demo topology; there is no file to reload".into());
@@ -332,19 +350,146 @@ impl Node {
                 self.name
             ));
         };
+        let base = base_dir(Some(&path));
+        let l7_errors = crate::validate_l7(&new, &base);
+        if !l7_errors.is_empty() {
+            return Err(format!("{}: invalid\n{}", path.display(), l7_errors.join("\n")));
+        }
         let old = self.cfg_tx.borrow().clone();
-        if let Some((_, o)) = old.node(&self.name)
-            && (o.admin != n.admin || o.gossip != n.gossip)
-        {
-            tracing::warn!("admin and gossip address changes take effect at the next restart");
+        let mut changes = Changes::default();
+        crate::reload::topology(&old, &new, &mut changes);
+        crate::reload::restart_only(&old, &new, &self.name, !self.opts.no_listeners, &mut changes);
+
+        // DNS: what the server would change (a file it cannot serve fails here).
+        let dns_changes = if self.dns.is_some() {
+            let d = edge_dns::diff(&old, &new).map_err(|e| format!("dns: {e}"))?;
+            for c in d.iter() {
+                if matches!(c, edge_dns::DnsChange::Setting { live: false, .. }) {
+                    changes.needs_restart(format!("dns: {c}"));
+                } else {
+                    changes.push("dns", c.to_string());
+                }
+            }
+            Some(d)
+        } else {
+            None
+        };
+
+        // L7: the new proxy configuration and the listeners it adds.
+        let new_l7 = if self.opts.no_listeners {
+            None
+        } else {
+            crate::tiers::l7::proxy_config(&new, &self.name, &base).map_err(|e| format!("l7: {e:#}"))?
+        };
+        let mut added_plans = Vec::new();
+        match (&self.l7, &new_l7) {
+            (Some(l7), Some((cfg, plans))) => {
+                let diff = edge_l7::diff(&l7.proxy.config(), cfg);
+                for c in diff.changes() {
+                    changes.push("l7", c.to_string());
+                }
+                let added: BTreeSet<&str> = diff.listeners_added().into_iter().collect();
+                added_plans = plans
+                    .iter()
+                    .filter(|p| added.contains(p.name.as_str()))
+                    .cloned()
+                    .collect();
+            }
+            (None, Some(_)) => changes.needs_restart("l7: this node's site gains its first L7 listener"),
+            (Some(_), None) => changes.needs_restart("l7: this node's site loses its last L7 listener"),
+            (None, None) => {}
+        }
+
+        // BGP: the peerings of this node.
+        let new_peers = speaker_config(&new, n).peers;
+        let old_peers = old
+            .node(&self.name)
+            .map(|(_, o)| speaker_config(&old, o).peers)
+            .unwrap_or_default();
+        match (&self.speaker, new_peers.is_empty()) {
+            (Some(_), _) => {
+                for line in crate::reload::peers(&old_peers, &new_peers) {
+                    changes.push("bgp", line);
+                }
+            }
+            (None, false) => changes.needs_restart("bgp: the node gains its first peering"),
+            (None, true) => {}
+        }
+        if check::targets(&old, &self.name) != check::targets(&new, &self.name) {
+            changes.push(
+                "checks",
+                "active checks restarted with the new targets and settings",
+            );
+        }
+
+        if !changes.restart().is_empty() {
+            return Err(format!(
+                "{}: refused, nothing was applied: these changes need a restart of the node:\n  {}",
+                path.display(),
+                changes.restart().join("\n  ")
+            ));
         }
         let summary = new.summary().lines().next().unwrap_or_default().to_string();
         if dry_run {
-            return Ok(format!("dry run: {summary}"));
+            return Ok(format!("dry run, nothing applied: {summary}\n{changes}"));
         }
-        tracing::info!(file = %path.display(), %summary, "configuration reloaded");
+
+        // Apply: only the first steps can fail, and they undo themselves.
+        let sockets = match &self.l7 {
+            Some(l7) if !added_plans.is_empty() => Some(
+                crate::tiers::l7::bind_listeners(&added_plans, l7.threads())
+                    .map_err(|e| format!("l7: {e:#}"))?,
+            ),
+            _ => None,
+        };
+        let mut old_l7 = None;
+        if let (Some(l7), Some((cfg, _))) = (&self.l7, new_l7) {
+            let before = l7.proxy.config();
+            let applied = l7
+                .proxy
+                .reconfigure(cfg)
+                .map_err(|e| format!("l7: {e}; nothing was applied"))?;
+            changes.replace("l7", applied.changes().iter().map(|c| c.to_string()));
+            old_l7 = Some(before);
+        }
+        if let (Some(dns), Some(_)) = (&self.dns, &dns_changes) {
+            let r = tokio::task::block_in_place(|| dns.reload(&new, &base));
+            match r {
+                Ok(applied) => changes.replace("dns", applied.iter().map(|c| c.to_string())),
+                Err(e) => {
+                    if let (Some(l7), Some(before)) = (&self.l7, old_l7)
+                        && let Err(back) = l7.proxy.reconfigure(before)
+                    {
+                        tracing::error!(error = %back, "rolling the L7 tier back after a failed DNS reload");
+                    }
+                    return Err(format!("dns: {e}; nothing was applied"));
+                }
+            }
+        }
+        if let (Some(l7), Some(sockets)) = (&self.l7, sockets) {
+            let stop = self.stop_tx.subscribe();
+            l7.serve_sockets(sockets, &self.ready_tx.subscribe(), &stop, &mut self.tasks);
+        }
+        if let Some(sp) = &self.speaker {
+            match sp.set_peers(new_peers).await {
+                Ok(pc) if !pc.is_empty() => changes.replace("bgp", pc.to_string().lines().map(String::from)),
+                Ok(_) => {}
+                // Checked before anything was applied; a refusal here means
+                // the speaker's own validation differs from ours.
+                Err(e) => tracing::error!(error = %e, "BGP peers not changed"),
+            }
+        }
+        if let Some(l7) = &self.l7 {
+            let pools: BTreeSet<String> = l7.proxy.config().pools.iter().map(|p| p.name.clone()).collect();
+            self.l7_pools_tx.send_if_modified(|p| {
+                let changed = *p != pools;
+                *p = pools;
+                changed
+            });
+        }
+        tracing::info!(file = %path.display(), %summary, changes = %changes.to_string().trim_end().replace('\n', "; "), "configuration reloaded");
         self.cfg_tx.send_replace(Arc::new(new));
-        Ok(summary)
+        Ok(format!("{summary}\n{changes}"))
     }
 
     /// Stops the node in reverse start order: the controller withdraws
@@ -479,13 +624,16 @@ struct LoadSampler {
 }
 
 /// The controller task: feeds the state machine and carries out its plans.
+#[allow(clippy::too_many_arguments)]
 async fn drive_controller(
     mut ctl: Controller,
     mut cfg: watch::Receiver<Arc<Deployment>>,
+    mut l7_pools: watch::Receiver<BTreeSet<String>>,
     mut snapshots: watch::Receiver<Arc<HealthSnapshot>>,
     mut ejected: watch::Receiver<Ejected>,
     state: Arc<NodeState>,
     mut drivers: Drivers,
+    ready: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     drivers.lo = match LoopbackVips::new().await {
@@ -501,7 +649,9 @@ async fn drive_controller(
     // tier whose last action failed.
     let mut load_tick = tokio::time::interval(Duration::from_secs(1));
     let mut load = LoadSampler::default();
+    drivers.l7_pools = l7_pools.borrow().iter().cloned().collect();
     let mut inputs = vec![
+        Input::L7Pools(l7_pools.borrow_and_update().clone()),
         Input::Snapshot(snapshots.borrow_and_update().clone()),
         Input::Ejected(ejected.borrow_and_update().clone()),
         Input::Config(cfg.borrow_and_update().clone()),
@@ -522,6 +672,8 @@ async fn drive_controller(
                 state.set_applied(plan.generation, d, snapshots.borrow().clone(), failed);
             }
         }
+        // The first plan is applied: the L7 pools have their members.
+        ready.send_if_modified(|r| !std::mem::replace(r, true));
         let sleep = async {
             match wake_at {
                 Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -535,6 +687,14 @@ async fn drive_controller(
             },
             changed = cfg.changed() => match changed {
                 Ok(()) => inputs.push(Input::Config(cfg.borrow_and_update().clone())),
+                Err(_) => break,
+            },
+            changed = l7_pools.changed() => match changed {
+                Ok(()) => {
+                    let pools = l7_pools.borrow_and_update().clone();
+                    drivers.l7_pools = pools.iter().cloned().collect();
+                    inputs.push(Input::L7Pools(pools));
+                }
                 Err(_) => break,
             },
             changed = ejected.changed(), if ejections_open => match changed {

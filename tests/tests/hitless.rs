@@ -88,7 +88,11 @@ fn rib_paths(t: &TopologyLab, router: &str) -> Result<usize, String> {
 
 /// Opens `n` TCP connections from `client` through the L4 stage (the
 /// backends' echo service behind VIP:9000) and checks they echo.
-fn open_conns(t: &TopologyLab, client: &str, n: usize) -> (edge_l4::netns::NetnsThread, Vec<std::net::TcpStream>) {
+fn open_conns(
+    t: &TopologyLab,
+    client: &str,
+    n: usize,
+) -> (edge_l4::netns::NetnsThread, Vec<std::net::TcpStream>) {
     let ns = t.lab.kernel_ns(client).expect("ns");
     let nt = edge_l4::netns::NetnsThread::spawn(&ns).expect("enter the client namespace");
     let conns: Vec<std::net::TcpStream> = nt
@@ -130,7 +134,11 @@ fn echo(conns: &[std::net::TcpStream], round: &str) -> usize {
 /// Runs `change` while the traffic runs, and returns what it returned with
 /// what the traffic saw. `dns_ok(answer)` says whether a `www.edge.example`
 /// answer is acceptable at that moment.
-fn during<T>(t: &TopologyLab, dns_ok: &(dyn Fn(&[String]) -> bool + Sync), change: impl FnOnce() -> T) -> (T, Seen) {
+fn during<T>(
+    t: &TopologyLab,
+    dns_ok: &(dyn Fn(&[String]) -> bool + Sync),
+    change: impl FnOnce() -> T,
+) -> (T, Seen) {
     let (nt, conns) = open_conns(t, "ams-c1", 50);
     assert_eq!(echo(&conns, "before"), 50, "all 50 connections work before");
     let stop = AtomicBool::new(false);
@@ -214,19 +222,42 @@ fn assert_hitless(what: &str, seen: &Seen) {
     );
     assert!(seen.http_ok >= 10 && seen.dns_ok >= 10, "the loops ran: {seen:?}");
     assert!(seen.rib_polls >= 10, "the RIBs were polled: {seen:?}");
-    assert!(seen.http_failed.is_empty(), "{what}: failed requests {:#?}", seen.http_failed);
-    assert!(seen.dns_bad.is_empty(), "{what}: failed or wrong DNS answers {:#?}", seen.dns_bad);
-    assert!(seen.rib_missing.is_empty(), "{what}: VIP missing from a RIB {:#?}", seen.rib_missing);
+    assert!(
+        seen.http_failed.is_empty(),
+        "{what}: failed requests {:#?}",
+        seen.http_failed
+    );
+    assert!(
+        seen.dns_bad.is_empty(),
+        "{what}: failed or wrong DNS answers {:#?}",
+        seen.dns_bad
+    );
+    assert!(
+        seen.rib_missing.is_empty(),
+        "{what}: VIP missing from a RIB {:#?}",
+        seen.rib_missing
+    );
     for (router, (min, max)) in &seen.rib_paths {
         assert_eq!(min, max, "{what}: the paths at {router} changed");
     }
-    assert_eq!(seen.conns_survived, 50, "{what}: long-lived connections were reset");
+    assert_eq!(
+        seen.conns_survived, 50,
+        "{what}: long-lived connections were reset"
+    );
 }
 
 /// A self-signed P-256 certificate for `cn` (PEM files in `dir`).
 fn make_cert(dir: &std::path::Path, stem: &str, cn: &str) {
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
         .args(["-days", "2", "-subj", &format!("/CN={cn}")])
         .arg("-keyout")
         .arg(dir.join(format!("{stem}.key")))
@@ -244,7 +275,16 @@ fn served_cn(t: &TopologyLab, client: &str) -> Result<String, String> {
         .lab
         .exec(
             client,
-            &["curl", "-sk", "-m", "2", "-o", "/dev/null", "-v", &format!("https://{VIP}/")],
+            &[
+                "curl",
+                "-sk",
+                "-m",
+                "2",
+                "-o",
+                "/dev/null",
+                "-v",
+                &format!("https://{VIP}/"),
+            ],
         )
         .map_err(|e| e.to_string())?;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -257,7 +297,8 @@ fn served_cn(t: &TopologyLab, client: &str) -> Result<String, String> {
 /// The two-PoP topology with a TLS listener and a named L7 route on the
 /// anycast service, and a static record the test changes.
 fn topology(route_tag: &str, api_addr: &str, gslb_ttl: u32) -> String {
-    let text = std::fs::read_to_string(repo_root().join("labs/two-pop/deployment.toml")).expect("two-pop topology");
+    let text =
+        std::fs::read_to_string(repo_root().join("labs/two-pop/deployment.toml")).expect("two-pop topology");
     let anycast_l7 = "pool = \"web\"\nl7 = [{ port = 80 }]\nl4";
     assert!(text.contains(anycast_l7));
     let with = text
@@ -274,8 +315,14 @@ fn topology(route_tag: &str, api_addr: &str, gslb_ttl: u32) -> String {
             &format!("  {{ name = \"anycast\", type = \"A\", value = \"203.0.113.10\" }},\n  {{ name = \"api\", type = \"A\", value = \"{api_addr}\" }},"),
         )
         .replace("ttl = 20\nanswers = 1", &format!("ttl = {gslb_ttl}\nanswers = 1"));
-    assert!(with.contains(&format!("ttl = {gslb_ttl}\nanswers = 1")), "GSLB ttl replaced");
-    with.replace("name = \"two-pop\"", &format!("name = \"hl{}\"", std::process::id() % 100_000))
+    assert!(
+        with.contains(&format!("ttl = {gslb_ttl}\nanswers = 1")),
+        "GSLB ttl replaced"
+    );
+    with.replace(
+        "name = \"two-pop\"",
+        &format!("name = \"hl{}\"", std::process::id() % 100_000),
+    )
 }
 
 /// `dig` with TTLs: the TTL of the first answer of `name`.
@@ -284,7 +331,15 @@ fn dig_ttl(t: &TopologyLab, client: &str, name: &str) -> Result<u32, String> {
         .lab
         .exec(
             client,
-            &["dig", "+tries=1", "+time=1", "+noall", "+answer", "@203.0.113.53", name],
+            &[
+                "dig",
+                "+tries=1",
+                "+time=1",
+                "+noall",
+                "+answer",
+                "@203.0.113.53",
+                name,
+            ],
         )
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -321,7 +376,16 @@ fn nodes(t: &TopologyLab) -> Vec<String> {
 fn reload_of_dns_records_gslb_l7_routes_and_certificates_is_hitless() {
     if !lab_ready(
         "hitless reload",
-        &["ip", "vtysh", "bird", "birdc", "dig", "curl", "openssl", "/usr/lib/frr/bgpd"],
+        &[
+            "ip",
+            "vtysh",
+            "bird",
+            "birdc",
+            "dig",
+            "curl",
+            "openssl",
+            "/usr/lib/frr/bgpd",
+        ],
     ) {
         return;
     }
@@ -355,7 +419,10 @@ fn reload_of_dns_records_gslb_l7_routes_and_certificates_is_hitless() {
             );
             let text = String::from_utf8_lossy(&out.stdout).to_string();
             for tier in ["dns", "l7"] {
-                assert!(text.contains(tier), "{n}: reload output names the {tier} changes:\n{text}");
+                assert!(
+                    text.contains(tier),
+                    "{n}: reload output names the {tier} changes:\n{text}"
+                );
             }
             times.insert(n, r0.elapsed());
         }
@@ -395,7 +462,16 @@ fn reload_of_dns_records_gslb_l7_routes_and_certificates_is_hitless() {
 fn a_reload_whose_certificate_is_missing_keeps_the_old_config_everywhere() {
     if !lab_ready(
         "hitless reload refused",
-        &["ip", "vtysh", "bird", "birdc", "dig", "curl", "openssl", "/usr/lib/frr/bgpd"],
+        &[
+            "ip",
+            "vtysh",
+            "bird",
+            "birdc",
+            "dig",
+            "curl",
+            "openssl",
+            "/usr/lib/frr/bgpd",
+        ],
     ) {
         return;
     }
@@ -407,11 +483,15 @@ fn a_reload_whose_certificate_is_missing_keeps_the_old_config_everywhere() {
     let (_, seen) = during(&t, &dns_ok, || {
         // A file that validates but whose apply fails part-way: the DNS and
         // route changes come before the certificate that is missing.
-        let broken = topology("two", "198.51.100.78", 30).replace("cert = \"edge.crt\"", "cert = \"gone.crt\"");
+        let broken =
+            topology("two", "198.51.100.78", 30).replace("cert = \"edge.crt\"", "cert = \"gone.crt\"");
         std::fs::write(&config, &broken).expect("write");
         for n in nodes(&t) {
             let out = t.edge(&n, &["reload"]);
-            assert!(!out.status.success(), "{n}: a reload with a missing certificate must fail");
+            assert!(
+                !out.status.success(),
+                "{n}: a reload with a missing certificate must fail"
+            );
             let err = String::from_utf8_lossy(&out.stderr).to_string();
             assert!(err.contains("gone.crt"), "{n}: says why: {err}");
         }

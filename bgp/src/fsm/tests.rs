@@ -744,7 +744,7 @@ fn open_carries_graceful_restart_with_r_bit_only_until_established() {
 }
 
 #[test]
-fn no_graceful_restart_configured_means_no_capability_no_eor() {
+fn no_graceful_restart_configured_means_no_capability_and_no_stale_routes() {
     let mut s = Session::new(cfg(65001, 65002));
     let (ours, out) = bring_up(&mut s, peer_open_gr(Some(peer_gr(true, 120, true))));
     assert!(ours.graceful_restart().is_none());
@@ -752,7 +752,11 @@ fn no_graceful_restart_configured_means_no_capability_no_eor() {
         panic!("no Up in {out:?}")
     };
     assert!(neg.graceful_restart.is_none(), "one side only is not GR");
-    assert!(neg.end_of_rib_families().is_empty());
+    assert_eq!(
+        neg.end_of_rib_families(),
+        neg.families,
+        "End-of-RIB is sent on every session (RFC 4724 §2 recommends it)"
+    );
     // Without GR a lost connection forgets the peer's routes.
     let out = s.handle(now(), Input::TcpConnectionFails);
     assert_eq!(stale_outputs(&out), vec![Output::ClearReceived]);
@@ -760,7 +764,7 @@ fn no_graceful_restart_configured_means_no_capability_no_eor() {
 }
 
 #[test]
-fn end_of_rib_only_when_both_sides_advertise_graceful_restart() {
+fn graceful_restart_is_negotiated_only_when_both_sides_advertise_it() {
     let mut s = Session::new(gr_cfg(false));
     let (ours, out) = bring_up(&mut s, peer_open_gr(None));
     assert!(ours.graceful_restart().is_some(), "we still advertise it");
@@ -768,7 +772,7 @@ fn end_of_rib_only_when_both_sides_advertise_graceful_restart() {
         panic!("no Up")
     };
     assert!(neg.graceful_restart.is_none());
-    assert!(neg.end_of_rib_families().is_empty());
+    assert_eq!(neg.end_of_rib_families(), neg.families);
 
     let mut s = Session::new(gr_cfg(false));
     let (_, out) = bring_up(&mut s, peer_open_gr(Some(peer_gr(false, 120, true))));

@@ -55,6 +55,9 @@ pub enum Input {
     Snapshot(Arc<HealthSnapshot>),
     /// The backends passive health ejected, per pool.
     Ejected(Ejected),
+    /// The pools the L7 tier serves (at start, and after a reload changed
+    /// them): their members are part of every plan.
+    L7Pools(BTreeSet<String>),
     /// Time passed: a drain deadline, or the driver's periodic retry.
     Tick,
     /// Stop the node: withdraw, remove addresses, tear down.
@@ -253,6 +256,7 @@ impl Controller {
             Input::Config(dep) => self.dep = Some(dep),
             Input::Snapshot(s) => self.snapshot = s,
             Input::Ejected(e) => self.ejected = e,
+            Input::L7Pools(p) => self.l7_pools = p,
             Input::Tick => {}
             Input::Shutdown => return self.shutdown(),
         }

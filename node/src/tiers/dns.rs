@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use edge_dns::{Authority, DnsOptions, DnsServer, DnsView, GeoDb, RecordType, ViewHandle};
+use edge_dns::{DnsOptions, DnsServer, DnsView, GeoDb, RecordType, ViewHandle};
 use edge_topology::Deployment;
 use prometheus_client::registry::Registry;
 use socket2::Type;
@@ -19,16 +19,13 @@ use crate::sockets::bind;
 
 pub struct Dns {
     server: DnsServer,
-    explainer: Explainer,
 }
 
-/// Explains queries with the same code the server answers with, against
-/// the view the server currently serves.
+/// Explains queries with the same code and the same authority the server
+/// answers with, against the view it currently serves (a reload changes
+/// both at once).
 #[derive(Clone)]
-pub struct Explainer {
-    authority: Arc<Authority>,
-    view: ViewHandle,
-}
+pub struct Explainer(edge_dns::DnsExplainer);
 
 impl Explainer {
     /// `name=..&type=..&client=..[&ecs=..]` → the decision trace.
@@ -62,9 +59,8 @@ impl Explainer {
         let qtype: RecordType = qtype
             .parse()
             .map_err(|_| format!("unknown query type {qtype:?}"))?;
-        let view = self.view.get();
-        self.authority
-            .explain(&name, qtype, client, ecs, &view)
+        self.0
+            .explain(&name, qtype, client, ecs)
             .map(|o| o.to_string())
             .map_err(|e| e.to_string())
     }
@@ -76,7 +72,20 @@ impl Dns {
     }
 
     pub fn explainer(&self) -> Explainer {
-        self.explainer.clone()
+        Explainer(self.server.explainer())
+    }
+
+    /// Applies the DNS part of a new deployment (zones, records, GSLB
+    /// names, GeoIP database, steering and RRL settings) in one swap;
+    /// on an error the server keeps answering as before. Blocking: it
+    /// builds the zones and reads the GeoIP file.
+    pub fn reload(
+        &self,
+        dep: &Deployment,
+        base_dir: &Path,
+    ) -> Result<edge_dns::DnsChanges, edge_dns::DnsError> {
+        self.server
+            .reload_from_dir(dep, base_dir, DnsOptions::default().with_deployment(dep))
     }
 
     /// The resolvers that recently queried this server.
@@ -101,19 +110,7 @@ pub async fn start(dep: &Deployment, base_dir: &Path, registry: &mut Registry) -
         return Ok(None);
     };
     let geo = GeoDb::for_deployment(dep, base_dir).context("opening the GeoIP database")?;
-    let explain_geo = GeoDb::for_deployment(dep, base_dir).context("opening the GeoIP database")?;
-    let mut options = DnsOptions::default();
-    options.rrl.responses_per_second = cfg.rrl.responses_per_second;
-    options.rrl.burst = cfg.rrl.burst;
-    options.rrl.slip = cfg.rrl.slip;
-    options.rrl.ipv4_prefix = cfg.rrl.ipv4_prefix;
-    options.rrl.ipv6_prefix = cfg.rrl.ipv6_prefix;
-    options.axfr_allow = cfg.axfr_allow.clone();
-    options.steer.shed_load_above = cfg.shed_load_above;
-    options.steer.latency_tolerance_us = u32::try_from(cfg.latency_tolerance.as_micros()).unwrap_or(u32::MAX);
-    options.steer.country_sites = cfg.country_sites.clone();
-    let authority = Authority::new(dep, explain_geo.map(Arc::new), options.steer.clone())
-        .context("building the DNS zones")?;
+    let options = DnsOptions::default().with_deployment(dep);
     let mut server = DnsServer::new(dep, geo, DnsView::default(), options, Some(registry))
         .context("building the DNS server")?;
     for prefix in &vip.prefixes {
@@ -124,9 +121,5 @@ pub async fn start(dep: &Deployment, base_dir: &Path, registry: &mut Registry) -
         server.serve_tcp(tokio::net::TcpListener::from_std(tcp.into())?);
         tracing::info!(%addr, "DNS server listening");
     }
-    let explainer = Explainer {
-        authority: Arc::new(authority),
-        view: server.view_handle(),
-    };
-    Ok(Some(Dns { server, explainer }))
+    Ok(Some(Dns { server }))
 }

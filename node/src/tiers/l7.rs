@@ -21,6 +21,7 @@ use crate::controller::{L7Member, listen_addrs};
 use crate::sockets::{bind, bind_shared};
 
 /// One L7 listener of the node: its name in the proxy and where it listens.
+#[derive(Debug, Clone)]
 pub struct ListenerPlan {
     pub name: String,
     pub addrs: Vec<SocketAddr>,
@@ -135,12 +136,37 @@ pub struct L7 {
     pub pools: Vec<String>,
     pub events: mpsc::Receiver<PassiveEvent>,
     /// Per serving thread: its socket of every listener address.
-    sockets: Vec<Vec<(String, std::net::TcpListener)>>,
+    sockets: Sockets,
+    threads: usize,
+}
+
+/// Per serving thread: (listener name, socket) for every listener address.
+pub type Sockets = Vec<Vec<(String, std::net::TcpListener)>>;
+
+/// Binds the sockets of `plans`: with `threads` > 1, one `SO_REUSEPORT`
+/// socket per listener address and thread.
+pub fn bind_listeners(plans: &[ListenerPlan], threads: usize) -> Result<Sockets> {
+    let threads = threads.max(1);
+    let mut sockets: Sockets = (0..threads).map(|_| Vec::new()).collect();
+    for p in plans {
+        for addr in &p.addrs {
+            for per_thread in &mut sockets {
+                let s = if threads == 1 {
+                    bind(*addr, Type::STREAM)
+                } else {
+                    bind_shared(*addr)
+                }
+                .with_context(|| format!("binding L7 {}/{addr}", p.name))?;
+                per_thread.push((p.name.clone(), s.into()));
+            }
+            tracing::info!(listener = %p.name, %addr, threads, "L7 listener bound");
+        }
+    }
+    Ok(sockets)
 }
 
 /// Builds the proxy and binds its listeners (serving starts with
-/// [`L7::serve`]): with `threads` > 1, one `SO_REUSEPORT` socket per
-/// listener address and thread.
+/// [`L7::serve`]).
 pub fn start(
     dep: &Deployment,
     node: &str,
@@ -154,41 +180,58 @@ pub fn start(
     let pools = cfg.pools.iter().map(|p| p.name.clone()).collect();
     let (proxy, events) = Proxy::new(cfg, registry).context("building the L7 proxy")?;
     let threads = threads.max(1);
-    let mut sockets: Vec<Vec<(String, std::net::TcpListener)>> = (0..threads).map(|_| Vec::new()).collect();
-    for p in plans {
-        for addr in p.addrs {
-            for per_thread in &mut sockets {
-                let s = if threads == 1 {
-                    bind(addr, Type::STREAM)
-                } else {
-                    bind_shared(addr)
-                }
-                .with_context(|| format!("binding L7 {}/{addr}", p.name))?;
-                per_thread.push((p.name.clone(), s.into()));
-            }
-            tracing::info!(listener = %p.name, %addr, threads, "L7 listener bound");
-        }
-    }
+    let sockets = bind_listeners(&plans, threads)?;
     Ok(Some(L7 {
         proxy,
         pools,
         events,
         sockets,
+        threads,
     }))
 }
 
 impl L7 {
-    /// Serves every listener until `stop` turns true, on dedicated threads
-    /// that each run a single-threaded runtime with their own socket of
-    /// every listener (thread per core, as HAProxy's nbthread and nginx's
+    /// Serving threads per listener.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Serves every listener bound at start until `stop` turns true, once
+    /// `ready` turns true (the controller has handed the proxy its first
+    /// backend sets; until then connections wait in the kernel's backlog
+    /// instead of getting a 503).
+    pub fn serve(
+        &mut self,
+        ready: &watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        let sockets = std::mem::take(&mut self.sockets);
+        self.serve_sockets(sockets, ready, stop, tasks);
+    }
+
+    /// Serves `sockets` (bound with [`bind_listeners`]) until `stop` turns
+    /// true or a reload removes their listener, on dedicated threads that
+    /// each run a single-threaded runtime with their own socket of every
+    /// listener (thread per core, as HAProxy's nbthread and nginx's
     /// workers do). Measured with `labs/bench/l7.sh`: the same proxy on a
     /// current-thread runtime serves ~40 % more requests per CPU-second than
     /// on a one-worker work-stealing runtime. Shared state (routes, pools,
     /// metrics, upstream connections) stays shared across the threads.
-    pub fn serve(&mut self, stop: &watch::Receiver<bool>, tasks: &mut tokio::task::JoinSet<()>) {
-        for (i, sockets) in self.sockets.drain(..).enumerate() {
+    pub fn serve_sockets(
+        &self,
+        sockets: Sockets,
+        ready: &watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        for (i, sockets) in sockets.into_iter().enumerate() {
+            if sockets.is_empty() {
+                continue;
+            }
             let proxy = self.proxy.clone();
             let stop = stop.clone();
+            let ready = ready.clone();
             let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
             let spawned = std::thread::Builder::new()
                 .name(format!("edge-l7-{i}"))
@@ -205,7 +248,12 @@ impl L7 {
                         for (name, sock) in sockets {
                             let proxy = proxy.clone();
                             let mut stop = stop.clone();
+                            let mut ready = ready.clone();
                             listeners.spawn(async move {
+                                tokio::select! {
+                                    r = ready.wait_for(|r| *r) => if r.is_err() { return },
+                                    _ = stop.changed() => return,
+                                }
                                 let shutdown = async move {
                                     let _ = stop.changed().await;
                                 };

@@ -325,3 +325,23 @@ fn shutdown_of_a_node_that_announced_nothing_does_not_wait() {
         vec![Action::SetLocal(BTreeSet::new()), Action::RemoveL4]
     );
 }
+
+#[test]
+fn pools_added_to_the_l7_tier_get_their_members_at_once() {
+    let t0 = Instant::now();
+    let (mut c, _) = started(t0);
+    let p = c.step(
+        t0,
+        Input::L7Pools(["web".to_string(), "other".to_string()].into()),
+    );
+    assert_eq!(p.actions.len(), 1, "{:#?}", p.actions);
+    let Action::SetL7(sets) = &p.actions[0] else {
+        panic!("{:#?}", p.actions)
+    };
+    assert_eq!(sets.len(), 2);
+    assert!(
+        sets["other"].is_empty(),
+        "a pool the topology does not have has no members"
+    );
+    assert_eq!(sets["web"].len(), 2);
+}
