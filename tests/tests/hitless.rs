@@ -172,13 +172,16 @@ fn during<T>(
                 }
             });
         }
-        let (stop_ref, seen_ref) = (&stop, &seen);
-        s.spawn(move || {
-            let t0 = Instant::now();
-            while !stop_ref.load(Ordering::Relaxed) {
-                for router in ["ams-r1", "nyc-r1"] {
+        // One poller per router, every 50 ms.
+        for router in ["ams-r1", "nyc-r1"] {
+            let (stop, seen) = (&stop, &seen);
+            s.spawn(move || {
+                let t0 = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let p0 = Instant::now();
                     let r = rib_paths(t, router);
-                    let mut g = seen_ref.lock().expect("lock");
+                    let mut g = seen.lock().expect("lock");
+                    g.rib_polls += 1;
                     match r {
                         Ok(0) => g.rib_missing.push(format!("{router} at {:?}", t0.elapsed())),
                         Ok(n) => {
@@ -188,11 +191,11 @@ fn during<T>(
                         }
                         Err(e) => g.rib_missing.push(format!("{router}: {e}")),
                     }
+                    drop(g);
+                    std::thread::sleep(Duration::from_millis(50).saturating_sub(p0.elapsed()));
                 }
-                seen_ref.lock().expect("lock").rib_polls += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
+            });
+        }
         // Let the loops run before and after the change.
         std::thread::sleep(Duration::from_millis(500));
         let out = change();
@@ -356,6 +359,20 @@ fn up(text: &str) -> TopologyLab {
             .wait_route(r, vip(), RouteExpect::Ecmp(2), Duration::from_secs(30))
             .expect("anycast ECMP");
     }
+    // Every path in every RIB: two local nodes and the other PoP's router.
+    TopologyLab::wait(
+        "three paths to the VIP at each router",
+        Duration::from_secs(30),
+        || {
+            for r in ["ams-r1", "nyc-r1"] {
+                let n = rib_paths(&t, r)?;
+                if n != 3 {
+                    return Err(format!("{r}: {n} paths"));
+                }
+            }
+            Ok(())
+        },
+    );
     TopologyLab::wait("GSLB answers at both PoPs", Duration::from_secs(20), || {
         for c in CLIENTS {
             let a = dig(&t, c, "www.edge.example")?;
