@@ -174,7 +174,7 @@ pub struct SpeakerConfig {
 }
 
 /// Process-level start options (not part of the node's configuration).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SpeakerOptions {
     /// This process replaces one that had the same sessions and left with
     /// [`Speaker::abandon`] (an upgrade or restart): the first OPEN to each
@@ -182,6 +182,11 @@ pub struct SpeakerOptions {
     /// sends its routes without waiting for our End-of-RIB and knows to
     /// keep our stale routes until we send ours.
     pub restarting: bool,
+    /// Routes to advertise from the start, before any [`Speaker::announce`]:
+    /// a restarting process re-announces what its predecessor announced,
+    /// so the first UPDATEs and the End-of-RIB leave the peers' tables as
+    /// they were.
+    pub initial_routes: BTreeSet<Route>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -459,7 +464,10 @@ impl Speaker {
                 })?;
             }
         }
-        let (desired, _) = watch::channel(Desired::default());
+        let (desired, _) = watch::channel(Desired {
+            routes: options.initial_routes.clone(),
+            ..Desired::default()
+        });
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let listener = listener.map(Arc::new);
         let routing: Routing = Arc::default();
@@ -693,18 +701,21 @@ impl Speaker {
     /// [`Speaker::drain`] then [`Speaker::shutdown`]. Exiting the process
     /// without calling either has the same effect on the wire as this
     /// (the kernel closes the sockets).
-    pub async fn abandon(self) {
+    ///
+    /// It takes `&self` so that a node whose speaker is shared can abandon
+    /// it during a handover; the speaker has no sessions afterwards.
+    pub async fn abandon(&self) {
         self.stop_all(|| PeerCmd::Abandon).await;
     }
 
-    async fn stop_all(mut self, cmd: impl Fn() -> PeerCmd) {
-        if let Some(t) = self.accept_task.take() {
+    async fn stop_all(&self, cmd: impl Fn() -> PeerCmd) {
+        if let Some(t) = &self.accept_task {
             t.abort();
         }
         if let Ok(mut r) = self.routing.lock() {
             r.clear();
         }
-        let peers = std::mem::take(self.peers.get_mut());
+        let peers = std::mem::take(&mut *self.peers.lock().await);
         for h in peers.values() {
             let _ = h.tx.send(cmd()).await;
         }

@@ -325,7 +325,15 @@ async fn frr_keeps_our_routes_stale_across_abandon_and_restart() {
     }
 
     // New process, R bit set; announces only one of the two.
-    let speaker = Speaker::start_with_options(config(), None, SpeakerOptions { restarting: true }).unwrap();
+    let speaker = Speaker::start_with_options(
+        config(),
+        None,
+        SpeakerOptions {
+            restarting: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     speaker.announce([vip("203.0.113.10/32")].into_iter().collect());
     wait_for("FRR refreshed after our End-of-RIB", || {
         let kept = frr_path(&dir, "203.0.113.10/32")?;

@@ -60,7 +60,10 @@ async fn start(peers: Vec<PeerConfig>, restarting: bool) -> Speaker {
             peers,
         },
         None,
-        SpeakerOptions { restarting },
+        SpeakerOptions {
+            restarting,
+            ..Default::default()
+        },
     )
     .unwrap()
 }
@@ -275,7 +278,15 @@ async fn abandon_then_restart_keeps_routes_stale_at_the_peer_until_end_of_rib() 
 
     // New process: R bit, announces only one of the two routes, then
     // End-of-RIB makes B drop the other one.
-    let a2 = Speaker::start_with_options(a_config(port), None, SpeakerOptions { restarting: true }).unwrap();
+    let a2 = Speaker::start_with_options(
+        a_config(port),
+        None,
+        SpeakerOptions {
+            restarting: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     a2.announce([vip()].into_iter().collect());
     let after = owned(&[("203.0.113.10/32", false)]);
     wait_until("B refreshed after End-of-RIB", T, || received(&b, LO) == after).await;

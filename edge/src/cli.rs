@@ -9,8 +9,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use edge_topology::TopologyError;
 use edge_topology::health::IntentOp;
 
+/// This program's version: the package version, or `EDGE_VERSION` when
+/// the binary was built with it set (a build that must be told apart from
+/// another of the same tree, e.g. to test `edge upgrade`).
+pub const VERSION: &str = match option_env!("EDGE_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 #[derive(Debug, Parser)]
-#[command(name = "edge", version, about = "Router-integrated anycast edge node")]
+#[command(name = "edge", version = VERSION, about = "Router-integrated anycast edge node")]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -61,6 +69,17 @@ pub enum Command {
         /// Only print what would change; apply nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Replace a running node's process with a new one (a new binary) without
+    /// refusing a connection or flapping a route: the new process takes
+    /// over every listening socket, the VIP addresses and the BGP sessions
+    /// (graceful restart); the old one finishes its connections and exits.
+    Upgrade {
+        /// The binary to run (default: the one the node was started from).
+        #[arg(long)]
+        binary: Option<PathBuf>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -209,6 +228,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Lab(cmd) => crate::lab::run(cmd),
         Command::Status { admin, json } => crate::client::status(admin.admin, json),
         Command::Reload { admin, dry_run } => crate::client::reload(admin.admin, dry_run),
+        Command::Upgrade { binary, admin } => crate::client::upgrade(admin.admin, binary.as_deref()),
         Command::Dns(DnsCommand::Explain {
             name,
             qtype,
@@ -279,6 +299,11 @@ impl From<RunArgs> for edge_node::NodeOptions {
             no_vip_on_lo: a.no_vip_on_lo,
             no_listeners: a.no_listeners,
             workers: a.workers.unwrap_or(0),
+            version: VERSION.to_string(),
+            // Resolved now: a package upgrade may replace the file later,
+            // and `edge upgrade` then starts what is at this path.
+            exe: std::env::current_exe().ok(),
+            args: std::env::args_os().skip(1).collect(),
         }
     }
 }

@@ -13,9 +13,19 @@ use anyhow::{Context, Result, bail};
 use edge_topology::health::IntentOp;
 
 fn request(admin: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    request_with_timeout(admin, method, path, body, Duration::from_secs(5))
+}
+
+fn request_with_timeout(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2))
         .with_context(|| format!("connecting to the admin API at {admin} (is `edge run` up?)"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(timeout))?;
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -170,6 +180,26 @@ pub fn reload(admin: SocketAddr, dry_run: bool) -> Result<ExitCode> {
             "edge: reload refused, the running configuration is unchanged:\n{}",
             resp.trim_end()
         );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+pub fn upgrade(admin: SocketAddr, binary: Option<&std::path::Path>) -> Result<ExitCode> {
+    let mut path = "/upgrade".to_string();
+    if let Some(b) = binary {
+        let b = std::fs::canonicalize(b).with_context(|| format!("{}", b.display()))?;
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("binary", &b.display().to_string())
+            .finish();
+        path = format!("/upgrade?{q}");
+    }
+    // The handover waits for the new process to build every tier.
+    let (code, resp) = request_with_timeout(admin, "POST", &path, "", Duration::from_secs(90))?;
+    if code == 200 {
+        print!("{resp}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("edge: upgrade failed:\n{}", resp.trim_end());
         Ok(ExitCode::FAILURE)
     }
 }

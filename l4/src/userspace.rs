@@ -176,6 +176,16 @@ impl UserspaceDataplane {
         Ok(key)
     }
 
+    /// Stops accepting new flows on every service, without closing the
+    /// established ones: an upgrade's successor serves the listening
+    /// sockets now, and this process only finishes what it has. UDP flows
+    /// end here too (their receive loop is the listening socket's).
+    pub fn stop_accepting(&mut self) {
+        for r in self.services.values() {
+            r.task.abort();
+        }
+    }
+
     /// Open flows (TCP connections or UDP flows) of a service, including
     /// draining ones; `None` if the service is not running.
     pub fn active_flows(&self, key: &ServiceKey) -> Option<usize> {

@@ -51,6 +51,17 @@ impl LoopbackVips {
         })
     }
 
+    /// Takes over prefixes a previous process of this node added (an
+    /// upgrade): they are ours to remove when no longer desired.
+    pub fn adopt(&mut self, prefixes: impl IntoIterator<Item = IpNet>) {
+        self.ours.extend(prefixes);
+    }
+
+    /// The prefixes this process added (or adopted).
+    pub fn owned(&self) -> &BTreeSet<IpNet> {
+        &self.ours
+    }
+
     /// Makes `lo` hold exactly our share of `desired`: adds what is missing
     /// (unless already local), removes what we added and is no longer
     /// desired. Errors are logged per address; one bad address does not

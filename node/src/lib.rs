@@ -25,6 +25,7 @@ pub mod node;
 pub mod reload;
 pub mod sockets;
 pub mod tiers;
+pub mod upgrade;
 
 pub use node::{Node, NodeOptions, load_config, run};
 

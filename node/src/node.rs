@@ -27,13 +27,14 @@ use edge_topology::health::{HealthSnapshot, NodeReport};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::admin::{self, NodeState, ReloadRequest};
+use crate::admin::{self, NodeState, ReloadRequest, Verb};
 use crate::controller::{Action, Controller, Input, Plan, Tier};
 use crate::health::gossip::{GossipBus, Timing};
 use crate::health::outlier::Ejected;
 use crate::health::{HealthBus, LocalBus, ReportUpdate, check, run_reporter};
 use crate::kernel::LoopbackVips;
 use crate::reload::Changes;
+use crate::upgrade::{Takeover, Upgrade};
 
 /// How a node runs, beyond its topology file (the command line of `edge run`).
 #[derive(Debug, Clone, Default)]
@@ -53,6 +54,12 @@ pub struct NodeOptions {
     pub no_listeners: bool,
     /// Worker threads (0: the CPUs this process may run on).
     pub workers: usize,
+    /// This program's version, shown by `/status` and `edge_node_info`.
+    pub version: String,
+    /// The binary `edge upgrade` starts by default (the one this process
+    /// was started from) and the arguments it passes (this process's).
+    pub exe: Option<PathBuf>,
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// Loads the topology file, or the embedded demo without one.
@@ -110,12 +117,33 @@ pub struct Node {
     tasks: JoinSet<()>,
     admin_task: Option<tokio::task::JoinHandle<Result<()>>>,
     controller_task: Option<tokio::task::JoinHandle<()>>,
+    /// Set by [`Node::upgrade`] once the next process has taken over: the
+    /// controller then stops without withdrawing or removing anything.
+    handed_over: Arc<std::sync::atomic::AtomicBool>,
+    /// The previous process this one takes over from (`edge upgrade`).
+    takeover: Option<Arc<Takeover>>,
+    /// Whether the data plane keeps forwarding while this process restarts
+    /// (the F bit of graceful restart): true for a takeover, whose
+    /// predecessor served until this process did.
+    forwarding_preserved: bool,
 }
 
 impl Node {
     /// Loads and checks the topology, binds every socket the node serves
     /// on and builds each tier. Nothing is served or announced yet.
     pub async fn build(opts: NodeOptions) -> Result<Node> {
+        // Started by `edge upgrade`: take the sockets over before binding.
+        let takeover = tokio::task::block_in_place(Takeover::from_env)
+            .context("taking over from the previous process")?
+            .map(Arc::new);
+        let built = Self::build_with(opts, takeover.clone()).await;
+        if let (Err(e), Some(t)) = (&built, &takeover) {
+            t.failed(&format!("{e:#}"));
+        }
+        built
+    }
+
+    async fn build_with(opts: NodeOptions, takeover: Option<Arc<Takeover>>) -> Result<Node> {
         let dep = Arc::new(load_config(opts.config.as_deref())?);
         let name = pick_node(&dep, opts.node.as_deref())?;
         let (site, n) = dep.node(&name).context("node vanished from the topology")?;
@@ -139,43 +167,18 @@ impl Node {
             registry,
             name.clone(),
             site.clone(),
+            opts.version.clone(),
             Instant::now(),
         ));
         if let Some(d) = &dns {
             state.set_dns(d.explainer());
         }
-        let admin_listener = tokio::net::TcpListener::bind(admin_addr)
-            .await
+        let admin_listener = crate::sockets::bind(admin_addr, socket2::Type::STREAM)
+            .and_then(|s| Ok(tokio::net::TcpListener::from_std(s.into())?))
             .with_context(|| format!("binding the admin API on {admin_addr}"))?;
         let bound = admin_listener.local_addr().context("admin socket address")?;
         tracing::info!(node = %name, %site, admin = %bound, "edge node built");
 
-        // A single-node topology needs no gossip; otherwise every node
-        // joins the bus.
-        let incarnation = incarnation();
-        let bus: Arc<dyn HealthBus> = if dep.nodes().count() > 1 {
-            let listen = opts.gossip.unwrap_or(n.gossip);
-            let timing = Timing {
-                interval: dep.bus.interval,
-                dead_grace: Duration::from_secs(60),
-            };
-            let bus = GossipBus::start(&dep, &name, listen, incarnation, timing).await?;
-            tracing::info!(gossip = %listen, "health bus joined");
-            Arc::new(bus)
-        } else {
-            Arc::new(LocalBus::new())
-        };
-        state.set_bus(bus.clone());
-        let speaker = if n.peers.is_empty() {
-            None
-        } else {
-            let sp = Speaker::start(speaker_config(&dep, n))
-                .await
-                .context("starting the BGP speaker")?;
-            tracing::info!(peers = n.peers.len(), "BGP speaker started");
-            Some(Arc::new(sp))
-        };
-        state.set_speaker(speaker.clone());
         let l4 = if opts.no_listeners {
             None
         } else {
@@ -187,6 +190,54 @@ impl Node {
         } else {
             None
         };
+        // Every socket is bound (or inherited): the previous process may now
+        // leave the bus and BGP to this one.
+        if let Some(t) = &takeover {
+            tokio::task::block_in_place(|| t.built()).context("waiting for the previous process")?;
+            let unclaimed = crate::sockets::drop_unclaimed();
+            if unclaimed > 0 {
+                tracing::info!(
+                    unclaimed,
+                    "inherited sockets the new configuration does not serve were closed"
+                );
+            }
+        }
+        // A single-node topology needs no gossip; otherwise every node
+        // joins the bus.
+        let incarnation = incarnation();
+        let bus: Arc<dyn HealthBus> = if dep.nodes().count() > 1 {
+            let listen = opts.gossip.unwrap_or(n.gossip);
+            let timing = Timing {
+                interval: dep.bus.interval,
+                dead_grace: Duration::from_secs(60),
+            };
+            let bus = join_bus(&dep, &name, listen, incarnation, timing, takeover.is_some()).await?;
+            tracing::info!(gossip = %listen, "health bus joined");
+            Arc::new(bus)
+        } else {
+            Arc::new(LocalBus::new())
+        };
+        state.set_bus(bus.clone());
+        let forwarding_preserved = takeover.is_some();
+        let speaker = if n.peers.is_empty() {
+            None
+        } else {
+            // A takeover re-announces what its predecessor announced, with
+            // the R bit, so the routers' stale routes are refreshed in place.
+            let options = edge_bgp::SpeakerOptions {
+                restarting: takeover.is_some(),
+                initial_routes: takeover
+                    .as_ref()
+                    .map(|t| t.state.routes.iter().cloned().collect())
+                    .unwrap_or_default(),
+            };
+            let sp =
+                Speaker::start_with_options(speaker_config(&dep, n, forwarding_preserved), None, options)
+                    .context("starting the BGP speaker")?;
+            tracing::info!(peers = n.peers.len(), "BGP speaker started");
+            Some(Arc::new(sp))
+        };
+        state.set_speaker(speaker.clone());
         let (stop_tx, _) = watch::channel(false);
         let l7_pools_tx = watch::Sender::new(
             l7.as_ref()
@@ -221,6 +272,9 @@ impl Node {
             tasks: JoinSet::new(),
             admin_task: None,
             controller_task: None,
+            handed_over: Arc::default(),
+            takeover,
+            forwarding_preserved,
         })
     }
 
@@ -275,6 +329,12 @@ impl Node {
             ));
         }
         let controller = Controller::new(self.name.clone());
+        let inherited = self.takeover.as_ref().map(|t| {
+            (
+                t.state.routes.iter().cloned().collect::<BTreeSet<_>>(),
+                t.state.local.iter().copied().collect::<BTreeSet<_>>(),
+            )
+        });
         let drivers = Drivers {
             speaker: self.speaker.clone(),
             dns_view: self.dns.as_ref().map(|d| d.view_handle()),
@@ -284,6 +344,7 @@ impl Node {
             lo: None,
             report_tx,
             vip_on_lo: !self.opts.no_vip_on_lo,
+            state: self.state.clone(),
         };
         self.controller_task = Some(tokio::spawn(drive_controller(
             controller,
@@ -293,9 +354,24 @@ impl Node {
             ejected_rx,
             self.state.clone(),
             drivers,
-            self.ready_tx.clone(),
+            Startup {
+                ready: self.ready_tx.clone(),
+                inherited,
+                handed_over: self.handed_over.clone(),
+            },
             stop_rx.clone(),
         )));
+        if let Some(t) = self.takeover.clone() {
+            // The previous process stops accepting once this one serves.
+            let mut ready = self.ready_tx.subscribe();
+            self.tasks.spawn(async move {
+                if ready.wait_for(|r| *r).await.is_ok()
+                    && let Err(e) = tokio::task::spawn_blocking(move || t.serving()).await
+                {
+                    tracing::warn!(error = %e, "telling the previous process this one serves");
+                }
+            });
+        }
         if let Some(l) = &mut self.l7 {
             l.serve(&self.ready_tx.subscribe(), &stop_rx, &mut self.tasks);
             // Passive health: the proxy's failure reports drive ejections.
@@ -318,13 +394,26 @@ impl Node {
                     }
                     Signal::Term | Signal::Int => return Ok(()),
                 },
-                Some(req) = self.reload_rx.recv() => {
-                    let r = self.reload(req.dry_run).await;
-                    if let Err(e) = &r {
-                        tracing::error!(error = %e, "reload refused; the running configuration is unchanged");
+                Some(req) = self.reload_rx.recv() => match req.verb {
+                    Verb::Reload { dry_run } => {
+                        let r = self.reload(dry_run).await;
+                        if let Err(e) = &r {
+                            tracing::error!(error = %e, "reload refused; the running configuration is unchanged");
+                        }
+                        let _ = req.reply.send(r);
                     }
-                    let _ = req.reply.send(r);
-                }
+                    Verb::Upgrade { binary } => {
+                        let r = self.upgrade(binary).await;
+                        let done = r.is_ok() || self.handed_over.load(std::sync::atomic::Ordering::SeqCst);
+                        if let Err(e) = &r {
+                            tracing::error!(error = %e, "upgrade failed; this process goes on serving");
+                        }
+                        let _ = req.reply.send(r);
+                        if done {
+                            return Ok(());
+                        }
+                    }
+                },
             }
         }
     }
@@ -401,10 +490,10 @@ impl Node {
         }
 
         // BGP: the peerings of this node.
-        let new_peers = speaker_config(&new, n).peers;
+        let new_peers = speaker_config(&new, n, self.forwarding_preserved).peers;
         let old_peers = old
             .node(&self.name)
-            .map(|(_, o)| speaker_config(&old, o).peers)
+            .map(|(_, o)| speaker_config(&old, o, self.forwarding_preserved).peers)
             .unwrap_or_default();
         match (&self.speaker, new_peers.is_empty()) {
             (Some(_), _) => {
@@ -492,6 +581,78 @@ impl Node {
         Ok(format!("{summary}\n{changes}"))
     }
 
+    /// Hands this node over to a new process of `binary` (default: the
+    /// binary this one was started from) with the same arguments: every
+    /// listening socket, the VIP addresses and the announced routes go to
+    /// it (see [`crate::upgrade`]). On success this process has left the bus
+    /// and BGP and should [`Node::shutdown`] (which then only finishes what
+    /// it has); on an error nothing changed and it goes on serving.
+    pub async fn upgrade(&mut self, binary: Option<PathBuf>) -> std::result::Result<String, String> {
+        let exe = binary
+            .or_else(|| self.opts.exe.clone())
+            .ok_or("no binary to upgrade to: pass one")?;
+        if !exe.is_file() {
+            return Err(format!("{}: no such file", exe.display()));
+        }
+        let desired = self.state.applied_desired();
+        let state = crate::upgrade::State {
+            routes: desired
+                .as_ref()
+                .map(|d| d.routes.iter().cloned().collect())
+                .unwrap_or_default(),
+            local: self.state.owned_local().into_iter().collect(),
+            version: self.opts.version.clone(),
+        };
+        let sockets = crate::sockets::for_handover().map_err(|e| format!("duplicating the sockets: {e}"))?;
+        let n_sockets = sockets.len();
+        let args = self.opts.args.clone();
+        let t0 = Instant::now();
+        tracing::info!(binary = %exe.display(), sockets = n_sockets, "upgrade: starting the new process");
+        let up = tokio::task::spawn_blocking({
+            let exe = exe.clone();
+            move || Upgrade::start(&exe, &args, sockets, &state)
+        })
+        .await
+        .map_err(|e| format!("upgrade task: {e}"))?
+        .map_err(|e| format!("upgrade to {}: {e}; this process goes on serving", exe.display()))?;
+        let pid = up.pid();
+        // The new process has built every tier on our sockets. Leave the bus
+        // (it binds the gossip port next) and BGP, without a Cease: peers
+        // with graceful restart keep our routes while it re-establishes.
+        if let Some(done) = self.bus.stop() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+        }
+        if let Some(sp) = &self.speaker {
+            sp.abandon().await;
+        }
+        self.handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
+        let went = tokio::task::spawn_blocking(move || up.go().map(|()| up))
+            .await
+            .map_err(|e| format!("upgrade task: {e}"))?;
+        match went {
+            Ok(up) => {
+                up.detach();
+                let took = t0.elapsed();
+                tracing::info!(
+                    pid,
+                    ?took,
+                    "upgrade: the new process serves; this one finishes what it has"
+                );
+                Ok(format!(
+                    "process {pid} ({}) took over {n_sockets} sockets in {:.0} ms; process {} finishes its connections and exits",
+                    exe.display(),
+                    took.as_secs_f64() * 1000.0,
+                    std::process::id()
+                ))
+            }
+            // We have left the bus and BGP: there is no going back, and the
+            // new process (if alive) carries on; say so.
+            Err(e) => Err(format!(
+                "upgrade: the new process {pid} did not confirm it serves: {e}; this process has already left BGP and the bus and stops"
+            )),
+        }
+    }
+
     /// Stops the node in reverse start order: the controller withdraws
     /// every route and removes the VIP addresses and dataplanes, the
     /// listeners drain, and last the BGP sessions close with a Cease.
@@ -512,7 +673,11 @@ impl Node {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
-        if let Some(h) = self.handoff.take()
+        let handed_over = self.handed_over.load(std::sync::atomic::Ordering::SeqCst);
+        if handed_over {
+            // The new process uses the hand-off rules as they are.
+            std::mem::forget(self.handoff.take());
+        } else if let Some(h) = self.handoff.take()
             && let Err(e) = h.remove()
         {
             tracing::warn!(error = %e, "removing the L4 hand-off");
@@ -520,9 +685,12 @@ impl Node {
         if let Some(mut d) = self.dns.take() {
             d.shutdown().await;
         }
-        // Last, close the BGP sessions with a Cease (the routes are withdrawn).
+        // Last, close the BGP sessions with a Cease (the routes are
+        // withdrawn), unless they were abandoned to a new process.
         self.state.set_speaker(None);
-        if let Some(sp) = self.speaker.take().and_then(Arc::into_inner) {
+        if let Some(sp) = self.speaker.take().and_then(Arc::into_inner)
+            && !handed_over
+        {
             sp.shutdown().await;
         }
         tracing::info!("stopped");
@@ -539,6 +707,29 @@ fn base_dir(config: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Joins the health bus. A process that takes over from another binds the
+/// gossip port its predecessor just released, which can take a moment.
+async fn join_bus(
+    dep: &Deployment,
+    name: &str,
+    listen: SocketAddr,
+    incarnation: u64,
+    timing: Timing,
+    takeover: bool,
+) -> Result<GossipBus> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match GossipBus::start(dep, name, listen, incarnation, timing).await {
+            Ok(b) => return Ok(b),
+            Err(e) if takeover && Instant::now() < deadline => {
+                tracing::debug!(error = %format!("{e:#}"), "gossip port not free yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Where the controller's plans are carried out.
 struct Drivers {
     speaker: Option<Arc<Speaker>>,
@@ -550,6 +741,19 @@ struct Drivers {
     lo: Option<LoopbackVips>,
     report_tx: mpsc::Sender<ReportUpdate>,
     vip_on_lo: bool,
+    state: Arc<NodeState>,
+}
+
+/// What the controller task needs to know about how the node started and
+/// how it stops.
+struct Startup {
+    /// Turned true once the first plan is applied (the L7 listeners wait).
+    ready: watch::Sender<bool>,
+    /// Routes and `lo` prefixes a predecessor left (an upgrade).
+    inherited: Option<(BTreeSet<edge_bgp::Route>, BTreeSet<ipnet::IpNet>)>,
+    /// Set when the node was handed over to a new process: stop without
+    /// touching anything.
+    handed_over: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drivers {
@@ -575,7 +779,11 @@ impl Drivers {
                     None => true,
                 },
                 Action::AddLocal(set) | Action::SetLocal(set) => match &mut self.lo {
-                    Some(lo) => lo.reconcile(set).await,
+                    Some(lo) => {
+                        let ok = lo.reconcile(set).await;
+                        self.state.set_owned_local(lo.owned().clone());
+                        ok
+                    }
                     None => true,
                 },
                 Action::Announce(routes) => {
@@ -633,12 +841,23 @@ async fn drive_controller(
     mut ejected: watch::Receiver<Ejected>,
     state: Arc<NodeState>,
     mut drivers: Drivers,
-    ready: watch::Sender<bool>,
+    startup: Startup,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Startup {
+        ready,
+        inherited,
+        handed_over,
+    } = startup;
     drivers.lo = match LoopbackVips::new().await {
         Ok(_) if !drivers.vip_on_lo => None,
-        Ok(lo) => Some(lo),
+        Ok(mut lo) => {
+            // The predecessor's addresses are ours now (to remove at exit).
+            if let Some((_, local)) = &inherited {
+                lo.adopt(local.iter().copied());
+            }
+            Some(lo)
+        }
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "no netlink: VIPs will not be put on lo");
             None
@@ -650,12 +869,16 @@ async fn drive_controller(
     let mut load_tick = tokio::time::interval(Duration::from_secs(1));
     let mut load = LoadSampler::default();
     drivers.l7_pools = l7_pools.borrow().iter().cloned().collect();
-    let mut inputs = vec![
+    let mut inputs = vec![];
+    if let Some((routes, _)) = inherited {
+        inputs.push(Input::Inherited(routes));
+    }
+    inputs.extend([
         Input::L7Pools(l7_pools.borrow_and_update().clone()),
         Input::Snapshot(snapshots.borrow_and_update().clone()),
         Input::Ejected(ejected.borrow_and_update().clone()),
         Input::Config(cfg.borrow_and_update().clone()),
-    ];
+    ]);
     let mut wake_at = None;
     // No passive health (no L7 tier) closes the ejection channel at once:
     // that means "no ejections", not "stop".
@@ -709,8 +932,41 @@ async fn drive_controller(
             _ = stop.changed() => break,
         }
     }
+    if handed_over.load(std::sync::atomic::Ordering::SeqCst) {
+        ctl.step(Instant::now(), Input::Handover);
+        finish_l4_after_handover(drivers.l4.take()).await;
+        return;
+    }
     let plan = ctl.step(Instant::now(), Input::Shutdown);
     drivers.apply(&plan).await;
+}
+
+/// After a handover the new process serves the L4 listeners; this one
+/// stops accepting and keeps its established flows until they end or the
+/// drain timeout passes. The kernel dataplanes (XDP program, nftables
+/// rules) stay as they are: the new process adopts them.
+async fn finish_l4_after_handover(stage: Option<crate::tiers::l4::L4Stage>) {
+    let Some(mut stage) = stage else {
+        return;
+    };
+    let drain = stage.drain_timeout();
+    let deadline = Instant::now() + drain;
+    if let Some(dp) = &mut stage.userspace {
+        dp.stop_accepting();
+        loop {
+            let (open, _) = crate::tiers::l4::load(dp);
+            if open == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::info!(open, ?drain, "drain timeout: closing the remaining L4 flows");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Not dropped: dropping detaches the XDP program the new process uses.
+    std::mem::forget(stage);
 }
 
 /// The once-a-second work of the controller task: kernel dataplane upkeep,
@@ -850,7 +1106,9 @@ fn incarnation() -> u64 {
 
 /// The node's BGP speaker configuration: one session per peering (one per
 /// address family), dialled from the node's address on the shared subnet.
-fn speaker_config(dep: &Deployment, n: &edge_topology::Node) -> SpeakerConfig {
+/// `forwarding_preserved`: the F bit of graceful restart (see
+/// [`Node::forwarding_preserved`]).
+fn speaker_config(dep: &Deployment, n: &edge_topology::Node, forwarding_preserved: bool) -> SpeakerConfig {
     let peers = n
         .peers
         .iter()
@@ -861,6 +1119,10 @@ fn speaker_config(dep: &Deployment, n: &edge_topology::Node) -> SpeakerConfig {
             pc.hold_time = dep.bgp.hold_time;
             pc.connect_retry = dep.bgp.connect_retry;
             pc.max_prefixes = Some(dep.bgp.max_prefixes);
+            pc.graceful_restart = dep.bgp.graceful_restart.map(|t| edge_bgp::GracefulRestart {
+                forwarding_preserved,
+                ..edge_bgp::GracefulRestart::new(t)
+            });
             if let Some(r) = dep.router(&p.router) {
                 pc.password = r.password.clone();
                 pc.ttl_security = r.ttl_security;

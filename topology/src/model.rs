@@ -72,6 +72,9 @@ pub struct Bgp {
     pub drain: Duration,
     pub port: u16,
     pub max_prefixes: u32,
+    /// RFC 4724 graceful restart: the routers keep the node's routes this
+    /// long while it restarts (an upgrade); `None`: off.
+    pub graceful_restart: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize)]

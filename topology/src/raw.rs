@@ -71,6 +71,16 @@ pub struct RawBgp {
     pub port: Option<u16>,
     /// Close a session whose peer sends more prefixes than this (default 10000).
     pub max_prefixes: Option<u32>,
+    /// RFC 4724 graceful restart, e.g. `{ restart_time = "120s" }`.
+    pub graceful_restart: Option<RawGracefulRestart>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGracefulRestart {
+    /// How long the routers keep this node's routes while it restarts
+    /// (default `120s`, at most `4095s`).
+    pub restart_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -449,6 +449,13 @@ impl Validator<'_> {
         };
         let connect_retry = dur("connect_retry", &rb.connect_retry, Duration::from_secs(1));
         let drain = dur("drain", &rb.drain, Duration::from_secs(5));
+        let graceful_restart = rb.graceful_restart.as_ref().map(|g| {
+            dur(
+                "graceful_restart.restart_time",
+                &g.restart_time,
+                Duration::from_secs(120),
+            )
+        });
         if connect_retry.is_zero() {
             self.e.push("bgp.connect_retry", "must be greater than zero");
         }
@@ -456,12 +463,21 @@ impl Validator<'_> {
         if port == 0 {
             self.e.push("bgp.port", "port 0 is not a usable port");
         }
+        if let Some(t) = graceful_restart
+            && (t.is_zero() || t > Duration::from_secs(4095))
+        {
+            self.e.push(
+                "bgp.graceful_restart.restart_time",
+                format!("{t:?}: RFC 4724 allows 1 s to 4095 s"),
+            );
+        }
         Bgp {
             hold_time,
             connect_retry,
             drain,
             port,
             max_prefixes: rb.max_prefixes.unwrap_or(10_000),
+            graceful_restart,
         }
     }
 

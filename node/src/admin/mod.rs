@@ -13,4 +13,4 @@ mod server;
 mod state;
 
 pub use server::serve;
-pub use state::{NodeState, ReloadReply, ReloadRequest};
+pub use state::{NodeState, ReloadReply, ReloadRequest, Verb};

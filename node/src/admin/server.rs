@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::state::NodeState;
+use super::state::{NodeState, Verb};
 
 fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
@@ -57,7 +57,19 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Result<Respons
             .uri()
             .query()
             .is_some_and(|q| q.split('&').any(|kv| kv == "dry_run" || kv == "dry_run=1"));
-        return Ok(match state.request_reload(dry_run).await {
+        return Ok(match state.request(Verb::Reload { dry_run }).await {
+            Ok(summary) => respond(StatusCode::OK, "text/plain", format!("ok: {summary}\n")),
+            Err(e) => respond(StatusCode::UNPROCESSABLE_ENTITY, "text/plain", format!("{e}\n")),
+        });
+    }
+    if req.method() == Method::POST && req.uri().path() == "/upgrade" {
+        // `?binary=/path/to/edge`; without it, the binary this node runs.
+        let binary = req.uri().query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "binary")
+                .map(|(_, v)| std::path::PathBuf::from(v.into_owned()))
+        });
+        return Ok(match state.request(Verb::Upgrade { binary }).await {
             Ok(summary) => respond(StatusCode::OK, "text/plain", format!("ok: {summary}\n")),
             Err(e) => respond(StatusCode::UNPROCESSABLE_ENTITY, "text/plain", format!("{e}\n")),
         });

@@ -35,6 +35,8 @@ pub struct NodeState {
     config: watch::Receiver<Arc<Deployment>>,
     pub node: String,
     pub site: String,
+    /// This program's version.
+    pub version: String,
     pub started: Instant,
     registry: Registry,
     uptime: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -48,6 +50,8 @@ pub struct NodeState {
     speaker: Mutex<Option<Arc<Speaker>>>,
     bgp: BgpMetrics,
     pub(super) dns: OnceLock<crate::tiers::dns::Explainer>,
+    /// The `lo` prefixes the node added (handed to an upgrade's successor).
+    owned_local: Mutex<BTreeSet<ipnet::IpNet>>,
     /// Counters of the kernel L4 dataplanes, rendered by the controller
     /// (which owns them) about once a second.
     l4_metrics: Mutex<String>,
@@ -57,11 +61,20 @@ pub struct NodeState {
 /// tier, or why nothing was applied.
 pub type ReloadReply = oneshot::Sender<Result<String, String>>;
 
-/// A reload asked for through the admin API.
+/// A verb of the node's main loop asked for through the admin API.
+#[derive(Debug)]
+pub enum Verb {
+    /// Reload the topology file (`dry_run`: only report the changes).
+    Reload { dry_run: bool },
+    /// Hand the node over to a new process of `binary` (default: the
+    /// binary this process was started from).
+    Upgrade { binary: Option<std::path::PathBuf> },
+}
+
+/// A [`Verb`] and where to answer it.
 #[derive(Debug)]
 pub struct ReloadRequest {
-    /// Only compute and report the changes.
-    pub dry_run: bool,
+    pub verb: Verb,
     pub reply: ReloadReply,
 }
 
@@ -71,6 +84,7 @@ impl NodeState {
         mut registry: Registry,
         node: String,
         site: String,
+        version: String,
         started: Instant,
     ) -> Self {
         let deployment = config.borrow().clone();
@@ -78,7 +92,7 @@ impl NodeState {
         info.get_or_create(&NodeLabels {
             node: node.clone(),
             site: site.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: version.clone(),
         })
         .set(1);
         registry.register("node_info", "Static facts about this edge node", info);
@@ -122,6 +136,7 @@ impl NodeState {
             drained.clone(),
         );
         NodeState {
+            version,
             bus_members,
             drained,
             bgp,
@@ -134,6 +149,7 @@ impl NodeState {
             vip_state,
             backend_up,
             applied: Mutex::new(Applied::default()),
+            owned_local: Mutex::new(BTreeSet::new()),
             bus: OnceLock::new(),
             reload: OnceLock::new(),
             speaker: Mutex::new(None),
@@ -163,12 +179,12 @@ impl NodeState {
         let _ = self.reload.set(tx);
     }
 
-    pub(super) async fn request_reload(&self, dry_run: bool) -> Result<String, String> {
+    pub(super) async fn request(&self, verb: Verb) -> Result<String, String> {
         let Some(tx) = self.reload.get() else {
-            return Err("reload is not available yet".into());
+            return Err("the node is not running yet".into());
         };
         let (reply, rx) = oneshot::channel();
-        tx.send(ReloadRequest { dry_run, reply })
+        tx.send(ReloadRequest { verb, reply })
             .await
             .map_err(|_| "the node is shutting down".to_string())?;
         rx.await.map_err(|_| "the node is shutting down".to_string())?
@@ -221,6 +237,23 @@ impl NodeState {
         };
         bus.intent(op, Some(kind));
         Ok(())
+    }
+
+    /// The desired state of the plan applied last.
+    pub fn applied_desired(&self) -> Option<Arc<Desired>> {
+        self.applied.lock().ok().and_then(|a| a.desired.clone())
+    }
+
+    /// Records which `lo` prefixes the node added.
+    pub fn set_owned_local(&self, set: BTreeSet<ipnet::IpNet>) {
+        if let Ok(mut o) = self.owned_local.lock() {
+            *o = set;
+        }
+    }
+
+    /// The `lo` prefixes the node added.
+    pub fn owned_local(&self) -> BTreeSet<ipnet::IpNet> {
+        self.owned_local.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// Records the plan the drivers applied (with the tiers that failed).
@@ -283,6 +316,8 @@ impl NodeState {
         Status {
             node: &self.node,
             site: &self.site,
+            version: &self.version,
+            pid: std::process::id(),
             deployment: &dep.name,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             router_id: n.map(|n| n.router_id.to_string()).unwrap_or_default(),
@@ -380,6 +415,9 @@ impl NodeState {
 pub(super) struct Status<'a> {
     node: &'a str,
     site: &'a str,
+    version: &'a str,
+    /// The process serving this node (it changes with `edge upgrade`).
+    pid: u32,
     deployment: &'a str,
     uptime_seconds: f64,
     router_id: String,

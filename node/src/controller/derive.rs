@@ -70,6 +70,21 @@ fn backend_up(
     }
 }
 
+/// Whether this node has a check result for every backend of its site that
+/// it checks (a node that just started has none).
+pub fn checks_concluded(dep: &Deployment, node: &str, view: &HealthSnapshot) -> bool {
+    let Some((site, _)) = dep.node(node) else {
+        return true;
+    };
+    let own = view.reports.get(node);
+    dep.pools
+        .values()
+        .filter(|p| p.check.is_some())
+        .flat_map(|p| p.backends.iter())
+        .filter(|b| b.site == site.name)
+        .all(|b| own.is_some_and(|r| r.backends.contains_key(&b.name)))
+}
+
 /// The decision for every VIP the node's site announces.
 pub fn vip_verdicts(dep: &Deployment, node: &str, view: &HealthSnapshot) -> BTreeMap<String, Verdict> {
     let mut out = BTreeMap::new();

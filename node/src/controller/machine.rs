@@ -60,9 +60,21 @@ pub enum Input {
     L7Pools(BTreeSet<String>),
     /// Time passed: a drain deadline, or the driver's periodic retry.
     Tick,
+    /// This process took over from one that announced these routes (an
+    /// upgrade): announce them until this node's own checks have a result
+    /// for every backend it checks (at most [`INHERIT_LIMIT`]), so the
+    /// routers' tables do not change while the new process starts.
+    Inherited(BTreeSet<Route>),
     /// Stop the node: withdraw, remove addresses, tear down.
     Shutdown,
+    /// Stop, handing everything over to the next process (an upgrade):
+    /// nothing is withdrawn, removed or torn down.
+    Handover,
 }
+
+/// The longest a taken-over node announces its predecessor's routes while
+/// its own checks have not concluded.
+pub const INHERIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// The consumers the controller drives, one per kind of action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -201,6 +213,9 @@ pub struct Controller {
     last_dns: Option<DnsView>,
     /// The L7 pools the node's proxy knows (set by the driver).
     l7_pools: BTreeSet<String>,
+    /// A predecessor's routes, announced until the checks conclude or the
+    /// deadline passes.
+    inherited: Option<(BTreeSet<Route>, Option<Instant>)>,
     generation: u64,
     stopped: bool,
 }
@@ -221,6 +236,7 @@ impl Controller {
             last_serves: None,
             last_dns: None,
             l7_pools: BTreeSet::new(),
+            inherited: None,
             generation: 0,
             stopped: false,
         }
@@ -257,8 +273,21 @@ impl Controller {
             Input::Snapshot(s) => self.snapshot = s,
             Input::Ejected(e) => self.ejected = e,
             Input::L7Pools(p) => self.l7_pools = p,
+            Input::Inherited(routes) => self.inherited = Some((routes, None)),
             Input::Tick => {}
             Input::Shutdown => return self.shutdown(),
+            Input::Handover => {
+                if !self.stopped {
+                    self.stopped = true;
+                    self.generation += 1;
+                }
+                return Plan {
+                    generation: self.generation,
+                    desired: None,
+                    actions: Vec::new(),
+                    wake_at: None,
+                };
+            }
         }
         if self.stopped {
             return Plan {
@@ -285,6 +314,7 @@ impl Controller {
             .draining_since
             .values()
             .map(|t| *t + dep.bgp.drain)
+            .chain(self.inherited.as_ref().and_then(|(_, d)| *d))
             .filter(|d| *d > now)
             .min();
         Plan {
@@ -309,7 +339,15 @@ impl Controller {
             }
         }
         let announcements = derive::announcements(dep, &verdicts, &self.draining_since, now);
-        let routes = derive::routes(dep, &announcements);
+        let mut routes = derive::routes(dep, &announcements);
+        if let Some((inherited, deadline)) = &mut self.inherited {
+            let until = *deadline.get_or_insert(now + INHERIT_LIMIT);
+            if derive::checks_concluded(dep, node, snap) || now >= until {
+                self.inherited = None;
+            } else {
+                routes = inherited.clone();
+            }
+        }
         let local = derive::local_prefixes(dep, &verdicts);
         let l4 = L4Plan {
             userspace: derive::l4_state_of(dep, node, snap, Some(DataplaneKind::Userspace)),

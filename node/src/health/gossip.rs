@@ -54,6 +54,9 @@ impl StampedIntent {
 enum Cmd {
     Publish(NodeReport),
     Intent(IntentOp, Option<TargetKind>),
+    /// Leave the bus and release the UDP socket (an upgrade's successor
+    /// binds it next); the reply says it is released.
+    Stop(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Gossip timing: how fast changes spread and dead nodes are detected.
@@ -132,6 +135,11 @@ impl HealthBus for GossipBus {
     fn watch(&self) -> watch::Receiver<Arc<HealthSnapshot>> {
         self.snapshots.clone()
     }
+
+    fn stop(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Cmd::Stop(tx)).ok().map(|()| rx)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -173,9 +181,19 @@ async fn run(
     loop {
         tokio::select! {
             cmd = rx.recv() => {
-                let Some(cmd) = cmd else {
-                    let _ = handle.initiate_shutdown();
-                    return;
+                let cmd = match cmd {
+                    None => {
+                        let _ = handle.initiate_shutdown();
+                        return;
+                    }
+                    Some(Cmd::Stop(done)) => {
+                        if let Err(e) = handle.shutdown().await {
+                            tracing::warn!(error = %e, "leaving the health bus");
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(cmd) => cmd,
                 };
                 let mut cc = chitchat.lock().await;
                 match cmd {
@@ -183,6 +201,7 @@ async fn run(
                         Ok(json) => cc.self_node_state().set(REPORT_KEY, json),
                         Err(e) => tracing::error!(error = %e, "cannot encode health report"),
                     },
+                    Cmd::Stop(_) => {}
                     Cmd::Intent(op, kind) => {
                         let mut next = intent.intent.clone();
                         if next.apply(&op, kind) {

@@ -31,6 +31,11 @@ pub trait HealthBus: Send + Sync + 'static {
     fn intent(&self, op: IntentOp, kind: Option<TargetKind>);
     /// The merged view of every node, updated on every change.
     fn watch(&self) -> watch::Receiver<Arc<HealthSnapshot>>;
+    /// Leaves the bus and releases its socket (an upgrade hands the node's
+    /// place to the next process); the receiver completes once released.
+    fn stop(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        None
+    }
 }
 
 /// A bus for a single node (the loopback demo, tests): the snapshot holds

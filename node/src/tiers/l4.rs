@@ -15,6 +15,8 @@ use crate::sockets::bind;
 /// ones.
 pub struct L4Stage {
     pub userspace: Option<UserspaceDataplane>,
+    /// How long established flows may outlive a drain (or a handover).
+    drain_timeout: std::time::Duration,
     pub nft: Option<edge_l4::nftables::NftDataplane>,
     #[cfg(feature = "xdp")]
     pub xdp: Option<Xdp>,
@@ -36,6 +38,11 @@ pub struct Xdp {
 const NEIGHBOUR_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl L4Stage {
+    /// How long established flows may outlive a drain or a handover.
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        self.drain_timeout
+    }
+
     /// Programs every dataplane with its share of the controller's plan.
     /// Returns whether every dataplane took it.
     pub fn apply(&mut self, plan: &L4Plan) -> bool {
@@ -357,6 +364,7 @@ pub fn start(dep: &Deployment, node: &str) -> Result<Option<L4Stage>> {
         None
     };
     Ok(Some(L4Stage {
+        drain_timeout: l4.drain_timeout,
         userspace: any.then_some(dp),
         nft,
         #[cfg(feature = "xdp")]

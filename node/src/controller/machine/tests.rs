@@ -345,3 +345,59 @@ fn pools_added_to_the_l7_tier_get_their_members_at_once() {
     );
     assert_eq!(sets["web"].len(), 2);
 }
+
+#[test]
+fn a_taken_over_node_announces_its_predecessors_routes_until_its_checks_conclude() {
+    let t0 = Instant::now();
+    let mut c = Controller::new(NODE);
+    let (_, full) = started(t0);
+    let old_routes = announced(&full.actions).expect("routes").clone();
+    c.step(t0, Input::Inherited(old_routes.clone()));
+    // No check result yet: on its own the node would announce only the DNS VIP.
+    let p = c.step(t0, Input::Config(dep()));
+    assert_eq!(announced(&p.actions), Some(&old_routes), "{:#?}", p.actions);
+    assert_eq!(p.wake_at, Some(t0 + INHERIT_LIMIT));
+    let p = c.step(t0, Input::Snapshot(view(&[])));
+    assert!(announced(&p.actions).is_none(), "{:#?}", p.actions);
+    // One result is not all of them.
+    let p = c.step(t0, Input::Snapshot(view(&[("ams-b1", true)])));
+    assert!(announced(&p.actions).is_none(), "{:#?}", p.actions);
+    // Every checked backend has a result: the node's own verdicts rule.
+    let p = c.step(t0, Input::Snapshot(view(&[("ams-b1", true), ("ams-b2", false)])));
+    let routes = p.desired.expect("desired").routes.clone();
+    assert_eq!(routes, old_routes, "the same routes, now by its own verdicts");
+    let p = c.step(t0, Input::Snapshot(view(&[("ams-b1", false), ("ams-b2", false)])));
+    assert!(!has_prefix(
+        announced(&p.actions).expect("withdraw"),
+        "203.0.113.10/32"
+    ));
+}
+
+#[test]
+fn inherited_routes_give_way_after_the_limit_even_without_check_results() {
+    let t0 = Instant::now();
+    let mut c = Controller::new(NODE);
+    let (_, full) = started(t0);
+    let old_routes = announced(&full.actions).expect("routes").clone();
+    c.step(t0, Input::Inherited(old_routes.clone()));
+    c.step(t0, Input::Config(dep()));
+    c.step(t0, Input::Snapshot(view(&[])));
+    let p = c.step(t0 + INHERIT_LIMIT, Input::Tick);
+    let routes = announced(&p.actions).expect("own routes");
+    assert!(!has_prefix(routes, "203.0.113.10/32"), "{routes:?}");
+    assert!(has_prefix(routes, "203.0.113.53/32"));
+}
+
+#[test]
+fn a_handover_stops_the_controller_without_touching_anything() {
+    let t0 = Instant::now();
+    let (mut c, _) = started(t0);
+    let p = c.step(t0, Input::Handover);
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(c.stopped());
+    assert!(
+        c.step(t0, Input::Shutdown).actions.is_empty(),
+        "and no shutdown after it"
+    );
+    assert!(c.step(t0, Input::Snapshot(view(&[]))).actions.is_empty());
+}
