@@ -633,3 +633,127 @@ fn with_init_state_down_a_starting_node_sends_nothing_before_a_check_passes() {
     });
     assert_eq!(v["pools"]["demo"].as_array().map(Vec::len), Some(0), "{v:#}");
 }
+
+#[test]
+fn upgrade_hands_every_socket_to_a_new_process_without_a_failed_request() {
+    let b1 = http_backend(200, "good");
+    let b2 = http_backend(200, "good");
+    let l7 = free_port().port();
+    let dns = free_port().port();
+    let cfg = edge_topology_demo()
+        .replace("port = 18081", &format!("port = {b1}"))
+        .replace("port = 18082", &format!("port = {b2}"))
+        .replace("127.0.0.1:7946", &free_port().to_string())
+        .replace("port = 5353", &format!("port = {dns}"))
+        .replace("port = 9000", &format!("port = {}", free_port().port()))
+        .replace("l7 = [{ port = 8080 }]", &format!("l7 = [{{ port = {l7} }}]"))
+        .replace(
+            "interval = \"1s\", timeout = \"500ms\"",
+            "interval = \"100ms\", timeout = \"100ms\"",
+        );
+    let node = run_demo(&cfg, &["--no-vip-on-lo"]);
+    let l7: SocketAddr = format!("127.0.0.1:{l7}").parse().expect("addr");
+    let before = wait_status(node.admin, "announced", Duration::from_secs(10), |v| {
+        v["vips"][0]["verdict"]["decision"] == "announce"
+    });
+    let old_pid = before["pid"].as_u64().expect("pid");
+    // A keep-alive connection used before the upgrade, and a loop of new
+    // connections during it.
+    let mut kept = TcpStream::connect(l7).expect("connect");
+    kept.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(kept, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut buf = [0u8; 256];
+    let n = kept.read(&mut buf).expect("answer on the kept connection");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed, upgrade) = std::thread::scope(|s| {
+        let looper = s.spawn(|| {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http_get(l7, "/") {
+                    Some(r) if r.starts_with("HTTP/1.1 200") => ok += 1,
+                    other => failed.push(other),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (ok, failed)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // A binary that does not exist: refused, nothing changes.
+        let bad = Command::new(EDGE)
+            .args([
+                "upgrade",
+                "--binary",
+                "/nonexistent/edge",
+                "--admin",
+                &node.admin.to_string(),
+            ])
+            .output()
+            .expect("edge upgrade");
+        assert!(!bad.status.success());
+        let out = Command::new(EDGE)
+            .args(["upgrade", "--admin", &node.admin.to_string()])
+            .output()
+            .expect("edge upgrade");
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = looper.join().expect("loop");
+        (ok, failed, out)
+    });
+    let text = String::from_utf8_lossy(&upgrade.stdout).to_string();
+    assert!(
+        upgrade.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&upgrade.stderr)
+    );
+    assert!(text.contains("took over"), "{text}");
+    eprintln!(
+        "upgrade: {}; {ok} requests ok, {} failed",
+        text.trim(),
+        failed.len()
+    );
+    assert!(ok > 20, "{ok}");
+    assert!(
+        failed.is_empty(),
+        "failed requests during the upgrade: {failed:?}"
+    );
+    let after = wait_status(node.admin, "the new process", Duration::from_secs(5), |v| {
+        v["pid"].as_u64().is_some_and(|p| p != old_pid)
+    });
+    assert_eq!(after["vips"][0]["verdict"]["decision"], "announce", "{after:#}");
+    // The old process closed the idle keep-alive connection cleanly (a FIN,
+    // not a reset), as a graceful drain does: the client opens a new one.
+    let mut rest = Vec::new();
+    match kept.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => panic!("the idle connection was reset instead of closed: {e}"),
+    }
+    // DNS is answered by the new process.
+    let dig = Command::new("dig")
+        .args([
+            "+short",
+            "+time=1",
+            "+tries=2",
+            "-p",
+            &dns.to_string(),
+            "@127.0.0.1",
+            "www.edge.example",
+        ])
+        .output();
+    if let Ok(d) = dig {
+        assert_eq!(String::from_utf8_lossy(&d.stdout).trim(), "127.0.0.1");
+    }
+    // The old process exits once its connections are done; the new one
+    // stops on SIGTERM as usual (the DemoNode's child is the old process).
+    drop(kept);
+    let new_pid = after["pid"].as_u64().expect("pid").to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(format!("/proc/{old_pid}")).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{old_pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "the old process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill").args(["-TERM", &new_pid]).status();
+}

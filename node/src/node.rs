@@ -616,16 +616,18 @@ impl Node {
         .map_err(|e| format!("upgrade task: {e}"))?
         .map_err(|e| format!("upgrade to {}: {e}; this process goes on serving", exe.display()))?;
         let pid = up.pid();
-        // The new process has built every tier on our sockets. Leave the bus
-        // (it binds the gossip port next) and BGP, without a Cease: peers
-        // with graceful restart keep our routes while it re-establishes.
+        // The new process has built every tier on our sockets. From here on
+        // this process stops without withdrawing or removing anything.
+        self.handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Leave the bus (it binds the gossip port next) and BGP, without a
+        // Cease: peers with graceful restart keep our routes while it
+        // re-establishes.
         if let Some(done) = self.bus.stop() {
             let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
         }
         if let Some(sp) = &self.speaker {
             sp.abandon().await;
         }
-        self.handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
         let went = tokio::task::spawn_blocking(move || up.go().map(|()| up))
             .await
             .map_err(|e| format!("upgrade task: {e}"))?;
@@ -870,8 +872,8 @@ async fn drive_controller(
     let mut load = LoadSampler::default();
     drivers.l7_pools = l7_pools.borrow().iter().cloned().collect();
     let mut inputs = vec![];
-    if let Some((routes, _)) = inherited {
-        inputs.push(Input::Inherited(routes));
+    if let Some((routes, local)) = inherited {
+        inputs.push(Input::Inherited { routes, local });
     }
     inputs.extend([
         Input::L7Pools(l7_pools.borrow_and_update().clone()),
@@ -881,8 +883,10 @@ async fn drive_controller(
     ]);
     let mut wake_at = None;
     // No passive health (no L7 tier) closes the ejection channel at once:
-    // that means "no ejections", not "stop".
+    // that means "no ejections", not "stop". A bus that left (a handover)
+    // closes the snapshot channel: the last view stays. Only `stop` stops.
     let mut ejections_open = true;
+    let mut snapshots_open = true;
     loop {
         for input in inputs.drain(..) {
             let plan = ctl.step(Instant::now(), input);
@@ -904,9 +908,9 @@ async fn drive_controller(
             }
         };
         tokio::select! {
-            changed = snapshots.changed() => match changed {
+            changed = snapshots.changed(), if snapshots_open => match changed {
                 Ok(()) => inputs.push(Input::Snapshot(snapshots.borrow_and_update().clone())),
-                Err(_) => break,
+                Err(_) => snapshots_open = false,
             },
             changed = cfg.changed() => match changed {
                 Ok(()) => inputs.push(Input::Config(cfg.borrow_and_update().clone())),

@@ -18,6 +18,10 @@ use edge_tests::{TopologyLab, lab_ready, repo_root};
 const VIP: &str = "203.0.113.10";
 const CLIENTS: [&str; 2] = ["ams-c1", "nyc-c1"];
 
+/// One lab at a time: the assertions on timing and on every request need a
+/// machine that is not also running another two-PoP lab.
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
 fn vip() -> IpNet {
     "203.0.113.10/32".parse().expect("prefix")
 }
@@ -71,7 +75,7 @@ fn dig(t: &TopologyLab, client: &str, name: &str) -> Result<Vec<String>, String>
 /// The paths to the VIP in a router's BGP RIB (FRR: `vtysh … json`; BIRD:
 /// `birdc show route for`).
 fn rib_paths(t: &TopologyLab, router: &str) -> Result<usize, String> {
-    if router.starts_with("ams") {
+    if router == "ams-r1" {
         let v = t
             .lab
             .vtysh_json(router, "show bgp ipv4 unicast 203.0.113.10/32 json")
@@ -406,6 +410,7 @@ fn reload_of_dns_records_gslb_l7_routes_and_certificates_is_hitless() {
     ) {
         return;
     }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let before = topology("one", "198.51.100.77", 20);
     let after = topology("two", "198.51.100.78", 30);
     let t = up(&before);
@@ -492,6 +497,7 @@ fn a_reload_whose_certificate_is_missing_keeps_the_old_config_everywhere() {
     ) {
         return;
     }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let before = topology("one", "198.51.100.77", 20);
     let t = up(&before);
     let config = t.dir.path().join("topology/deployment.toml");
@@ -527,4 +533,215 @@ fn a_reload_whose_certificate_is_missing_keeps_the_old_config_everywhere() {
         assert_eq!(dig_ttl(&t, c, "www.edge.example").expect("ttl"), 20);
     }
     assert_hitless("refused reloads", &seen);
+}
+
+/// FRR's count of established sessions with `neighbor` (grows with every
+/// reset).
+fn frr_established(t: &TopologyLab, router: &str, neighbor: &str) -> u64 {
+    let v = t
+        .lab
+        .vtysh_json(router, &format!("show bgp neighbors {neighbor} json"))
+        .expect("vtysh");
+    v[neighbor]["connectionsEstablished"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no session counters for {neighbor}: {v}"))
+}
+
+#[test]
+fn a_reload_that_removes_and_adds_a_bgp_peer_changes_only_that_session() {
+    if !lab_ready(
+        "hitless peer change",
+        &[
+            "ip",
+            "vtysh",
+            "bird",
+            "birdc",
+            "dig",
+            "curl",
+            "openssl",
+            "/usr/lib/frr/bgpd",
+        ],
+    ) {
+        return;
+    }
+    // ams-e1 peers with a second router at ams, ams-r2 (BIRD), over its own
+    // link.
+    let with_r2 = topology("one", "198.51.100.77", 20)
+        .replace(
+            "[[sites.ams.nodes]]\nname = \"ams-e1\"",
+            "[[sites.ams.routers]]\nname = \"ams-r2\"\nkind = \"bird\"\nasn = 65003\nrouter_id = \"198.18.0.3\"\n\
+             addresses = [\"198.18.13.1/24\"]\n\n[[sites.ams.nodes]]\nname = \"ams-e1\"",
+        )
+        .replace(
+            "addresses = [\"198.18.11.2/24\", \"2001:db8:11::2/64\", \"198.19.1.1/24\", \"2001:db8:101::1/64\"]\npeers = [\"ams-r1\"]",
+            "addresses = [\"198.18.11.2/24\", \"2001:db8:11::2/64\", \"198.19.1.1/24\", \"2001:db8:101::1/64\", \"198.18.13.2/24\"]\n\
+             peers = [\"ams-r1\", \"ams-r2\"]",
+        );
+    assert!(with_r2.contains("ams-r2\"]"), "topology edited");
+    let without_r2 = with_r2.replace("peers = [\"ams-r1\", \"ams-r2\"]", "peers = [\"ams-r1\"]");
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let t = up(&with_r2);
+    TopologyLab::wait(
+        "the VIP at ams-r2",
+        Duration::from_secs(20),
+        || match rib_paths(&t, "ams-r2")? {
+            1 => Ok(()),
+            n => Err(format!("{n} paths")),
+        },
+    );
+    let config = t.dir.path().join("topology/deployment.toml");
+    let frr_before = frr_established(&t, "ams-r1", "198.18.11.2");
+    let gslb_answers = ["198.51.100.10", "198.51.100.20"];
+    let dns_ok = |a: &[String]| a.len() == 1 && gslb_answers.contains(&a[0].as_str());
+    let (outputs, seen) = during(&t, &dns_ok, || {
+        std::fs::write(&config, &without_r2).expect("write");
+        let removed = t.edge("ams-e1", &["reload"]);
+        assert!(
+            removed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&removed.stderr)
+        );
+        TopologyLab::wait(
+            "ams-r2 to lose the VIP",
+            Duration::from_secs(10),
+            || match rib_paths(&t, "ams-r2")? {
+                0 => Ok(()),
+                n => Err(format!("{n} paths")),
+            },
+        );
+        std::fs::write(&config, &with_r2).expect("write");
+        let added = t.edge("ams-e1", &["reload"]);
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        TopologyLab::wait(
+            "ams-r2 to learn the VIP again",
+            Duration::from_secs(20),
+            || match rib_paths(&t, "ams-r2")? {
+                1 => Ok(()),
+                n => Err(format!("{n} paths")),
+            },
+        );
+        (
+            String::from_utf8_lossy(&removed.stdout).to_string(),
+            String::from_utf8_lossy(&added.stdout).to_string(),
+        )
+    });
+    eprintln!(
+        "reload without ams-r2:\n{}reload with ams-r2:\n{}",
+        outputs.0, outputs.1
+    );
+    assert!(
+        outputs.0.contains("bgp: removed peer 198.18.13.1"),
+        "{}",
+        outputs.0
+    );
+    assert!(outputs.1.contains("bgp: added peer 198.18.13.1"), "{}", outputs.1);
+    for out in [&outputs.0, &outputs.1] {
+        assert!(
+            !out.contains("198.18.11.1") && !out.contains("2001:db8:11::1"),
+            "ams-r1's sessions are not touched: {out}"
+        );
+    }
+    assert_eq!(
+        frr_established(&t, "ams-r1", "198.18.11.2"),
+        frr_before,
+        "FRR saw no reset of its session with ams-e1"
+    );
+    assert_hitless("reload removing and adding a BGP peer", &seen);
+}
+
+/// An `edge` binary built from this tree with another version string (its
+/// own target directory, so the suite's binary is left alone).
+fn upgraded_binary(version: &str) -> std::path::PathBuf {
+    let target = repo_root().join("target/upgrade");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-p", "edge", "--bin", "edge"])
+        .env("EDGE_VERSION", version)
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(repo_root())
+        .output()
+        .expect("cargo build");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bin = target.join("debug/edge");
+    let v = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .expect("edge --version");
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("edge {version}")
+    );
+    bin
+}
+
+#[test]
+fn upgrade_of_every_node_in_turn_is_hitless() {
+    if !lab_ready(
+        "hitless upgrade",
+        &[
+            "ip",
+            "vtysh",
+            "bird",
+            "birdc",
+            "dig",
+            "curl",
+            "openssl",
+            "/usr/lib/frr/bgpd",
+        ],
+    ) {
+        return;
+    }
+    let version = format!("{}+upgrade", env!("CARGO_PKG_VERSION"));
+    let new_bin = upgraded_binary(&version);
+    // Graceful restart keeps the routes at the routers while each node's
+    // new process re-establishes its sessions; the restart time only needs
+    // to cover the handover.
+    let text = topology("one", "198.51.100.77", 20)
+        .replace("[bgp]\n", "[bgp]\ngraceful_restart = { restart_time = \"5s\" }\n")
+        .replace("[bus]\n", "[l4]\ndrain_timeout = \"60s\"\n\n[bus]\n");
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let t = up(&text);
+    let gslb_answers = ["198.51.100.10", "198.51.100.20"];
+    let dns_ok = |a: &[String]| a.len() == 1 && gslb_answers.contains(&a[0].as_str());
+    let bin = new_bin.display().to_string();
+    let (times, seen) = during(&t, &dns_ok, || {
+        let mut times = BTreeMap::new();
+        for n in nodes(&t) {
+            let u0 = Instant::now();
+            let out = t.edge(&n, &["upgrade", "--binary", &bin]);
+            assert!(
+                out.status.success(),
+                "upgrade of {n}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let handover = u0.elapsed();
+            // The new process answers `edge status` with the new version and
+            // the same verdicts.
+            TopologyLab::wait("the new version", Duration::from_secs(10), || {
+                let out = t.edge(&n, &["status", "--json"]);
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}"))?;
+                if v["version"] == version.as_str() && v["vips"][0]["verdict"]["decision"] == "announce" {
+                    Ok(())
+                } else {
+                    Err(format!("{} {}", v["version"], v["vips"][0]["verdict"]))
+                }
+            });
+            times.insert(n, (handover, u0.elapsed()));
+        }
+        times
+    });
+    for (n, (handover, total)) in &times {
+        eprintln!(
+            "upgrade of {n}: handover {handover:?}, new version serving {total:?} after `edge upgrade`"
+        );
+    }
+    assert_hitless("upgrade of every node", &seen);
+    // The routers re-learned every path from the new processes.
+    for r in ["ams-r1", "nyc-r1"] {
+        assert_eq!(rib_paths(&t, r).expect("rib"), 3, "{r}");
+    }
 }

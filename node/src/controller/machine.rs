@@ -60,11 +60,16 @@ pub enum Input {
     L7Pools(BTreeSet<String>),
     /// Time passed: a drain deadline, or the driver's periodic retry.
     Tick,
-    /// This process took over from one that announced these routes (an
-    /// upgrade): announce them until this node's own checks have a result
-    /// for every backend it checks (at most [`INHERIT_LIMIT`]), so the
-    /// routers' tables do not change while the new process starts.
-    Inherited(BTreeSet<Route>),
+    /// This process took over from one that announced these routes and
+    /// held these `lo` prefixes (an upgrade): keep both until this node's
+    /// own checks have a result for every backend it checks (at most
+    /// [`INHERIT_LIMIT`]), so neither the routers' tables nor the addresses
+    /// that established connections use change while the new process
+    /// starts.
+    Inherited {
+        routes: BTreeSet<Route>,
+        local: BTreeSet<IpNet>,
+    },
     /// Stop the node: withdraw, remove addresses, tear down.
     Shutdown,
     /// Stop, handing everything over to the next process (an upgrade):
@@ -195,6 +200,14 @@ pub struct Plan {
     pub wake_at: Option<Instant>,
 }
 
+/// What a predecessor left, and until when it counts.
+#[derive(Debug)]
+struct Inherited {
+    routes: BTreeSet<Route>,
+    local: BTreeSet<IpNet>,
+    until: Option<Instant>,
+}
+
 /// The node's controller (see the module docs).
 #[derive(Debug)]
 pub struct Controller {
@@ -213,9 +226,9 @@ pub struct Controller {
     last_dns: Option<DnsView>,
     /// The L7 pools the node's proxy knows (set by the driver).
     l7_pools: BTreeSet<String>,
-    /// A predecessor's routes, announced until the checks conclude or the
-    /// deadline passes.
-    inherited: Option<(BTreeSet<Route>, Option<Instant>)>,
+    /// A predecessor's routes and `lo` prefixes, kept until the checks
+    /// conclude or the deadline passes.
+    inherited: Option<Inherited>,
     generation: u64,
     stopped: bool,
 }
@@ -273,7 +286,13 @@ impl Controller {
             Input::Snapshot(s) => self.snapshot = s,
             Input::Ejected(e) => self.ejected = e,
             Input::L7Pools(p) => self.l7_pools = p,
-            Input::Inherited(routes) => self.inherited = Some((routes, None)),
+            Input::Inherited { routes, local } => {
+                self.inherited = Some(Inherited {
+                    routes,
+                    local,
+                    until: None,
+                })
+            }
             Input::Tick => {}
             Input::Shutdown => return self.shutdown(),
             Input::Handover => {
@@ -314,7 +333,7 @@ impl Controller {
             .draining_since
             .values()
             .map(|t| *t + dep.bgp.drain)
-            .chain(self.inherited.as_ref().and_then(|(_, d)| *d))
+            .chain(self.inherited.as_ref().and_then(|i| i.until))
             .filter(|d| *d > now)
             .min();
         Plan {
@@ -340,15 +359,16 @@ impl Controller {
         }
         let announcements = derive::announcements(dep, &verdicts, &self.draining_since, now);
         let mut routes = derive::routes(dep, &announcements);
-        if let Some((inherited, deadline)) = &mut self.inherited {
-            let until = *deadline.get_or_insert(now + INHERIT_LIMIT);
+        let mut local = derive::local_prefixes(dep, &verdicts);
+        if let Some(inherited) = &mut self.inherited {
+            let until = *inherited.until.get_or_insert(now + INHERIT_LIMIT);
             if derive::checks_concluded(dep, node, snap) || now >= until {
                 self.inherited = None;
             } else {
-                routes = inherited.clone();
+                routes = inherited.routes.clone();
+                local.extend(inherited.local.iter().copied());
             }
         }
-        let local = derive::local_prefixes(dep, &verdicts);
         let l4 = L4Plan {
             userspace: derive::l4_state_of(dep, node, snap, Some(DataplaneKind::Userspace)),
             nftables: derive::l4_state_of(dep, node, snap, Some(DataplaneKind::Nftables)),

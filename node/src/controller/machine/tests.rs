@@ -352,10 +352,22 @@ fn a_taken_over_node_announces_its_predecessors_routes_until_its_checks_conclude
     let mut c = Controller::new(NODE);
     let (_, full) = started(t0);
     let old_routes = announced(&full.actions).expect("routes").clone();
-    c.step(t0, Input::Inherited(old_routes.clone()));
-    // No check result yet: on its own the node would announce only the DNS VIP.
+    let old_local: BTreeSet<IpNet> = ["203.0.113.10/32".parse().expect("net")].into();
+    c.step(
+        t0,
+        Input::Inherited {
+            routes: old_routes.clone(),
+            local: old_local.clone(),
+        },
+    );
+    // No check result yet: on its own the node would announce only the DNS
+    // VIP, and remove the anycast address its connections use.
     let p = c.step(t0, Input::Config(dep()));
     assert_eq!(announced(&p.actions), Some(&old_routes), "{:#?}", p.actions);
+    assert!(
+        p.desired.as_ref().expect("desired").local.is_superset(&old_local),
+        "the predecessor's addresses stay"
+    );
     assert_eq!(p.wake_at, Some(t0 + INHERIT_LIMIT));
     let p = c.step(t0, Input::Snapshot(view(&[])));
     assert!(announced(&p.actions).is_none(), "{:#?}", p.actions);
@@ -379,7 +391,13 @@ fn inherited_routes_give_way_after_the_limit_even_without_check_results() {
     let mut c = Controller::new(NODE);
     let (_, full) = started(t0);
     let old_routes = announced(&full.actions).expect("routes").clone();
-    c.step(t0, Input::Inherited(old_routes.clone()));
+    c.step(
+        t0,
+        Input::Inherited {
+            routes: old_routes.clone(),
+            local: BTreeSet::new(),
+        },
+    );
     c.step(t0, Input::Config(dep()));
     c.step(t0, Input::Snapshot(view(&[])));
     let p = c.step(t0 + INHERIT_LIMIT, Input::Tick);
