@@ -757,3 +757,92 @@ fn upgrade_hands_every_socket_to_a_new_process_without_a_failed_request() {
     }
     let _ = Command::new("kill").args(["-TERM", &new_pid]).status();
 }
+
+#[test]
+fn reload_dry_run_reports_the_changes_per_tier_and_applies_nothing() {
+    let b1 = http_backend(200, "good");
+    let b2 = http_backend(200, "good");
+    let l7 = free_port().port();
+    let l4 = free_port().port();
+    let base = edge_topology_demo()
+        .replace("port = 18081", &format!("port = {b1}"))
+        .replace("port = 18082", &format!("port = {b2}"))
+        .replace("127.0.0.1:7946", &free_port().to_string())
+        .replace("port = 5353", &format!("port = {}", free_port().port()))
+        .replace("port = 9000", &format!("port = {l4}"))
+        .replace(
+            "interval = \"1s\", timeout = \"500ms\"",
+            "interval = \"100ms\", timeout = \"100ms\"",
+        );
+    let plain = base.replace("l7 = [{ port = 8080 }]", &format!("l7 = [{{ port = {l7} }}]"));
+    let blocking = base.replace(
+        "l7 = [{ port = 8080 }]",
+        &format!(
+            "l7 = [{{ port = {l7}, routes = [{{ name = \"block\", match = [{{ path_prefix = \"/blocked\" }}], \
+             action = {{ deny = {{ status = 403 }} }} }}] }}]"
+        ),
+    );
+    let node = run_demo(&plain, &["--no-vip-on-lo"]);
+    let l7: SocketAddr = format!("127.0.0.1:{l7}").parse().expect("addr");
+    wait_status(node.admin, "announced", Duration::from_secs(10), |v| {
+        v["vips"][0]["verdict"]["decision"] == "announce"
+    });
+    let status_of = |path: &str| http_get(l7, path).map(|r| r.lines().next().unwrap_or_default().to_string());
+    assert_eq!(status_of("/blocked").as_deref(), Some("HTTP/1.1 200 OK"));
+    let reload = |args: &[&str]| {
+        Command::new(EDGE)
+            .arg("reload")
+            .args(args)
+            .args(["--admin", &node.admin.to_string()])
+            .output()
+            .expect("edge reload")
+    };
+    std::fs::write(&node.file, &blocking).expect("write");
+    let dry = reload(&["--dry-run"]);
+    let text = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(
+        dry.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(text.contains("dry run, nothing applied"), "{text}");
+    assert!(
+        text.contains(&format!("l7: listener demo:{}: routes changed", l7.port())),
+        "{text}"
+    );
+    assert_eq!(
+        status_of("/blocked").as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "a dry run applies nothing"
+    );
+    let real = reload(&[]);
+    let text = String::from_utf8_lossy(&real.stdout).to_string();
+    assert!(
+        real.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    assert!(text.starts_with("ok: "), "{text}");
+    assert!(text.contains("routes changed"), "{text}");
+    assert_eq!(
+        status_of("/blocked").as_deref().map(|s| &s[..12]),
+        Some("HTTP/1.1 403")
+    );
+    // What only a restart can apply refuses the whole reload.
+    let moved = blocking
+        .replace("\"block\"", "\"block2\"")
+        .replace(&format!("port = {l4}"), &format!("port = {}", free_port().port()));
+    std::fs::write(&node.file, &moved).expect("write");
+    let refused = reload(&[]);
+    let err = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("need a restart") && err.contains("l4 listeners"),
+        "{err}"
+    );
+    assert_eq!(
+        status_of("/blocked").as_deref().map(|s| &s[..12]),
+        Some("HTTP/1.1 403"),
+        "the refused reload changed nothing"
+    );
+}

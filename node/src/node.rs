@@ -376,8 +376,11 @@ impl Node {
             l.serve(&self.ready_tx.subscribe(), &stop_rx, &mut self.tasks);
             // Passive health: the proxy's failure reports drive ejections.
             let events = std::mem::replace(&mut l.events, mpsc::channel(1).1);
-            self.tasks
-                .spawn(crate::health::outlier::run_outliers(dep, events, ejected_tx));
+            self.tasks.spawn(crate::health::outlier::run_outliers(
+                self.cfg_tx.subscribe(),
+                events,
+                ejected_tx,
+            ));
         }
     }
 

@@ -82,11 +82,20 @@ fn rib_paths(t: &TopologyLab, router: &str) -> Result<usize, String> {
             .map_err(|e| e.to_string())?;
         Ok(v["paths"].as_array().map_or(0, Vec::len))
     } else {
-        let text = t
-            .lab
-            .birdc(router, "show route for 203.0.113.10/32 all")
-            .map_err(|e| e.to_string())?;
-        Ok(text.matches("BGP.as_path").count())
+        // The whole table (`show route for` fails when the prefix is gone):
+        // count the BGP paths in the VIP's block.
+        let text = t.lab.birdc(router, "show route all").map_err(|e| e.to_string())?;
+        let mut inside = false;
+        let mut paths = 0;
+        for line in text.lines() {
+            if !line.starts_with(char::is_whitespace) && !line.is_empty() {
+                inside = line.starts_with("203.0.113.10/32 ");
+            }
+            if inside && line.trim_start().starts_with("BGP.as_path") {
+                paths += 1;
+            }
+        }
+        Ok(paths)
     }
 }
 
@@ -200,11 +209,19 @@ fn during<T>(
                 }
             });
         }
+        // The loops stop even when the change panics (the scope would
+        // otherwise wait for them forever).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
         // Let the loops run before and after the change.
         std::thread::sleep(Duration::from_millis(500));
         let out = change();
         std::thread::sleep(Duration::from_millis(1500));
-        stop.store(true, Ordering::Relaxed);
         out
     });
     let mut seen = seen.into_inner().expect("lock");

@@ -75,6 +75,11 @@ pub struct OutlierDetector {
 }
 
 impl OutlierDetector {
+    /// The backends this detector watches.
+    pub fn backends(&self) -> BTreeSet<String> {
+        self.backends.keys().cloned().collect()
+    }
+
     pub fn new(cfg: OutlierConfig, backends: impl IntoIterator<Item = String>) -> Self {
         OutlierDetector {
             cfg,

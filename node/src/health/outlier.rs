@@ -18,25 +18,51 @@ use tokio::sync::{mpsc, watch};
 /// (pool, backend) pairs currently ejected.
 pub type Ejected = BTreeSet<(String, String)>;
 
+/// One detector per pool of `dep`; a pool whose backends are unchanged keeps
+/// its detector (and its ejections) across a reload.
+fn build_detectors(
+    dep: &Deployment,
+    mut old: BTreeMap<String, OutlierDetector>,
+) -> BTreeMap<String, OutlierDetector> {
+    let cfg = OutlierConfig::default();
+    dep.pools
+        .values()
+        .map(|p| {
+            let names: BTreeSet<String> = p.backends.iter().map(|b| b.name.clone()).collect();
+            let d = match old.remove(&p.name) {
+                Some(d) if d.backends() == names => d,
+                _ => OutlierDetector::new(cfg, names),
+            };
+            (p.name.clone(), d)
+        })
+        .collect()
+}
+
 pub async fn run_outliers(
-    dep: Arc<Deployment>,
+    mut config: watch::Receiver<Arc<Deployment>>,
     mut events: mpsc::Receiver<PassiveEvent>,
     ejected: watch::Sender<Ejected>,
 ) {
-    let cfg = OutlierConfig::default();
-    let mut detectors: BTreeMap<String, OutlierDetector> = dep
-        .pools
-        .values()
-        .map(|p| {
-            (
-                p.name.clone(),
-                OutlierDetector::new(cfg, p.backends.iter().map(|b| b.name.clone())),
-            )
-        })
-        .collect();
+    let mut detectors = build_detectors(&config.borrow_and_update(), BTreeMap::new());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            changed = config.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // A reload: pools added or removed, backends changed.
+                detectors = build_detectors(&config.borrow_and_update(), std::mem::take(&mut detectors));
+                let known: BTreeSet<(String, String)> = detectors
+                    .iter()
+                    .flat_map(|(p, d)| d.backends().into_iter().map(move |b| (p.clone(), b)))
+                    .collect();
+                ejected.send_if_modified(|s| {
+                    let before = s.len();
+                    s.retain(|k| known.contains(k));
+                    s.len() != before
+                });
+            }
             e = events.recv() => {
                 let Some(e) = e else { return };
                 let Some(d) = detectors.get_mut(&e.pool) else { continue };
