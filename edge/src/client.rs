@@ -122,6 +122,17 @@ pub fn bgp_sessions(admin: SocketAddr, json: bool) -> Result<ExitCode> {
         if let Some(e) = s["last_error"].as_str() {
             println!("    last error: {e}");
         }
+        // The peer's graceful-restart capability, and its routes we keep as
+        // stale while it restarts.
+        let gr = &s["graceful_restart"];
+        if gr.is_object() {
+            println!(
+                "    graceful restart: restart time {} s{}, {} stale prefixes",
+                gr["restart_time"],
+                if gr["restarting"] == true { ", restarting" } else { "" },
+                s["prefixes_stale"]
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,9 +161,10 @@ pub fn bgp_routes(admin: SocketAddr, peer: Option<&str>, received: bool, json: b
         );
         for r in routes.as_array().into_iter().flatten() {
             println!(
-                "  {:<24} next-hop {:<24} {}",
+                "  {:<24} next-hop {:<24} {}{}",
                 r["prefix"].as_str().unwrap_or("?"),
                 r["next_hop"].as_str().unwrap_or("-"),
+                if r["stale"] == true { "(stale) " } else { "" },
                 r["attributes"]
             );
         }

@@ -18,6 +18,35 @@ use edge_tests::{TopologyLab, lab_ready, repo_root};
 const VIP: &str = "203.0.113.10";
 const CLIENTS: [&str; 2] = ["ams-c1", "nyc-c1"];
 
+/// Root and the tools these tests drive (see [`lab_ready`]).
+fn ready(test: &str) -> bool {
+    lab_ready(
+        test,
+        &[
+            "ip",
+            "vtysh",
+            "bird",
+            "birdc",
+            "dig",
+            "curl",
+            "openssl",
+            "/usr/lib/frr/bgpd",
+        ],
+    )
+}
+
+/// What every client sees of the configuration under test: the tagged
+/// route's header, the certificate, a static record and the GSLB TTL.
+fn assert_serves(t: &TopologyLab, route_tag: &str, cn: &str, api_addr: &str, gslb_ttl: u32) {
+    for c in CLIENTS {
+        let r = http(t, c, "/tagged").expect("tagged route");
+        assert!(r.contains(&format!("x-route: {route_tag}")), "{c}: {r}");
+        assert_eq!(served_cn(t, c).expect("tls"), cn, "{c}");
+        assert_eq!(dig(t, c, "api.edge.example").expect("dig"), [api_addr], "{c}");
+        assert_eq!(dig_ttl(t, c, "www.edge.example").expect("ttl"), gslb_ttl, "{c}");
+    }
+}
+
 /// One lab at a time: the assertions on timing and on every request need a
 /// machine that is not also running another two-PoP lab.
 static ONE_LAB: Mutex<()> = Mutex::new(());
@@ -412,19 +441,7 @@ fn nodes(t: &TopologyLab) -> Vec<String> {
 
 #[test]
 fn reload_of_dns_records_gslb_l7_routes_and_certificates_is_hitless() {
-    if !lab_ready(
-        "hitless reload",
-        &[
-            "ip",
-            "vtysh",
-            "bird",
-            "birdc",
-            "dig",
-            "curl",
-            "openssl",
-            "/usr/lib/frr/bgpd",
-        ],
-    ) {
+    if !ready("hitless reload") {
         return;
     }
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -433,13 +450,7 @@ fn reload_of_dns_records_gslb_l7_routes_and_certificates_is_hitless() {
     let t = up(&before);
     let config = t.dir.path().join("topology/deployment.toml");
     let cert_dir = t.dir.path().join("topology");
-    for c in CLIENTS {
-        let r = http(&t, c, "/tagged").expect("tagged route");
-        assert!(r.contains("x-route: one"), "{r}");
-        assert_eq!(served_cn(&t, c).expect("tls"), "edge-cert-one");
-        assert_eq!(dig(&t, c, "api.edge.example").expect("dig"), ["198.51.100.77"]);
-        assert_eq!(dig_ttl(&t, c, "www.edge.example").expect("ttl"), 20);
-    }
+    assert_serves(&t, "one", "edge-cert-one", "198.51.100.77", 20);
     let gslb_answers = ["198.51.100.10", "198.51.100.20"];
     let dns_ok = |a: &[String]| a.len() == 1 && gslb_answers.contains(&a[0].as_str());
     let (reload_times, seen) = during(&t, &dns_ok, || {
@@ -499,19 +510,7 @@ fn reload_of_dns_records_gslb_l7_routes_and_certificates_is_hitless() {
 
 #[test]
 fn a_reload_whose_certificate_is_missing_keeps_the_old_config_everywhere() {
-    if !lab_ready(
-        "hitless reload refused",
-        &[
-            "ip",
-            "vtysh",
-            "bird",
-            "birdc",
-            "dig",
-            "curl",
-            "openssl",
-            "/usr/lib/frr/bgpd",
-        ],
-    ) {
+    if !ready("hitless reload refused") {
         return;
     }
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -542,13 +541,8 @@ fn a_reload_whose_certificate_is_missing_keeps_the_old_config_everywhere() {
             assert!(!out.status.success(), "{n}: a broken file must be refused");
         }
     });
-    for c in CLIENTS {
-        let r = http(&t, c, "/tagged").expect("tagged route");
-        assert!(r.contains("x-route: one"), "old route still served: {r}");
-        assert_eq!(served_cn(&t, c).expect("tls"), "edge-cert-one");
-        assert_eq!(dig(&t, c, "api.edge.example").expect("dig"), ["198.51.100.77"]);
-        assert_eq!(dig_ttl(&t, c, "www.edge.example").expect("ttl"), 20);
-    }
+    // The old configuration, everywhere.
+    assert_serves(&t, "one", "edge-cert-one", "198.51.100.77", 20);
     assert_hitless("refused reloads", &seen);
 }
 
@@ -566,19 +560,7 @@ fn frr_established(t: &TopologyLab, router: &str, neighbor: &str) -> u64 {
 
 #[test]
 fn a_reload_that_removes_and_adds_a_bgp_peer_changes_only_that_session() {
-    if !lab_ready(
-        "hitless peer change",
-        &[
-            "ip",
-            "vtysh",
-            "bird",
-            "birdc",
-            "dig",
-            "curl",
-            "openssl",
-            "/usr/lib/frr/bgpd",
-        ],
-    ) {
+    if !ready("hitless peer change") {
         return;
     }
     // ams-e1 peers with a second router at ams, ams-r2 (BIRD), over its own
@@ -696,19 +678,7 @@ fn upgraded_binary(version: &str) -> std::path::PathBuf {
 
 #[test]
 fn upgrade_of_every_node_in_turn_is_hitless() {
-    if !lab_ready(
-        "hitless upgrade",
-        &[
-            "ip",
-            "vtysh",
-            "bird",
-            "birdc",
-            "dig",
-            "curl",
-            "openssl",
-            "/usr/lib/frr/bgpd",
-        ],
-    ) {
+    if !ready("hitless upgrade") {
         return;
     }
     let version = format!("{}+upgrade", env!("CARGO_PKG_VERSION"));
@@ -757,6 +727,8 @@ fn upgrade_of_every_node_in_turn_is_hitless() {
         );
     }
     assert_hitless("upgrade of every node", &seen);
+    // The new processes serve the same configuration (TLS included).
+    assert_serves(&t, "one", "edge-cert-one", "198.51.100.77", 20);
     // The routers re-learned every path from the new processes.
     for r in ["ams-r1", "nyc-r1"] {
         assert_eq!(rib_paths(&t, r).expect("rib"), 3, "{r}");
