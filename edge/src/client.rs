@@ -54,19 +54,26 @@ pub fn status(admin: SocketAddr, json: bool) -> Result<ExitCode> {
     }
     let v: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
     println!(
-        "node {} (site {}, AS{}, id {}) up {:.0}s",
+        "node {} (site {}, AS{}, id {}) up {:.0}s, edge {} (pid {}), plan {}",
         v["node"].as_str().unwrap_or("?"),
         v["site"].as_str().unwrap_or("?"),
         v["asn"],
         v["router_id"].as_str().unwrap_or("?"),
-        v["uptime_seconds"].as_f64().unwrap_or(0.0)
+        v["uptime_seconds"].as_f64().unwrap_or(0.0),
+        v["version"].as_str().unwrap_or("?"),
+        v["pid"],
+        v["plan"]["generation"]
     );
+    if let Some(failed) = v["plan"]["failed_tiers"].as_array().filter(|f| !f.is_empty()) {
+        println!("  tiers whose last change failed (retried): {failed:?}");
+    }
     for vip in v["vips"].as_array().into_iter().flatten() {
         let verdict = &vip["verdict"];
         println!(
-            "  vip {:<10} {:<9} {}",
+            "  vip {:<10} {:<9} {:<18} {}",
             vip["name"].as_str().unwrap_or("?"),
             verdict["decision"].as_str().unwrap_or("pending"),
+            vip["announcement"].as_str().unwrap_or("-"),
             verdict["reason"].as_str().unwrap_or("")
         );
     }
@@ -129,7 +136,11 @@ pub fn bgp_sessions(admin: SocketAddr, json: bool) -> Result<ExitCode> {
             println!(
                 "    graceful restart: restart time {} s{}, {} stale prefixes",
                 gr["restart_time"],
-                if gr["restarting"] == true { ", restarting" } else { "" },
+                if gr["restarting"] == true {
+                    ", restarting"
+                } else {
+                    ""
+                },
                 s["prefixes_stale"]
             );
         }
