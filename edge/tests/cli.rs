@@ -721,6 +721,8 @@ fn upgrade_hands_every_socket_to_a_new_process_without_a_failed_request() {
     let after = wait_status(node.admin, "the new process", Duration::from_secs(5), |v| {
         v["pid"].as_u64().is_some_and(|p| p != old_pid)
     });
+    // Not our child: stopped when the test ends, whatever happens.
+    let _new = TermOnDrop(after["pid"].to_string());
     assert_eq!(after["vips"][0]["verdict"]["decision"], "announce", "{after:#}");
     // The old process closed the idle keep-alive connection cleanly (a FIN,
     // not a reset), as a graceful drain does: the client opens a new one.
@@ -755,7 +757,30 @@ fn upgrade_hands_every_socket_to_a_new_process_without_a_failed_request() {
         assert!(Instant::now() < deadline, "the old process did not exit");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("kill").args(["-TERM", &new_pid]).status();
+    // SIGUSR2 upgrades too (to the binary the node was started from).
+    let _ = Command::new("kill").args(["-USR2", &new_pid]).status();
+    let third = wait_status(
+        node.admin,
+        "the process after SIGUSR2",
+        Duration::from_secs(10),
+        |v| {
+            v["pid"]
+                .as_u64()
+                .is_some_and(|p| p.to_string() != new_pid && p != old_pid)
+                && v["vips"][0]["verdict"]["decision"] == "announce"
+        },
+    );
+    let _third = TermOnDrop(third["pid"].to_string());
+}
+
+/// Sends SIGTERM to a process when dropped (processes started by an
+/// upgrade are not the test's children).
+struct TermOnDrop(String);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0]).status();
+    }
 }
 
 #[test]

@@ -56,6 +56,10 @@ use crate::route::{RouteRule, RouteTable};
 use crate::tls::{SniResolver, server_config, upstream_fingerprint};
 use crate::upstream::{MemberKey, PoolView, RetryBudget, Upstreams, ViewSpec};
 
+/// How long a connection accepted just before a drain may take to send its
+/// first request (see `run_http`).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+
 /// Capacity of the passive-health channel; beyond it events are dropped
 /// and counted in `l7_passive_health_dropped`.
 const PASSIVE_QUEUE: usize = 4096;
@@ -743,6 +747,7 @@ async fn run_http<I>(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let peer = ctx.peer;
+    let opened = tokio::time::Instant::now();
     // Boxed: the request future is several KB, and hyper moves it (into
     // the h2 stream task it spawns, into the h1 dispatcher); moving a
     // pointer instead measurably helps HTTP/2 (`labs/bench/l7.sh`). Each
@@ -759,6 +764,23 @@ async fn run_http<I>(
         }
         // The borrow guard from wait_for must not live across the drain.
         _ = async { drop(stop.wait_for(|s| *s).await) } => {
+            // A connection accepted just before the drain has not sent its
+            // first request yet, and hyper would close it as idle: the
+            // client would see its request fail. Give it a moment to arrive
+            // (it is then answered before the close); keep-alive
+            // connections that sat idle for longer close at once.
+            let grace = opened + FIRST_REQUEST_GRACE;
+            if tokio::time::Instant::now() < grace {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection closed with error");
+                        }
+                        return;
+                    }
+                    _ = tokio::time::sleep_until(grace) => {}
+                }
+            }
             conn.as_mut().graceful_shutdown();
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection closed with error during drain");

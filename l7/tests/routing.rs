@@ -417,6 +417,38 @@ async fn in_flight_requests_finish_during_a_graceful_shutdown() {
 }
 
 #[tokio::test]
+async fn a_connection_accepted_just_before_a_drain_gets_its_first_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("b").await;
+    let run = start(config(
+        vec![listener("web", vec![to_pool("p")])],
+        vec![pool("p", &[&b])],
+    ))
+    .await;
+    // Connected (and accepted) before the drain, request sent after it: an
+    // upgrade's old process hands its sockets over at any moment, and the
+    // client of such a connection must not see it closed unanswered.
+    let mut conn = tokio::net::TcpStream::connect(run.addr("web")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let stopping = tokio::spawn(run.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    conn.write_all(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("drain did not end")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn ipv6_loopback_std_listener() {
     let Ok(back_sock) = tokio::net::TcpListener::bind("[::1]:0").await else {
         eprintln!("skipping: no IPv6 loopback");

@@ -395,6 +395,18 @@ impl Node {
                             tracing::error!(error = %e, "reload refused; the running configuration is unchanged");
                         }
                     }
+                    Signal::Usr2 => match self.upgrade(None).await {
+                        Ok(done) => {
+                            tracing::info!(%done, "upgraded");
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "upgrade failed");
+                            if self.handed_over.load(std::sync::atomic::Ordering::SeqCst) {
+                                return Ok(());
+                            }
+                        }
+                    },
                     Signal::Term | Signal::Int => return Ok(()),
                 },
                 Some(req) = self.reload_rx.recv() => match req.verb {
@@ -1156,13 +1168,16 @@ enum Signal {
     Term,
     Int,
     Hup,
+    Usr2,
 }
 
-/// SIGTERM/SIGINT stop the node; SIGHUP reloads the configuration.
+/// SIGTERM/SIGINT stop the node; SIGHUP reloads the configuration; SIGUSR2
+/// upgrades it (`edge upgrade` with the binary it was started from).
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -1172,6 +1187,7 @@ impl Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            usr2: signal(SignalKind::user_defined2()).context("installing the SIGUSR2 handler")?,
         })
     }
 
@@ -1180,6 +1196,7 @@ impl Signals {
             _ = self.term.recv() => { tracing::info!("SIGTERM"); Signal::Term }
             _ = self.int.recv() => { tracing::info!("SIGINT"); Signal::Int }
             _ = self.hup.recv() => { tracing::info!("SIGHUP"); Signal::Hup }
+            _ = self.usr2.recv() => { tracing::info!("SIGUSR2"); Signal::Usr2 }
         }
     }
 }
